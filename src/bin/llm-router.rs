@@ -1,0 +1,77 @@
+//! llm-router's command line: generate the Envoy config from a catalog, check a catalog, hash a client key.
+
+use llm_router::catalog::Catalog;
+use llm_router::envoy_config::{generate, Options};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage:
+  llm-router generate --catalog FILE [--port N] [--admin-port N] [--address A] [--wasm PATH] [--out FILE]
+  llm-router check --catalog FILE      validate a catalog, reading provider keys from the environment
+  llm-router hash-key TOKEN            print the sha256 to put in keys[].sha256";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("llm-router: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let (cmd, rest) = args.split_first().ok_or(USAGE)?;
+    let flag = |name: &str| -> Option<&str> {
+        rest.iter().position(|a| a == name).and_then(|i| rest.get(i + 1)).map(String::as_str)
+    };
+    let read_catalog = || -> Result<(String, String), String> {
+        let path = flag("--catalog").ok_or("--catalog FILE is required")?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        Ok((path.to_string(), text))
+    };
+    match cmd.as_str() {
+        "generate" => {
+            let (path, text) = read_catalog()?;
+            let mut opts = Options { source: path.clone(), ..Options::default() };
+            if let Some(p) = flag("--port") {
+                opts.port = p.parse().map_err(|_| format!("--port: invalid port {p}"))?;
+            }
+            if let Some(p) = flag("--admin-port") {
+                opts.admin_port = p.parse().map_err(|_| format!("--admin-port: invalid port {p}"))?;
+            }
+            if let Some(a) = flag("--address") {
+                opts.address = a.to_string();
+            }
+            if let Some(w) = flag("--wasm") {
+                opts.wasm_path = w.to_string();
+            }
+            let yaml = generate(&text, &opts).map_err(|e| format!("{path}: {e}"))?;
+            match flag("--out") {
+                Some(out) => std::fs::write(out, yaml).map_err(|e| format!("{out}: {e}")),
+                None => {
+                    print!("{yaml}");
+                    Ok(())
+                }
+            }
+        }
+        "check" => {
+            let (path, text) = read_catalog()?;
+            let env = |name: &str| std::env::var(name).ok();
+            let c = Catalog::parse(text.as_bytes(), Some(&env)).map_err(|e| format!("{path}: {e}"))?;
+            println!(
+                "{path}: ok ({} providers, {} models, {} keys)",
+                c.providers.len(),
+                c.models.len(),
+                c.keys.len()
+            );
+            Ok(())
+        }
+        "hash-key" => {
+            let token = rest.first().ok_or("hash-key TOKEN")?;
+            println!("{}", llm_router::auth::hash_token(token));
+            Ok(())
+        }
+        _ => Err(USAGE.to_string()),
+    }
+}

@@ -1,0 +1,89 @@
+//! `mock-provider --port N --name NAME [--status CODE]`: a mock OpenAI-compatible
+//! provider on 127.0.0.1:N (0 = any free port) that runs until killed.
+
+use std::io::{ErrorKind, Write};
+use std::process::ExitCode;
+
+use llm_router::mock::{Behavior, MockProvider};
+
+const USAGE: &str = "usage: mock-provider --port N --name NAME [--status CODE]";
+
+struct Args {
+    port: u16,
+    name: String,
+    status: Option<u16>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut port = None;
+    let mut name = None;
+    let mut status = None;
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        if flag == "-h" || flag == "--help" {
+            return Err(String::new());
+        }
+        let mut value =
+            || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--port" => {
+                let v = value()?;
+                port = Some(v.parse::<u16>().map_err(|_| format!("bad port {v:?}"))?);
+            }
+            "--name" => name = Some(value()?),
+            "--status" => {
+                let v = value()?;
+                let code = v
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|c| (100..=999).contains(c))
+                    .ok_or_else(|| format!("bad status {v:?}"))?;
+                status = Some(code);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Args { port: port.ok_or("--port is required")?, name: name.ok_or("--name is required")?, status })
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("mock-provider: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mock = match MockProvider::start_on(&args.name, args.port) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::AddrInUse => {
+            eprintln!("port {} is in use", args.port);
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("mock-provider: cannot listen on 127.0.0.1:{}: {e}", args.port);
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(code) = args.status {
+        let body = serde_json::json!({
+            "error": {"message": format!("mock status {code}"), "type": "mock_error", "code": code}
+        })
+        .to_string();
+        mock.set_behavior(Behavior::Status { code, headers: Vec::new(), body });
+    }
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "mock-provider {} listening on 127.0.0.1:{}", mock.name(), mock.port());
+    let _ = out.flush();
+    // Serve until killed (SIGTERM/SIGINT default action).
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,591 @@
+//! The validated, immutable catalog: providers, models, client keys and routing defaults.
+//!
+//! Parsed once when Envoy configures the filter; every error names the field path
+//! (`models[3].endpoints[0].provider: unknown provider "deepinfar"`). After that it is only read.
+
+mod endpoint;
+pub mod models_api;
+mod raw;
+
+pub use endpoint::Endpoint;
+
+use raw::{RawCatalog, RawEndpoint, RawKey, RawModel, RawProvider, RawRouting};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+
+/// A catalog that failed validation: the field path and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where in the document, e.g. `providers[1].endpoint`.
+    pub path: String,
+    /// What is wrong; never contains a secret.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Looks up an environment variable of Envoy's process (provider keys).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A bearer token whose SHA-256 is in `keys` is required.
+    Keys,
+    /// No authentication by the filter (something in front authenticates).
+    None,
+}
+
+/// A provider's data policy (`data_collection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataCollection {
+    /// The provider may retain or train on prompts.
+    Allow,
+    /// It does not.
+    Deny,
+}
+
+/// A provider key, kept out of `Debug` output so it can never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value, for building the one header that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One upstream provider (one Envoy cluster).
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Slug, unique, `[a-z0-9._-]`.
+    pub name: String,
+    /// Display name (defaults to `name`).
+    pub display_name: String,
+    /// Where requests go.
+    pub endpoint: Endpoint,
+    /// The environment variable holding the key, if the provider needs one.
+    pub api_key_env: Option<String>,
+    /// The full value of the auth header (`Bearer <key>`), read from the environment at load.
+    pub auth_value: Option<Secret>,
+    /// Lowercase header name carrying the key.
+    pub auth_header: String,
+    /// Data policy.
+    pub data_collection: DataCollection,
+    /// Zero data retention.
+    pub zdr: bool,
+    /// PEM bundle to verify the provider's certificate instead of the system trust store.
+    pub ca_file: Option<String>,
+    /// Extra headers sent to this provider only (lowercase names).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Provider {
+    /// The Envoy cluster serving this provider.
+    pub fn cluster_name(&self) -> String {
+        format!("{CLUSTER_PREFIX}{}", self.name)
+    }
+}
+
+/// Prefix of every provider cluster's name; the rest is the provider's slug.
+pub const CLUSTER_PREFIX: &str = "llm_provider_";
+
+/// Prices in USD per million tokens (`request`: per request, `image`: per image).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pricing {
+    pub prompt: f64,
+    pub completion: f64,
+    pub cache_read: Option<f64>,
+    pub cache_write: Option<f64>,
+    pub request: Option<f64>,
+    pub image: Option<f64>,
+}
+
+impl Pricing {
+    /// The default ranking key: prompt + completion per million tokens.
+    pub fn rank_price(&self) -> f64 {
+        self.prompt + self.completion
+    }
+}
+
+/// One provider serving one model.
+#[derive(Debug, Clone)]
+pub struct ModelEndpoint {
+    /// Index into `Catalog::providers`.
+    pub provider: usize,
+    /// The provider's native model name.
+    pub model: String,
+    /// `model` as a JSON string literal, ready to splice into a body.
+    pub model_json: String,
+    pub pricing: Pricing,
+    pub quantization: Option<String>,
+    pub context_length: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    pub supported_parameters: Vec<String>,
+    pub throughput: Option<f64>,
+    pub latency_ms: Option<f64>,
+}
+
+/// A public model and the endpoints that serve it.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Public id `author/slug`.
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub name: String,
+    pub description: String,
+    pub created: u64,
+    pub context_length: Option<u64>,
+    pub input_modalities: Vec<String>,
+    pub output_modalities: Vec<String>,
+    pub endpoints: Vec<ModelEndpoint>,
+}
+
+/// A client key, stored only as the SHA-256 of its bearer token.
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    pub name: String,
+    pub sha256: [u8; 32],
+}
+
+/// Routing defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    pub max_attempts: u32,
+    pub outage_window_seconds: u64,
+    pub sticky_sessions: bool,
+    pub max_request_bytes: u64,
+    pub first_byte_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+    pub apps: Vec<String>,
+}
+
+/// The validated catalog.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    pub keys: Vec<ClientKey>,
+    pub auth: AuthMode,
+    pub routing: Routing,
+    /// Every request header name any provider's upstream role sets, so each attempt can remove the others'.
+    pub provider_header_names: Vec<String>,
+    /// The rendered `GET /models` body.
+    pub models_json: String,
+    by_model_name: HashMap<String, usize>,
+    by_provider_name: HashMap<String, usize>,
+}
+
+/// Request parameters OpenRouter's API knows (`supported_parameters` values).
+pub const KNOWN_PARAMETERS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "top_a",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "max_tokens",
+    "max_completion_tokens",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "prediction",
+    "seed",
+    "response_format",
+    "structured_outputs",
+    "stop",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "include_reasoning",
+    "reasoning",
+    "reasoning_effort",
+    "web_search_options",
+    "verbosity",
+];
+
+/// Input modalities OpenRouter's API knows.
+pub const INPUT_MODALITIES: &[&str] = &["text", "image", "file", "audio", "video"];
+
+/// Output modalities OpenRouter's API knows.
+pub const OUTPUT_MODALITIES: &[&str] =
+    &["text", "image", "embeddings", "audio", "video", "rerank", "speech", "transcription"];
+
+/// Largest number of attempts a request may make (bounds the generated matcher).
+pub const MAX_ATTEMPTS_LIMIT: u32 = 10;
+
+impl Catalog {
+    /// Parses and validates a catalog. With `env`, every provider's `api_key_env` must be set (the filter);
+    /// without, keys are not read (the config generator).
+    pub fn parse(json: &[u8], env: Option<EnvLookup<'_>>) -> Result<Catalog, ConfigError> {
+        let raw: RawCatalog =
+            serde_json::from_slice(json).map_err(|e| err("", format!("invalid catalog: {e}")))?;
+        let providers = parse_list::<RawProvider>(&raw.providers, "providers")?;
+        if providers.is_empty() {
+            return Err(err("providers", "at least one provider is required"));
+        }
+        let mut catalog = Catalog {
+            providers: Vec::with_capacity(providers.len()),
+            models: Vec::new(),
+            keys: Vec::new(),
+            auth: AuthMode::Keys,
+            routing: parse_routing(&raw.routing)?,
+            provider_header_names: Vec::new(),
+            models_json: String::new(),
+            by_model_name: HashMap::new(),
+            by_provider_name: HashMap::new(),
+        };
+        for (i, p) in providers.into_iter().enumerate() {
+            let provider = validate_provider(p, &format!("providers[{i}]"), env)?;
+            if catalog.by_provider_name.insert(provider.name.clone(), i).is_some() {
+                return Err(err(
+                    &format!("providers[{i}].name"),
+                    format!("duplicate provider \"{}\"", provider.name),
+                ));
+            }
+            catalog.providers.push(provider);
+        }
+        let models = parse_list::<RawModel>(&raw.models, "models")?;
+        if models.is_empty() {
+            return Err(err("models", "at least one model is required"));
+        }
+        for (i, m) in models.into_iter().enumerate() {
+            let path = format!("models[{i}]");
+            let model = catalog.validate_model(m, &path)?;
+            for (j, name) in std::iter::once(&model.id).chain(model.aliases.iter()).enumerate() {
+                if catalog.by_model_name.insert(name.clone(), i).is_some() {
+                    let field =
+                        if j == 0 { format!("{path}.id") } else { format!("{path}.aliases[{}]", j - 1) };
+                    return Err(err(&field, format!("model name \"{name}\" is already used")));
+                }
+            }
+            catalog.models.push(model);
+        }
+        catalog.auth = match raw.auth.as_deref() {
+            None | Some("keys") => AuthMode::Keys,
+            Some("none") => AuthMode::None,
+            Some(other) => return Err(err("auth", format!("must be \"keys\" or \"none\", not \"{other}\""))),
+        };
+        let keys = if raw.keys.is_null() { Vec::new() } else { parse_list::<RawKey>(&raw.keys, "keys")? };
+        for (i, k) in keys.into_iter().enumerate() {
+            let key = validate_key(k, &format!("keys[{i}]"))?;
+            if catalog.keys.iter().any(|other| other.name == key.name) {
+                return Err(err(&format!("keys[{i}].name"), format!("duplicate key name \"{}\"", key.name)));
+            }
+            catalog.keys.push(key);
+        }
+        if catalog.auth == AuthMode::Keys && catalog.keys.is_empty() {
+            return Err(err(
+                "keys",
+                "auth is \"keys\" but no keys are listed (set \"auth\": \"none\" to disable)",
+            ));
+        }
+        let mut names: Vec<String> = Vec::new();
+        for p in &catalog.providers {
+            names.push(p.auth_header.clone());
+            names.extend(p.headers.iter().map(|(n, _)| n.clone()));
+        }
+        names.sort();
+        names.dedup();
+        catalog.provider_header_names = names;
+        catalog.models_json = models_api::render(&catalog);
+        Ok(catalog)
+    }
+
+    /// The model named by `name` (id or alias).
+    pub fn model(&self, name: &str) -> Option<usize> {
+        self.by_model_name.get(name).copied()
+    }
+
+    /// The provider whose slug is `name`.
+    pub fn provider(&self, name: &str) -> Option<usize> {
+        self.by_provider_name.get(name).copied()
+    }
+
+    /// The provider served by an Envoy cluster of ours.
+    pub fn provider_by_cluster(&self, cluster: &str) -> Option<&Provider> {
+        cluster.strip_prefix(CLUSTER_PREFIX).and_then(|n| self.provider(n)).map(|i| &self.providers[i])
+    }
+
+    /// The longest plan any request can have: bounds the slots of the generated matcher.
+    pub fn max_plan_len(&self) -> usize {
+        let widest = self.models.iter().map(|m| m.endpoints.len()).max().unwrap_or(1);
+        widest.min(self.routing.max_attempts as usize).max(1)
+    }
+
+    fn validate_model(&self, m: RawModel, path: &str) -> Result<Model, ConfigError> {
+        check_model_name(&m.id, &format!("{path}.id"))?;
+        for (j, a) in m.aliases.iter().enumerate() {
+            check_model_name(a, &format!("{path}.aliases[{j}]"))?;
+        }
+        for (field, values, known) in [
+            ("input_modalities", &m.input_modalities, INPUT_MODALITIES),
+            ("output_modalities", &m.output_modalities, OUTPUT_MODALITIES),
+        ] {
+            check_known(values.as_deref().unwrap_or_default(), known, &format!("{path}.{field}"))?;
+        }
+        let raw_endpoints = parse_list::<RawEndpoint>(&m.endpoints, &format!("{path}.endpoints"))?;
+        if raw_endpoints.is_empty() {
+            return Err(err(&format!("{path}.endpoints"), "at least one endpoint is required"));
+        }
+        let mut endpoints = Vec::with_capacity(raw_endpoints.len());
+        for (j, e) in raw_endpoints.into_iter().enumerate() {
+            let epath = format!("{path}.endpoints[{j}]");
+            let provider = self.provider(&e.provider).ok_or_else(|| {
+                err(&format!("{epath}.provider"), format!("unknown provider \"{}\"", e.provider))
+            })?;
+            if endpoints.iter().any(|x: &ModelEndpoint| x.provider == provider) {
+                return Err(err(
+                    &format!("{epath}.provider"),
+                    format!("provider \"{}\" is listed twice", e.provider),
+                ));
+            }
+            if e.model.is_empty() {
+                return Err(err(&format!("{epath}.model"), "must not be empty"));
+            }
+            check_known(
+                e.supported_parameters.as_deref().unwrap_or_default(),
+                KNOWN_PARAMETERS,
+                &format!("{epath}.supported_parameters"),
+            )?;
+            let p = e.pricing;
+            for (field, v) in [
+                ("prompt", Some(p.prompt)),
+                ("completion", Some(p.completion)),
+                ("cache_read", p.cache_read),
+                ("cache_write", p.cache_write),
+                ("request", p.request),
+                ("image", p.image),
+            ] {
+                if let Some(v) = v {
+                    if !v.is_finite() || v < 0.0 {
+                        return Err(err(&format!("{epath}.pricing.{field}"), "must be a price >= 0"));
+                    }
+                }
+            }
+            endpoints.push(ModelEndpoint {
+                provider,
+                model_json: serde_json::Value::String(e.model.clone()).to_string(),
+                model: e.model,
+                pricing: Pricing {
+                    prompt: p.prompt,
+                    completion: p.completion,
+                    cache_read: p.cache_read,
+                    cache_write: p.cache_write,
+                    request: p.request,
+                    image: p.image,
+                },
+                quantization: e.quantization,
+                context_length: e.context_length,
+                max_completion_tokens: e.max_completion_tokens,
+                supported_parameters: e.supported_parameters.unwrap_or_default(),
+                throughput: e.throughput,
+                latency_ms: e.latency_ms,
+            });
+        }
+        Ok(Model {
+            name: m.name.unwrap_or_else(|| m.id.clone()),
+            description: m.description.unwrap_or_default(),
+            created: m.created.unwrap_or(0),
+            context_length: m.context_length,
+            input_modalities: m.input_modalities.unwrap_or_else(|| vec!["text".into()]),
+            output_modalities: m.output_modalities.unwrap_or_else(|| vec!["text".into()]),
+            id: m.id,
+            aliases: m.aliases,
+            endpoints,
+        })
+    }
+}
+
+fn err(path: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { path: path.to_string(), message: message.into() }
+}
+
+/// Deserializes a JSON array element by element so an error names the element's index.
+fn parse_list<T: DeserializeOwned>(value: &serde_json::Value, path: &str) -> Result<Vec<T>, ConfigError> {
+    let items = value.as_array().ok_or_else(|| err(path, "must be an array"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| T::deserialize(v).map_err(|e| err(&format!("{path}[{i}]"), e.to_string())))
+        .collect()
+}
+
+fn parse_routing(value: &serde_json::Value) -> Result<Routing, ConfigError> {
+    let raw = if value.is_null() {
+        RawRouting::default()
+    } else {
+        RawRouting::deserialize(value).map_err(|e| err("routing", e.to_string()))?
+    };
+    let routing = Routing {
+        max_attempts: raw.max_attempts.unwrap_or(3),
+        outage_window_seconds: raw.outage_window_seconds.unwrap_or(30),
+        sticky_sessions: raw.sticky_sessions.unwrap_or(true),
+        max_request_bytes: raw.max_request_bytes.unwrap_or(8 * 1024 * 1024),
+        first_byte_timeout_ms: raw.first_byte_timeout_ms.unwrap_or(10_000),
+        response_timeout_ms: raw.response_timeout_ms.unwrap_or(120_000),
+        apps: raw.apps,
+    };
+    if routing.max_attempts == 0 || routing.max_attempts > MAX_ATTEMPTS_LIMIT {
+        return Err(err("routing.max_attempts", format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}")));
+    }
+    if routing.max_request_bytes < 1024 || routing.max_request_bytes > 1 << 30 {
+        return Err(err("routing.max_request_bytes", "must be between 1024 and 1073741824"));
+    }
+    if routing.first_byte_timeout_ms == 0 || routing.response_timeout_ms == 0 {
+        return Err(err("routing", "timeouts must be > 0 ms"));
+    }
+    Ok(routing)
+}
+
+fn validate_provider(
+    p: RawProvider,
+    path: &str,
+    env: Option<EnvLookup<'_>>,
+) -> Result<Provider, ConfigError> {
+    if p.name.is_empty()
+        || !p.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+    {
+        return Err(err(&format!("{path}.name"), "must be a non-empty slug of [a-z0-9._-]"));
+    }
+    let endpoint = Endpoint::parse(&p.endpoint).map_err(|m| err(&format!("{path}.endpoint"), m))?;
+    let auth_header = p.auth_header.unwrap_or_else(|| "authorization".into()).to_ascii_lowercase();
+    if !is_header_name(&auth_header) {
+        return Err(err(&format!("{path}.auth_header"), "is not a valid header name"));
+    }
+    let auth_scheme = p.auth_scheme.unwrap_or_else(|| "Bearer".into());
+    if !is_header_value(&auth_scheme) {
+        return Err(err(&format!("{path}.auth_scheme"), "is not a valid header value"));
+    }
+    let mut auth_value = None;
+    if let Some(var) = &p.api_key_env {
+        if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(err(&format!("{path}.api_key_env"), "must be an environment variable name"));
+        }
+        if let Some(lookup) = env {
+            let key = lookup(var).filter(|k| !k.is_empty()).ok_or_else(|| {
+                err(
+                    &format!("{path}.api_key_env"),
+                    format!("provider \"{}\" needs environment variable {var}, which is not set", p.name),
+                )
+            })?;
+            if !is_header_value(&key) {
+                return Err(err(
+                    &format!("{path}.api_key_env"),
+                    format!("environment variable {var} of provider \"{}\" holds characters not allowed in a header", p.name),
+                ));
+            }
+            let value = if auth_scheme.is_empty() { key } else { format!("{auth_scheme} {key}") };
+            auth_value = Some(Secret(value));
+        }
+    }
+    let data_collection = match p.data_collection.as_deref() {
+        None | Some("allow") => DataCollection::Allow,
+        Some("deny") => DataCollection::Deny,
+        Some(other) => {
+            return Err(err(
+                &format!("{path}.data_collection"),
+                format!("must be \"allow\" or \"deny\", not \"{other}\""),
+            ))
+        }
+    };
+    let mut headers = Vec::new();
+    for (name, value) in p.headers {
+        let lower = name.to_ascii_lowercase();
+        if !is_header_name(&lower) || lower.starts_with(':') || !is_header_value(&value) {
+            return Err(err(&format!("{path}.headers.{name}"), "is not a valid header"));
+        }
+        headers.push((lower, value));
+    }
+    Ok(Provider {
+        display_name: p.display_name.unwrap_or_else(|| p.name.clone()),
+        name: p.name,
+        endpoint,
+        api_key_env: p.api_key_env,
+        auth_value,
+        auth_header,
+        data_collection,
+        zdr: p.zdr.unwrap_or(false),
+        ca_file: p.ca_file,
+        headers,
+    })
+}
+
+fn validate_key(k: RawKey, path: &str) -> Result<ClientKey, ConfigError> {
+    if k.name.is_empty() || !k.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err(err(&format!("{path}.name"), "must be a non-empty name of [A-Za-z0-9._-]"));
+    }
+    let sha256 = decode_sha256(&k.sha256).ok_or_else(|| {
+        err(&format!("{path}.sha256"), "must be 64 hex digits (the SHA-256 of the bearer token)")
+    })?;
+    Ok(ClientKey { name: k.name, sha256 })
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    Some(out)
+}
+
+fn check_known(values: &[String], known: &[&str], path: &str) -> Result<(), ConfigError> {
+    for (i, v) in values.iter().enumerate() {
+        if !known.contains(&v.as_str()) {
+            return Err(err(
+                &format!("{path}[{i}]"),
+                format!("unknown value \"{v}\" (known: {})", known.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_model_name(name: &str, path: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        return Err(err(path, "must be a non-empty name without spaces"));
+    }
+    Ok(())
+}
+
+/// An HTTP header name we are willing to set (token characters, lowercase).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A header value Envoy accepts: visible ASCII, spaces and tabs, no CR/LF.
+pub fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

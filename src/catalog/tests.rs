@@ -1,0 +1,158 @@
+use super::*;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+/// A small catalog used by the brain's tests: key `sk-test-1`, three providers, `max_attempts` 2.
+pub(crate) const DEMO: &str = r#"{
+  "providers": [
+    {"name": "alpha", "display_name": "Alpha", "endpoint": "https://api.alpha.example/v1", "api_key_env": "ALPHA_KEY"},
+    {"name": "beta", "endpoint": "http://127.0.0.1:8080/openai/v1/", "api_key_env": "BETA_KEY",
+     "auth_header": "X-Api-Key", "auth_scheme": "", "headers": {"X-Beta-Version": "2"}},
+    {"name": "gamma", "endpoint": "http://gamma.local"}
+  ],
+  "models": [
+    {"id": "meta/llama", "aliases": ["llama"], "context_length": 1000, "endpoints": [
+      {"provider": "gamma", "model": "llama-g", "pricing": {"prompt": 1, "completion": 1}},
+      {"provider": "alpha", "model": "llama-a", "pricing": {"prompt": 0.1, "completion": 0.2},
+       "supported_parameters": ["tools", "max_tokens"]},
+      {"provider": "beta", "model": "llama-b", "pricing": {"prompt": 0.5, "completion": 0.5, "cache_read": 0.1}}
+    ]},
+    {"id": "openai/gpt", "endpoints": [
+      {"provider": "beta", "model": "gpt\"quoted", "pricing": {"prompt": 2, "completion": 8}}
+    ]}
+  ],
+  "keys": [{"name": "team-a", "sha256": "SHA"}],
+  "routing": {"max_attempts": 2}
+}"#;
+
+pub(crate) fn demo_json() -> String {
+    DEMO.replace("SHA", &crate::auth::hash_token("sk-test-1"))
+}
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "ALPHA_KEY" => Some("alpha-secret".into()),
+        "BETA_KEY" => Some("beta-secret".into()),
+        _ => None,
+    }
+}
+
+pub(crate) fn demo() -> Catalog {
+    Catalog::parse(demo_json().as_bytes(), Some(&env)).unwrap()
+}
+
+fn parse_err(json: &str) -> String {
+    Catalog::parse(json.as_bytes(), Some(&env)).unwrap_err().to_string()
+}
+
+#[test]
+fn demo_parses_with_defaults_and_index() {
+    let c = demo();
+    assert_eq!(c.routing.max_attempts, 2);
+    assert_eq!(c.routing.max_request_bytes, 8 * 1024 * 1024);
+    assert_eq!(c.model("llama"), c.model("meta/llama"));
+    assert_eq!(c.model("nope"), None);
+    let beta = &c.providers[1];
+    assert_eq!(beta.auth_header, "x-api-key");
+    assert_eq!(beta.auth_value.as_ref().unwrap().expose(), "beta-secret");
+    assert_eq!(c.providers[0].auth_value.as_ref().unwrap().expose(), "Bearer alpha-secret");
+    assert_eq!(beta.endpoint.path_prefix, "/openai/v1");
+    assert_eq!(beta.endpoint.authority, "127.0.0.1:8080");
+    assert_eq!(c.providers[0].endpoint.authority, "api.alpha.example");
+    assert_eq!(c.provider_header_names, ["authorization", "x-api-key", "x-beta-version"]);
+    assert_eq!(c.models[1].endpoints[0].model_json, r#""gpt\"quoted""#);
+    assert_eq!(c.max_plan_len(), 2);
+}
+
+#[test]
+fn secrets_never_show_in_debug() {
+    let text = format!("{:?}", demo());
+    assert!(!text.contains("alpha-secret") && !text.contains("beta-secret"), "{text}");
+}
+
+#[test]
+fn errors_name_the_field_path() {
+    let j = demo_json();
+    let cases = [
+        (
+            j.replace(
+                r#""provider": "beta", "model": "llama-b""#,
+                r#""provider": "betta", "model": "llama-b""#,
+            ),
+            "models[0].endpoints[2].provider: unknown provider \"betta\"",
+        ),
+        (
+            j.replace(r#""endpoint": "http://gamma.local""#, r#""endpoint": "ftp://gamma""#),
+            "providers[2].endpoint:",
+        ),
+        (
+            j.replace(r#""name": "gamma","#, r#""name": "gamma", "colour": "red","#),
+            "providers[2]: unknown field `colour`",
+        ),
+        (j.replace(r#""max_attempts": 2"#, r#""max_attempts": 0"#), "routing.max_attempts:"),
+        (j.replace(r#""prompt": 2,"#, r#""prompt": -2,"#), "models[1].endpoints[0].pricing.prompt:"),
+        (
+            j.replace(r#"["tools", "max_tokens"]"#, r#"["tools", "max_tokenz"]"#),
+            "models[0].endpoints[1].supported_parameters[1]: unknown value \"max_tokenz\"",
+        ),
+        (
+            j.replace(r#""aliases": ["llama"]"#, r#""aliases": ["openai/gpt"]"#),
+            "models[1].id: model name \"openai/gpt\" is already used",
+        ),
+        (
+            j.replace(r#"[{"name": "team-a", "sha256": "#, r#"[{"name": "team-a", "sha256": "abc", "x": "#),
+            "keys[0]:",
+        ),
+        ("{\"providers\": [], \"models\": []}".to_string(), "providers: at least one provider"),
+        ("not json".to_string(), "invalid catalog"),
+    ];
+    for (json, want) in cases {
+        let got = parse_err(&json);
+        assert!(got.contains(want), "want {want:?} in {got:?}");
+    }
+}
+
+#[test]
+fn missing_key_variable_names_provider_and_variable_only() {
+    let no_env = |_: &str| None;
+    let e = Catalog::parse(demo_json().as_bytes(), Some(&no_env)).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "providers[0].api_key_env: provider \"alpha\" needs environment variable ALPHA_KEY, which is not set"
+    );
+    // The generator does not read keys.
+    assert!(Catalog::parse(demo_json().as_bytes(), None).is_ok());
+}
+
+#[test]
+fn key_with_newline_is_refused_without_echoing_it() {
+    let bad = |n: &str| (n == "ALPHA_KEY" || n == "BETA_KEY").then(|| "sec\nret".to_string());
+    let e = Catalog::parse(demo_json().as_bytes(), Some(&bad)).unwrap_err().to_string();
+    assert!(e.contains("ALPHA_KEY") && !e.contains("sec"), "{e}");
+}
+
+#[test]
+fn endpoints_parse() {
+    let e = Endpoint::parse("https://h.example:8443/a/b/").unwrap();
+    assert_eq!((e.tls, e.host.as_str(), e.port, e.path_prefix.as_str()), (true, "h.example", 8443, "/a/b"));
+    assert_eq!(e.authority, "h.example:8443");
+    let e = Endpoint::parse("http://[::1]:9000").unwrap();
+    assert_eq!((e.host.as_str(), e.port, e.authority.as_str()), ("::1", 9000, "[::1]:9000"));
+    assert!(e.host_is_ip());
+    for bad in ["h.example", "https://", "https://h:0", "https://h:99999", "https://h/x?y=1", "http://a b"] {
+        assert!(Endpoint::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn models_api_renders_openrouter_shape() {
+    let c = demo();
+    let v: serde_json::Value = serde_json::from_str(&c.models_json).unwrap();
+    assert_eq!(v["total_count"], 2);
+    let m = &v["data"][0];
+    assert_eq!(m["id"], "meta/llama");
+    assert_eq!(m["pricing"]["prompt"], "0.0000001");
+    assert_eq!(m["pricing"]["completion"], "0.0000002");
+    assert_eq!(m["context_length"], 1000);
+    assert_eq!(m["supported_parameters"], serde_json::json!(["tools", "max_tokens"]));
+}

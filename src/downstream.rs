@@ -1,0 +1,286 @@
+//! The downstream role's decisions, as data: what to do with a client's request headers, its body, and
+//! the final response. The shell only carries these out.
+
+use crate::auth::{authenticate, Caller};
+use crate::catalog::Catalog;
+use crate::error::ApiError;
+use crate::plan::{candidates, slot_key, PlanRecord, PLAN_KEY};
+use crate::request::ChatRequest;
+
+/// Request headers as the host gives them: lowercase names, raw byte values.
+pub type Headers = [(String, Vec<u8>)];
+
+/// What to do after the request headers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadVerdict {
+    /// Answer now with this status, headers and body (errors, `GET /models`).
+    Reply(Reply),
+    /// A chat completion: remove these client headers, then wait for the body.
+    Chat(ChatHead),
+}
+
+/// A reply the filter sends itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl From<ApiError> for Reply {
+    fn from(e: ApiError) -> Reply {
+        Reply { status: e.status(), headers: e.headers(), body: e.body() }
+    }
+}
+
+/// A chat request that passed the header checks.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ChatHead {
+    /// The authenticated client key.
+    pub caller: Caller,
+    /// Client headers that must not reach a provider or steer Envoy.
+    pub remove: Vec<String>,
+}
+
+/// Client headers carrying the client's own credentials: never forwarded.
+const CLIENT_CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// Decides on the request headers: routes by method and path, checks content type, size and key.
+pub fn on_request_headers(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> HeadVerdict {
+    match check_head(catalog, headers, end_of_stream) {
+        Ok(v) => v,
+        Err(e) => HeadVerdict::Reply(e.into()),
+    }
+}
+
+fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Result<HeadVerdict, ApiError> {
+    let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
+    let method = header(":method").unwrap_or_default();
+    let path = header(":path").unwrap_or_default();
+    let path = path.split(|b| *b == b'?').next().unwrap_or_default();
+    let endpoint = path.strip_prefix(b"/api").unwrap_or(path);
+    match endpoint {
+        b"/v1/models" => {
+            if method != b"GET" && method != b"HEAD" {
+                return Err(ApiError::MethodNotAllowed("Use GET for /models".into()));
+            }
+            return Ok(HeadVerdict::Reply(Reply {
+                status: 200,
+                headers: vec![("content-type", "application/json".into())],
+                body: catalog.models_json.clone(),
+            }));
+        }
+        b"/v1/chat/completions" => {
+            if method != b"POST" {
+                return Err(ApiError::MethodNotAllowed("Use POST for /chat/completions".into()));
+            }
+        }
+        _ => {
+            return Err(ApiError::NotFound(
+                "Not found: this router serves /v1/chat/completions and /v1/models".into(),
+            ))
+        }
+    }
+    let caller = authenticate(catalog, header("authorization"))?;
+    let content_type = header("content-type").unwrap_or_default();
+    let media_type = content_type.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
+    if !media_type.eq_ignore_ascii_case(b"application/json") {
+        return Err(ApiError::InvalidRequest("Content-Type must be application/json".into()));
+    }
+    if let Some(len) = header("content-length") {
+        let len = std::str::from_utf8(len).ok().and_then(|s| s.trim().parse::<u64>().ok());
+        match len {
+            Some(n) if n > catalog.routing.max_request_bytes => return Err(too_large(catalog)),
+            Some(_) => {}
+            None => return Err(ApiError::InvalidRequest("invalid Content-Length".into())),
+        }
+    }
+    if end_of_stream {
+        return Err(ApiError::InvalidRequest("the request has no body".into()));
+    }
+    let remove = headers
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| CLIENT_CREDENTIAL_HEADERS.contains(&n.as_str()) || is_routing_header(n))
+        .cloned()
+        .collect();
+    Ok(HeadVerdict::Chat(ChatHead { caller, remove }))
+}
+
+/// Headers that steer Envoy or our filter: a client must never set them.
+pub fn is_routing_header(name: &str) -> bool {
+    name.starts_with("x-envoy-") || name.starts_with("x-llm-")
+}
+
+/// The 413 for a body over `routing.max_request_bytes`.
+pub fn too_large(catalog: &Catalog) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "Request body too large: the limit is {} bytes",
+        catalog.routing.max_request_bytes
+    ))
+}
+
+/// Everything the shell does once the body is complete.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BodyDecision {
+    /// The body the providers receive (slot 0's model name spliced in).
+    pub body: Vec<u8>,
+    /// Filter-state values: one per slot for the route matcher, plus the plan record.
+    pub filter_state: Vec<(String, String)>,
+    /// Request headers to set (content-length, retries, per-try timeout).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Parses the complete body and builds the plan.
+pub fn on_request_body(catalog: &Catalog, body: &[u8]) -> Result<BodyDecision, ApiError> {
+    if body.len() as u64 > catalog.routing.max_request_bytes {
+        return Err(too_large(catalog));
+    }
+    let req = ChatRequest::parse(body)?;
+    let name = req.requested_model();
+    let model = catalog.model(name).ok_or_else(|| {
+        ApiError::ModelNotFound(format!("Model \"{}\" is not available", truncate(name, 200)))
+    })?;
+    let plan = candidates(catalog, model);
+    let first =
+        plan.first().ok_or_else(|| ApiError::ProviderUnavailable("No provider serves this model".into()))?;
+    let first_model = &catalog.models[first.model].endpoints[first.endpoint].model_json;
+    let (new_body, model_range) = req.rewrite(first_model);
+    let record = PlanRecord::new(catalog, &plan, new_body.len(), model_range);
+    let mut filter_state: Vec<(String, String)> =
+        record.slots.iter().enumerate().map(|(k, (provider, _))| (slot_key(k), provider.clone())).collect();
+    filter_state.push((PLAN_KEY.to_string(), record.encode()));
+    let timeout =
+        if req.stream { catalog.routing.first_byte_timeout_ms } else { catalog.routing.response_timeout_ms };
+    let headers = vec![
+        ("content-length", new_body.len().to_string()),
+        ("x-envoy-max-retries", (plan.len() - 1).to_string()),
+        ("x-envoy-upstream-rq-per-try-timeout-ms", timeout.to_string()),
+    ];
+    Ok(BodyDecision { body: new_body, filter_state, headers })
+}
+
+/// Where a response came from, as far as the shell could tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The response came from a provider (`response.code_details` is `via_upstream`).
+    pub via_upstream: bool,
+    /// `xds.cluster_name` of the last attempt.
+    pub cluster: Option<String>,
+    /// `upstream.request_attempt_count`.
+    pub attempts: Option<u64>,
+    /// `upstream.transport_failure_reason` (local replies after a failed connection).
+    pub transport_failure: Option<String>,
+}
+
+/// What to do with the final response's headers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResponseVerdict {
+    /// Send on with exactly these headers (the provider's, allowlisted, plus ours).
+    Forward(Vec<(String, Vec<u8>)>),
+    /// Replace the response with this error once the provider's body is complete (`error_reply`).
+    Replace { provider: String, status: u16, retry_after: Option<u64> },
+}
+
+/// Decides on the final response headers.
+pub fn on_response_headers(catalog: &Catalog, headers: &Headers, origin: &Origin) -> ResponseVerdict {
+    let status = response_status(headers);
+    let provider = origin.cluster.as_deref().and_then(|c| catalog.provider_by_cluster(c));
+    let provider_name = provider.map_or_else(|| "the provider".to_string(), |p| p.display_name.clone());
+    let tls_failure = origin
+        .transport_failure
+        .as_deref()
+        .is_some_and(|r| r.contains("TLS") || r.contains("CERTIFICATE") || r.contains("SSL"));
+    if (origin.via_upstream && (status == 429 || status >= 400))
+        || (!origin.via_upstream && status == 503 && tls_failure)
+    {
+        let retry_after = headers
+            .iter()
+            .find(|(n, _)| n == "retry-after")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+        return ResponseVerdict::Replace {
+            provider: provider_name,
+            status: if origin.via_upstream { status } else { 0 },
+            retry_after,
+        };
+    }
+    let mut out: Vec<(String, Vec<u8>)> =
+        headers.iter().filter(|(n, _)| forwardable(n, origin.via_upstream)).cloned().collect();
+    if let Some(p) = provider {
+        out.push(("x-llm-provider".into(), p.name.clone().into_bytes()));
+    }
+    if let Some(n) = origin.attempts {
+        out.push(("x-llm-attempts".into(), n.to_string().into_bytes()));
+    }
+    ResponseVerdict::Forward(out)
+}
+
+/// The `:status` of a response header map (0 when absent or malformed).
+pub fn response_status(headers: &Headers) -> u16 {
+    headers
+        .iter()
+        .find(|(n, _)| n == ":status")
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The error that replaces a failed provider response. `status` 0 means no response (TLS failure).
+/// `body` is the provider's body, used only for a 4xx the client caused.
+pub fn error_reply(provider: &str, status: u16, retry_after: Option<u64>, body: &[u8]) -> ApiError {
+    match status {
+        0 => ApiError::BadGateway(format!("Could not verify the TLS certificate of {provider}")),
+        429 => ApiError::RateLimited {
+            message: format!("{provider} is rate limited; retry later"),
+            retry_after: retry_after.unwrap_or(1).clamp(1, 3600),
+        },
+        401 | 403 => {
+            ApiError::BadGateway(format!("{provider} refused the router's credentials (status {status})"))
+        }
+        408 => ApiError::BadGateway(format!("{provider} timed out (status 408)")),
+        400..=499 => ApiError::ProviderRejected { status, message: provider_message(provider, status, body) },
+        _ => ApiError::BadGateway(format!(
+            "{provider} failed (status {status}) and no other provider could serve"
+        )),
+    }
+}
+
+/// The message of a provider's OpenAI-style error body, bounded; a generic one when there is none.
+fn provider_message(provider: &str, status: u16, body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        message: String,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) if !b.error.message.is_empty() => {
+            format!("{provider}: {}", truncate(&b.error.message, 1000))
+        }
+        _ => format!("{provider} rejected the request (status {status})"),
+    }
+}
+
+fn forwardable(name: &str, via_upstream: bool) -> bool {
+    if !via_upstream {
+        return true; // our own or Envoy's local reply
+    }
+    name.starts_with(':')
+        || matches!(name, "content-type" | "content-length" | "retry-after")
+        || name.starts_with("x-ratelimit-")
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,151 @@
+use super::*;
+use crate::catalog::tests::demo;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    pairs.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect()
+}
+
+fn chat_headers(extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let mut v = h(&[
+        (":method", "POST"),
+        (":path", "/api/v1/chat/completions?x=1"),
+        ("authorization", "Bearer sk-test-1"),
+        ("content-type", "application/json; charset=utf-8"),
+    ]);
+    v.extend(h(extra));
+    v
+}
+
+fn reply_status(v: HeadVerdict) -> u16 {
+    match v {
+        HeadVerdict::Reply(r) => r.status,
+        HeadVerdict::Chat(_) => 0,
+    }
+}
+
+#[test]
+fn chat_head_strips_credentials_and_routing_headers() {
+    let c = demo();
+    let v = on_request_headers(
+        &c,
+        &chat_headers(&[
+            ("x-api-key", "k"),
+            ("x-envoy-max-retries", "9"),
+            ("x-llm-try", "x"),
+            ("x-title", "app"),
+        ]),
+        false,
+    );
+    let HeadVerdict::Chat(head) = v else { panic!("{v:?}") };
+    assert_eq!(head.caller, Some(0));
+    assert_eq!(head.remove, ["authorization", "x-api-key", "x-envoy-max-retries", "x-llm-try"]);
+}
+
+#[test]
+fn head_errors() {
+    let c = demo();
+    let cases: Vec<(Vec<(String, Vec<u8>)>, bool, u16)> = vec![
+        (h(&[(":method", "GET"), (":path", "/v1/chat/completions")]), false, 405),
+        (h(&[(":method", "POST"), (":path", "/v1/models")]), false, 405),
+        (h(&[(":method", "GET"), (":path", "/v2/other")]), true, 404),
+        (chat_headers(&[]).into_iter().filter(|(n, _)| n != "authorization").collect(), false, 401),
+        (chat_headers(&[]).into_iter().filter(|(n, _)| n != "content-type").collect(), false, 400),
+        (chat_headers(&[("content-length", "99999999999")]), false, 413),
+        (chat_headers(&[("content-length", "abc")]), false, 400),
+        (chat_headers(&[]), true, 400),
+    ];
+    for (headers, eos, want) in cases {
+        assert_eq!(reply_status(on_request_headers(&c, &headers, eos)), want, "{headers:?}");
+    }
+}
+
+#[test]
+fn models_needs_no_key_and_ignores_query() {
+    let c = demo();
+    let v = on_request_headers(
+        &c,
+        &h(&[(":method", "GET"), (":path", "/api/v1/models?offset=0&limit=500")]),
+        true,
+    );
+    let HeadVerdict::Reply(r) = v else { panic!() };
+    assert_eq!((r.status, r.body.as_str()), (200, c.models_json.as_str()));
+}
+
+#[test]
+fn body_decision_plans_cheapest_first() {
+    let c = demo();
+    let d = on_request_body(&c, br#"{"model":"meta/llama","messages":[],"stream":true}"#).unwrap();
+    assert_eq!(d.filter_state[0], ("llm_try_0".to_string(), "alpha".to_string()));
+    assert_eq!(d.filter_state[1], ("llm_try_1".to_string(), "beta".to_string()));
+    assert_eq!(d.filter_state[2].0, "llm_plan");
+    assert!(d.headers.contains(&("x-envoy-max-retries", "1".into())));
+    assert!(d.headers.contains(&("x-envoy-upstream-rq-per-try-timeout-ms", "10000".into())));
+    assert!(d.headers.contains(&("content-length", d.body.len().to_string())));
+}
+
+#[test]
+fn body_errors() {
+    let c = demo();
+    let e = on_request_body(&c, br#"{"model":"nope","messages":[]}"#).unwrap_err();
+    assert_eq!((e.status(), e.error_type()), (404, "model_not_found"));
+    assert_eq!(on_request_body(&c, b"{").unwrap_err().status(), 400);
+}
+
+#[test]
+fn upstream_errors_are_replaced_and_headers_allowlisted() {
+    let c = demo();
+    let origin = Origin {
+        via_upstream: true,
+        cluster: Some("llm_provider_beta".into()),
+        attempts: Some(2),
+        transport_failure: None,
+    };
+    let ok = h(&[
+        (":status", "200"),
+        ("content-type", "application/json"),
+        ("x-ratelimit-remaining-requests", "9"),
+        ("x-internal", "secret"),
+        ("server", "provider"),
+    ]);
+    let ResponseVerdict::Forward(out) = on_response_headers(&c, &ok, &origin) else { panic!() };
+    let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [":status", "content-type", "x-ratelimit-remaining-requests", "x-llm-provider", "x-llm-attempts"]
+    );
+    let limited = h(&[(":status", "429"), ("retry-after", "12")]);
+    assert_eq!(
+        on_response_headers(&c, &limited, &origin),
+        ResponseVerdict::Replace { provider: "beta".into(), status: 429, retry_after: Some(12) }
+    );
+    // Envoy's own replies pass (local_reply_config shapes them) unless a TLS check failed.
+    let local = Origin { via_upstream: false, ..origin.clone() };
+    assert!(matches!(
+        on_response_headers(&c, &h(&[(":status", "503")]), &local),
+        ResponseVerdict::Forward(_)
+    ));
+    let tls = Origin {
+        transport_failure: Some(
+            "TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED".into(),
+        ),
+        ..local
+    };
+    assert!(matches!(
+        on_response_headers(&c, &h(&[(":status", "503")]), &tls),
+        ResponseVerdict::Replace { status: 0, .. }
+    ));
+}
+
+#[test]
+fn error_replies_by_provider_status() {
+    assert_eq!(error_reply("P", 503, None, b"").status(), 502);
+    assert_eq!(error_reply("P", 401, None, b"sk-secret").status(), 502);
+    assert!(!error_reply("P", 401, None, b"sk-secret").body().contains("sk-secret"));
+    let e = error_reply("P", 429, Some(30), b"");
+    assert_eq!((e.status(), e.headers()[1].1.as_str()), (429, "30"));
+    assert_eq!(error_reply("P", 0, None, b"").status(), 502);
+    let e = error_reply("P", 400, None, br#"{"error":{"message":"bad temperature"}}"#);
+    assert_eq!((e.status(), e.message()), (400, "P: bad temperature"));
+}

@@ -1,0 +1,120 @@
+//! The routing decision as data: the ordered candidates of a request, and the compact record the
+//! downstream role writes to filter state for the upstream role of each attempt.
+
+use crate::catalog::Catalog;
+use std::ops::Range;
+
+/// Filter-state key of slot `k` (read by the route's matcher: attempt k+1 goes to that provider's cluster).
+pub fn slot_key(k: usize) -> String {
+    format!("llm_try_{k}")
+}
+
+/// Filter-state key of the plan record.
+pub const PLAN_KEY: &str = "llm_plan";
+
+/// One attempt: which endpoint of which model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// Index into `Catalog::models`.
+    pub model: usize,
+    /// Index into that model's `endpoints`.
+    pub endpoint: usize,
+}
+
+/// The model's endpoints, cheapest first by prompt + completion price (ties keep catalog order), at most
+/// `routing.max_attempts` of them.
+pub fn candidates(catalog: &Catalog, model: usize) -> Vec<Candidate> {
+    let endpoints = &catalog.models[model].endpoints;
+    let mut order: Vec<usize> = (0..endpoints.len()).collect();
+    order.sort_by(|a, b| endpoints[*a].pricing.rank_price().total_cmp(&endpoints[*b].pricing.rank_price()));
+    order.truncate(catalog.routing.max_attempts as usize);
+    order.into_iter().map(|endpoint| Candidate { model, endpoint }).collect()
+}
+
+/// What the upstream role of every attempt needs: where the model value sits in the body the router
+/// replays, and each slot's provider and native model name (as a JSON string literal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanRecord {
+    /// Length of the body as forwarded by the downstream role.
+    pub body_len: usize,
+    /// Byte range of the `model` value (slot 0's native name) in that body.
+    pub model_range: Range<usize>,
+    /// Per slot: (provider slug, native model as a JSON string literal).
+    pub slots: Vec<(String, String)>,
+}
+
+impl PlanRecord {
+    /// Builds the record of a plan.
+    pub fn new(
+        catalog: &Catalog,
+        plan: &[Candidate],
+        body_len: usize,
+        model_range: Range<usize>,
+    ) -> PlanRecord {
+        let slots = plan
+            .iter()
+            .map(|c| {
+                let e = &catalog.models[c.model].endpoints[c.endpoint];
+                (catalog.providers[e.provider].name.clone(), e.model_json.clone())
+            })
+            .collect();
+        PlanRecord { body_len, model_range, slots }
+    }
+
+    /// `body_len start len\n` then `provider\tmodel_json\n` per slot (JSON strings hold no raw tab or newline).
+    pub fn encode(&self) -> String {
+        let mut out = format!("{} {} {}\n", self.body_len, self.model_range.start, self.model_range.len());
+        for (provider, model) in &self.slots {
+            out.push_str(provider);
+            out.push('\t');
+            out.push_str(model);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Parses `encode`'s output; `None` when malformed.
+    pub fn decode(text: &str) -> Option<PlanRecord> {
+        let mut lines = text.lines();
+        let mut head = lines.next()?.split(' ').map(|n| n.parse::<usize>().ok());
+        let (body_len, start, len) = (head.next()??, head.next()??, head.next()??);
+        if start.checked_add(len)? > body_len {
+            return None;
+        }
+        let slots = lines
+            .map(|l| l.split_once('\t').map(|(p, m)| (p.to_string(), m.to_string())))
+            .collect::<Option<Vec<_>>>()?;
+        Some(PlanRecord { body_len, model_range: start..start + len, slots })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tests::demo;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn cheapest_first_and_bounded() {
+        let c = demo();
+        let m = c.model("llama").unwrap();
+        let providers: Vec<&str> = candidates(&c, m)
+            .iter()
+            .map(|x| c.providers[c.models[m].endpoints[x.endpoint].provider].name.as_str())
+            .collect();
+        assert_eq!(providers, ["alpha", "beta"], "gamma is cheapest-last and cut by max_attempts=2");
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let r = PlanRecord {
+            body_len: 40,
+            model_range: 10..20,
+            slots: vec![("a".into(), "\"x\\ty\"".into()), ("b".into(), "\"z\"".into())],
+        };
+        assert_eq!(PlanRecord::decode(&r.encode()), Some(r));
+        assert_eq!(PlanRecord::decode("5 3 4\n"), None);
+        assert_eq!(PlanRecord::decode("garbage"), None);
+    }
+}

@@ -1,0 +1,313 @@
+//! The top-level view of a chat request: which members exist and where their bytes are. Nothing below the
+//! top level is parsed into values (messages stay raw bytes); serde_json still checks the whole body is JSON.
+
+use crate::error::ApiError;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+/// One top-level member of the request object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// The key, unescaped.
+    pub key: Cow<'a, str>,
+    /// The raw JSON text of the value.
+    pub value: &'a str,
+    /// Byte range of the value in the body.
+    pub value_range: Range<usize>,
+}
+
+/// A parsed chat completion request body.
+#[derive(Debug)]
+pub struct ChatRequest<'a> {
+    /// The whole body (valid UTF-8 JSON).
+    pub body: &'a str,
+    /// Byte offset of the opening `{`.
+    pub object_start: usize,
+    /// Top-level members, in body order.
+    pub members: Vec<Member<'a>>,
+    /// `model`, when present and a string.
+    pub model: Option<String>,
+    /// `models`, when present.
+    pub models: Vec<String>,
+    /// `stream: true`.
+    pub stream: bool,
+}
+
+/// Top-level fields that are OpenRouter's, not the OpenAI API's: removed before a provider sees the body.
+pub const ROUTER_ONLY_FIELDS: &[&str] =
+    &["models", "route", "provider", "transforms", "session_id", "plugins", "usage", "debug"];
+
+impl<'a> ChatRequest<'a> {
+    /// Parses the body: must be a JSON object with a usable `model` (or a non-empty `models` list).
+    pub fn parse(body: &'a [u8]) -> Result<ChatRequest<'a>, ApiError> {
+        let text = std::str::from_utf8(body).map_err(|_| invalid("the request body is not valid UTF-8"))?;
+        let trimmed = text.trim_start();
+        if !trimmed.starts_with('{') {
+            return Err(invalid("the request body must be a JSON object"));
+        }
+        let object_start = text.len() - trimmed.len();
+        let mut de = serde_json::Deserializer::from_str(text);
+        let raw = TopLevel::deserialize_from(&mut de)
+            .and_then(|t| de.end().map(|_| t))
+            .map_err(|e| invalid(&format!("the request body is not valid JSON: {e}")))?;
+        let base = text.as_ptr() as usize;
+        let mut members: Vec<Member<'a>> = Vec::with_capacity(raw.0.len());
+        for (key, value) in raw.0 {
+            if members.iter().any(|m| m.key == key) {
+                return Err(invalid(&format!("duplicate key \"{key}\" in the request body")));
+            }
+            let v = value.get();
+            let start = v.as_ptr() as usize - base;
+            members.push(Member { key, value: v, value_range: start..start + v.len() });
+        }
+        let mut req =
+            ChatRequest { body: text, object_start, members, model: None, models: Vec::new(), stream: false };
+        if let Some(v) = req.get("model") {
+            match serde_json::from_str::<Option<String>>(v) {
+                Ok(m) => req.model = m,
+                Err(_) => return Err(invalid("\"model\" must be a string")),
+            }
+        }
+        if let Some(v) = req.get("models") {
+            match serde_json::from_str::<Option<Vec<String>>>(v) {
+                Ok(m) => req.models = m.unwrap_or_default(),
+                Err(_) => return Err(invalid("\"models\" must be an array of model ids")),
+            }
+        }
+        if let Some(v) = req.get("stream") {
+            match serde_json::from_str::<Option<bool>>(v) {
+                Ok(s) => req.stream = s.unwrap_or(false),
+                Err(_) => return Err(invalid("\"stream\" must be a boolean")),
+            }
+        }
+        if req.get("messages").is_none() {
+            return Err(invalid("\"messages\" is required"));
+        }
+        if req.model.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("\"model\" must not be empty"));
+        }
+        if req.model.is_none() && req.models.is_empty() {
+            return Err(invalid("\"model\" is required (or a non-empty \"models\" list)"));
+        }
+        Ok(req)
+    }
+
+    /// The raw value of a top-level member.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        self.members.iter().find(|m| m.key == key).map(|m| m.value)
+    }
+
+    /// The model to route: `model`, else the first of `models`.
+    pub fn requested_model(&self) -> &str {
+        self.model.as_deref().or(self.models.first().map(String::as_str)).unwrap_or("")
+    }
+
+    /// The body a provider receives: `model` set to `model_json` (a JSON string literal) and the router-only
+    /// fields removed; every other byte as the client sent it. Returns the new body and the byte range of the
+    /// model value inside it.
+    pub fn rewrite(&self, model_json: &str) -> (Vec<u8>, Range<usize>) {
+        // Edits are (range of the old body, replacement), applied in body order.
+        let mut edits: Vec<(Range<usize>, &str)> = Vec::new();
+        let mut kept_any = false;
+        let mut model_seen = false;
+        // While no member is kept yet, removals run contiguously from just after `{`.
+        let mut cursor = self.object_start + 1;
+        for (i, m) in self.members.iter().enumerate() {
+            if m.key == "model" {
+                model_seen = true;
+                edits.push((m.value_range.clone(), model_json));
+                kept_any = true;
+            } else if ROUTER_ONLY_FIELDS.contains(&m.key.as_ref()) {
+                let span = self.member_span(i, kept_any, cursor);
+                cursor = span.end;
+                edits.push((span, ""));
+            } else {
+                kept_any = true;
+            }
+        }
+        let mut out = Vec::with_capacity(self.body.len() + model_json.len() + 12);
+        let bytes = self.body.as_bytes();
+        let mut model_range = 0..0;
+        let mut pos = 0;
+        if !model_seen {
+            // Insert `"model":…` first; the comma is needed when any member stays.
+            out.extend_from_slice(&bytes[..=self.object_start]);
+            out.extend_from_slice(b"\"model\":");
+            model_range = out.len()..out.len() + model_json.len();
+            out.extend_from_slice(model_json.as_bytes());
+            if self.members.iter().any(|m| !ROUTER_ONLY_FIELDS.contains(&m.key.as_ref())) {
+                out.push(b',');
+            }
+            pos = self.object_start + 1;
+        }
+        for (range, replacement) in edits {
+            if range.start < pos {
+                continue; // overlapping spans cannot happen; stay safe rather than panic
+            }
+            out.extend_from_slice(&bytes[pos..range.start]);
+            if !replacement.is_empty() {
+                model_range = out.len()..out.len() + replacement.len();
+            }
+            out.extend_from_slice(replacement.as_bytes());
+            pos = range.end;
+        }
+        out.extend_from_slice(&bytes[pos..]);
+        (out, model_range)
+    }
+
+    /// The bytes to delete to remove member `i`: from the end of the previous value (taking the comma before
+    /// it), or, when no earlier member is kept, from `cursor` up to and including the comma after it.
+    fn member_span(&self, i: usize, earlier_kept: bool, cursor: usize) -> Range<usize> {
+        let end = self.members[i].value_range.end;
+        if i > 0 && earlier_kept {
+            return self.members[i - 1].value_range.end..end;
+        }
+        let start = cursor;
+        if i + 1 < self.members.len() {
+            // Up to the next member's comma, inclusive.
+            let rest = &self.body.as_bytes()[end..];
+            let comma = rest.iter().position(|b| *b == b',').map_or(0, |p| p + 1);
+            return start..end + comma;
+        }
+        start..end
+    }
+}
+
+fn invalid(message: &str) -> ApiError {
+    ApiError::InvalidRequest(message.to_string())
+}
+
+/// The members of the top-level object as borrowed raw values.
+struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> TopLevel<'a> {
+    fn deserialize_from(
+        de: &mut serde_json::Deserializer<serde_json::de::StrRead<'a>>,
+    ) -> serde_json::Result<Self> {
+        de.deserialize_map(TopLevelVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(12);
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            let v: &'de RawValue = map.next_value()?;
+            out.push((k, v));
+        }
+        Ok(TopLevel(out))
+    }
+}
+
+/// A key borrowed from the body when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn rewrite(body: &str, model: &str) -> String {
+        let req = ChatRequest::parse(body.as_bytes()).unwrap();
+        let (out, range) = req.rewrite(model);
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(&out[range], model, "model range points at the model in {out}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
+        out
+    }
+
+    #[test]
+    fn splices_model_and_keeps_other_bytes() {
+        let body =
+            r#"{ "model" : "llama",  "messages":[{"role":"user","content":"hi  there"}], "temperature":0.5}"#;
+        assert_eq!(
+            rewrite(body, r#""native/x""#),
+            r#"{ "model" : "native/x",  "messages":[{"role":"user","content":"hi  there"}], "temperature":0.5}"#
+        );
+    }
+
+    #[test]
+    fn removes_router_only_fields_anywhere() {
+        let body =
+            r#"{"provider":{"order":["a"]},"model":"m","models":["m","n"],"messages":[],"route":"fallback"}"#;
+        assert_eq!(rewrite(body, r#""x""#), r#"{"model":"x","messages":[]}"#);
+        let body = r#"{"models":["a"],"messages":[], "session_id":"s"}"#;
+        assert_eq!(rewrite(body, r#""x""#), r#"{"model":"x","messages":[]}"#);
+        let body = r#"{"provider":1, "session_id":"s" ,"model":"m","messages":[]}"#;
+        assert_eq!(rewrite(body, r#""x""#), r#"{"model":"x","messages":[]}"#);
+    }
+
+    #[test]
+    fn inserts_model_when_only_models_given() {
+        let body = r#"{"models":["a"],"messages":[{"role":"user","content":"q"}]}"#;
+        assert_eq!(rewrite(body, r#""x""#), r#"{"model":"x","messages":[{"role":"user","content":"q"}]}"#);
+        let req = ChatRequest::parse(body.as_bytes()).unwrap();
+        assert_eq!(req.requested_model(), "a");
+    }
+
+    #[test]
+    fn escaped_keys_are_recognised() {
+        let body = r#"{"mod\u0065l":"m","messages":[]}"#;
+        let req = ChatRequest::parse(body.as_bytes()).unwrap();
+        assert_eq!(req.model.as_deref(), Some("m"));
+    }
+
+    #[test]
+    fn bad_bodies_are_400() {
+        for body in [
+            "",
+            "[]",
+            "{",
+            r#"{"model":1,"messages":[]}"#,
+            r#"{"messages":[]}"#,
+            r#"{"model":"m"}"#,
+            r#"{"model":"m","messages":[]} trailing"#,
+            r#"{"model":"m","model":"n","messages":[]}"#,
+            r#"{"model":"m","messages":[],"stream":"yes"}"#,
+            r#"{"model":"","messages":[]}"#,
+        ] {
+            let e = ChatRequest::parse(body.as_bytes()).unwrap_err();
+            assert_eq!(e.status(), 400, "{body}");
+        }
+        assert_eq!(ChatRequest::parse(b"{\"model\":\"\xff\"}").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn stream_flag() {
+        let req = ChatRequest::parse(br#"{"model":"m","messages":[],"stream":true}"#).unwrap();
+        assert!(req.stream);
+        let req = ChatRequest::parse(br#"{"model":"m","messages":[],"stream":null}"#).unwrap();
+        assert!(!req.stream);
+    }
+}

@@ -1,0 +1,71 @@
+//! The upstream role (inside each provider's cluster, once per attempt): applies that attempt's headers
+//! and, for fallback slots, splices the provider's model name into the replayed body.
+
+use crate::plan::PLAN_KEY;
+use crate::upstream::prepare;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::ops::Range;
+use std::rc::Rc;
+
+pub struct Upstream {
+    provider: Rc<str>,
+    splice: Option<(Range<usize>, String)>,
+}
+
+impl Upstream {
+    pub fn new(provider: Rc<str>) -> Self {
+        Upstream { provider, splice: None }
+    }
+}
+
+impl Context for Upstream {}
+
+impl HttpContext for Upstream {
+    fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        let plan = self.get_property(vec![PLAN_KEY]).unwrap_or_default();
+        let headers = self.get_http_request_headers_bytes();
+        let attempt = super::vm_catalog().ok_or(()).and_then(|c| {
+            prepare(&c, &self.provider, std::str::from_utf8(&plan).unwrap_or(""), &headers).map_err(|_| ())
+        });
+        match attempt {
+            Ok(a) => {
+                for name in &a.remove {
+                    self.remove_http_request_header(name);
+                }
+                for (name, value) in &a.set {
+                    self.set_http_request_header_bytes(name, Some(value));
+                }
+                self.splice = a.splice;
+                Action::Continue
+            }
+            Err(()) => {
+                // Never send a request we could not prepare (it would go without the right key or model).
+                log::warn!("llm-router: no routing plan for provider {}", self.provider);
+                self.send_http_response(
+                    500,
+                    vec![("content-type", "application/json")],
+                    Some(br#"{"error":{"code":500,"message":"Router misconfigured: no routing plan for this request","metadata":{"error_type":"server"}}}"#),
+                );
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let Some((range, model)) = &self.splice else {
+            return Action::Continue;
+        };
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        if range.end > size {
+            return Action::Continue;
+        }
+        // Envoy replaces only from offset 0: rewrite the prefix up to the end of the model value.
+        let mut prefix = self.get_http_request_body(0, range.start).unwrap_or_default();
+        prefix.extend_from_slice(model.as_bytes());
+        self.set_http_request_body(0, range.end, &prefix);
+        Action::Continue
+    }
+}

@@ -1,0 +1,88 @@
+//! A running router for integration tests: mock providers on free loopback ports, a catalog pointing at
+//! them, the generated Envoy config, and Envoy with the built `.wasm`.
+
+use super::envoy::{wasm_path, Envoy};
+use super::http::{self, Response};
+use llm_router::envoy_config::{generate, Options};
+use llm_router::mock::MockProvider;
+use serde_json::{json, Value};
+
+/// The client key every fixture accepts.
+pub const CLIENT_KEY: &str = "sk-client-test-key";
+
+/// A provider key as the environment gives it to Envoy.
+pub fn provider_key(name: &str) -> String {
+    format!("secret-key-of-{name}")
+}
+
+pub struct Router {
+    pub envoy: Envoy,
+    pub mocks: Vec<MockProvider>,
+    pub catalog: Value,
+}
+
+impl Router {
+    /// Starts one mock per name, then Envoy on `catalog` (see `catalog_for`), with every provider key set.
+    pub fn start(catalog: Value, mocks: Vec<MockProvider>) -> Router {
+        let text = serde_json::to_string_pretty(&catalog).unwrap();
+        let opts = Options {
+            port: 0,
+            admin_port: 0,
+            wasm_path: wasm_path().display().to_string(),
+            source: "test".into(),
+            ..Options::default()
+        };
+        let yaml = generate(&text, &opts).unwrap_or_else(|e| panic!("generate: {e}"));
+        let names: Vec<String> = catalog["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["api_key_env"].as_str().map(str::to_string))
+            .collect();
+        let values: Vec<(String, String)> = names
+            .iter()
+            .map(|var| (var.clone(), provider_key(&var.to_lowercase().replace("_api_key", ""))))
+            .collect();
+        let env: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let envoy = Envoy::start(&yaml, &env).unwrap_or_else(|e| panic!("envoy did not start: {e}"));
+        Router { envoy, mocks, catalog }
+    }
+
+    pub fn mock(&self, name: &str) -> &MockProvider {
+        self.mocks.iter().find(|m| m.name() == name).unwrap()
+    }
+
+    pub fn chat(&self, body: &Value) -> Response {
+        http::post_json(self.envoy.port, "/v1/chat/completions", Some(CLIENT_KEY), body)
+    }
+}
+
+/// A provider entry for a mock: `http://127.0.0.1:<port>/<name>/v1`, key in `<NAME>_API_KEY`.
+pub fn provider(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "display_name": format!("Provider {}", name.to_uppercase()),
+        "endpoint": format!("http://127.0.0.1:{port}/{name}/v1"),
+        "api_key_env": format!("{}_API_KEY", name.to_uppercase()),
+    })
+}
+
+/// An endpoint of a model on `provider` with a native name `<model>@<provider>` and a price.
+pub fn endpoint(provider: &str, native: &str, price: f64) -> Value {
+    json!({"provider": provider, "model": native, "pricing": {"prompt": price, "completion": price}})
+}
+
+/// A catalog with the given providers and models, the test client key, and routing overrides.
+pub fn catalog(providers: Vec<Value>, models: Vec<Value>, routing: Value) -> Value {
+    json!({
+        "providers": providers,
+        "models": models,
+        "keys": [{"name": "tests", "sha256": llm_router::auth::hash_token(CLIENT_KEY)}],
+        "routing": routing,
+    })
+}
+
+/// A user message body for `model`.
+pub fn chat_body(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Hello"}]})
+}

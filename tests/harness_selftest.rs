@@ -1,0 +1,417 @@
+//! Tests of the test harness itself: the mock provider, the HTTP client, and
+//! running Envoy (plain and as a TLS front).
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::envoy::{self, certs_dir, Envoy, TlsFront};
+use common::http::{self, open_stream, post_json, request};
+use llm_router::mock::{Behavior, MockProvider};
+use serde_json::{json, Value};
+
+const CHAT: &str = "/v1/chat/completions";
+
+/// Poll `cond` every 10 ms until it holds, panicking after `secs` seconds.
+fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn data_json(event: &str) -> Value {
+    let data = event.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data event: {event:?}"));
+    serde_json::from_str(data).unwrap_or_else(|e| panic!("bad event JSON ({e}): {data}"))
+}
+
+/// Checks the 5 events of a mock stream for provider `name` and `model`.
+fn check_stream_events(events: &[String], name: &str, model: &str) {
+    assert_eq!(events.len(), 5, "events: {events:#?}");
+    let parts: Vec<Value> = events[..4].iter().map(|e| data_json(e)).collect();
+    let deltas: Vec<&str> =
+        parts[..3].iter().map(|p| p["choices"][0]["delta"]["content"].as_str().unwrap_or("?")).collect();
+    assert_eq!(deltas, ["Hello ", "from ", name]);
+    for p in &parts {
+        assert_eq!(p["object"], "chat.completion.chunk");
+        assert_eq!(p["model"], model);
+        assert_eq!(p["id"], parts[0]["id"]);
+    }
+    assert_eq!(parts[0]["choices"][0]["finish_reason"], Value::Null);
+    assert_eq!(parts[2]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(parts[3]["choices"], json!([]));
+    assert_eq!(parts[3]["usage"], json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}));
+    assert_eq!(events[4], "data: [DONE]");
+}
+
+#[test]
+fn mock_records_post_and_answers_ok() {
+    let mock = MockProvider::start("alpha");
+    assert_eq!(mock.name(), "alpha");
+    let body = json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]});
+    let r = post_json(mock.port(), CHAT, Some("sk-123"), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("X-Ratelimit-Remaining-Requests"), Some("99"));
+    assert_eq!(r.header("x-mock-secret"), Some("internal"));
+    let v = r.json();
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-mock-"), "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["created"].as_u64().unwrap() > 1_600_000_000);
+    assert_eq!(v["model"], "gpt-test");
+    assert_eq!(v["system_fingerprint"], Value::Null);
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from alpha");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["total_tokens"], 18);
+
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].path, CHAT);
+    assert_eq!(reqs[0].header("Authorization"), Some("Bearer sk-123"));
+    assert_eq!(reqs[0].header("content-type"), Some("application/json"));
+    assert_eq!(reqs[0].json(), body);
+    assert!(reqs[0].headers.iter().all(|(n, _)| *n == n.to_lowercase()));
+
+    // Only chat completions are recorded; ids count up.
+    let r2 = post_json(mock.port(), "/openai/v1/chat/completions?x=1", None, &body);
+    assert_ne!(r2.json()["id"], v["id"]);
+    assert_eq!(request(mock.port(), "GET", "/health", &[], b"").json(), json!({"ok": true}));
+    assert_eq!(post_json(mock.port(), "/v1/embeddings", None, &body).status, 404);
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].path, "/openai/v1/chat/completions?x=1");
+    assert_eq!(reqs[1].header("authorization"), None);
+
+    mock.clear();
+    assert!(mock.requests().is_empty());
+
+    // A non-JSON body is recorded (json() is Null) and answered 400.
+    let r = request(mock.port(), "POST", CHAT, &[], b"not json");
+    assert_eq!(r.status, 400);
+    assert_eq!(mock.requests()[0].json(), Value::Null);
+}
+
+#[test]
+fn mock_status_behavior() {
+    let mock = MockProvider::start("beta");
+    mock.set_behavior(Behavior::Status {
+        code: 429,
+        headers: vec![("retry-after".into(), "7".into())],
+        body: r#"{"error":{"message":"slow down"}}"#.into(),
+    });
+    let body = json!({"model": "m", "stream": true});
+    let r = post_json(mock.port(), CHAT, Some("k"), &body);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("7"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.json()["error"]["message"], "slow down");
+    assert_eq!(mock.requests().len(), 1);
+
+    mock.set_behavior(Behavior::Status {
+        code: 503,
+        headers: vec![("content-type".into(), "text/plain".into())],
+        body: "down".into(),
+    });
+    let r = post_json(mock.port(), CHAT, None, &body);
+    assert_eq!((r.status, r.text().as_str()), (503, "down"));
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    // Health probes still succeed.
+    assert_eq!(request(mock.port(), "GET", "/", &[], b"").status, 200);
+
+    mock.set_behavior(Behavior::Ok);
+    assert_eq!(post_json(mock.port(), CHAT, None, &json!({"model": "m"})).status, 200);
+    assert_eq!(mock.requests().len(), 3);
+}
+
+#[test]
+fn mock_streams_sse() {
+    let mock = MockProvider::start("gamma");
+    let body = json!({"model": "stream-model", "stream": true});
+    let mut s = open_stream(
+        mock.port(),
+        "POST",
+        CHAT,
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(s.status, 200);
+    assert_eq!(s.header("content-type"), Some("text/event-stream"));
+    assert_eq!(s.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(s.header("x-mock-secret"), Some("internal"));
+    let events = s.collect_events();
+    check_stream_events(&events, "gamma", "stream-model");
+    assert_eq!(s.next_event(), None);
+    assert_eq!(mock.requests()[0].json(), body);
+}
+
+#[test]
+fn mock_hold_and_release_stream() {
+    let mock = MockProvider::start("delta");
+    mock.hold_streams(true);
+    let body = json!({"model": "m", "stream": true}).to_string();
+    let mut s = open_stream(mock.port(), "POST", CHAT, &[], body.as_bytes());
+    assert_eq!(s.status, 200);
+    let first = s.next_event().expect("event 1");
+    assert_eq!(data_json(&first)["choices"][0]["delta"]["content"], "Hello ");
+    // The handler is now parked before event 2.
+    wait_until(10, "the stream to be held", || mock.held() == 1);
+    mock.release_stream();
+    let mut events = vec![first];
+    events.extend(s.collect_events());
+    check_stream_events(&events, "delta", "m");
+    wait_until(10, "the stream to be released", || mock.held() == 0);
+
+    // Still holding: the next stream pauses too; hold_streams(false) lets it go.
+    let mut s = open_stream(mock.port(), "POST", CHAT, &[], body.as_bytes());
+    s.next_event().expect("event 1");
+    wait_until(10, "the 2nd stream to be held", || mock.held() == 1);
+    mock.hold_streams(false);
+    assert_eq!(s.collect_events().len(), 4);
+
+    // Not holding: streams run straight through.
+    let mut s = open_stream(mock.port(), "POST", CHAT, &[], body.as_bytes());
+    assert_eq!(s.collect_events().len(), 5);
+}
+
+/// Reads one response from a raw keep-alive connection: (status line, body).
+fn read_raw_response(r: &mut BufReader<TcpStream>) -> (String, String) {
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    let mut len = 0;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if line.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).unwrap();
+    (status.trim().to_string(), String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn mock_keep_alive_chunked_and_malformed() {
+    let mock = MockProvider::start("eps");
+    let conn = TcpStream::connect(("127.0.0.1", mock.port())).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+
+    let b1 = r#"{"model":"one"}"#;
+    write!(w, "POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{b1}", b1.len()).unwrap();
+    let (st, body) = read_raw_response(&mut r);
+    assert_eq!(st, "HTTP/1.1 200 OK");
+    assert!(body.contains(r#""model":"one""#), "{body}");
+
+    // Same connection, chunked request body.
+    w.write_all(
+        format!("POST {CHAT} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{{\"mod\r\na\r\nel\":\"two\"}}\r\n0\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let (st, body) = read_raw_response(&mut r);
+    assert_eq!(st, "HTTP/1.1 200 OK");
+    assert!(body.contains(r#""model":"two""#), "{body}");
+
+    // Unknown method on the same connection: 405, connection stays open.
+    w.write_all(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
+    assert_eq!(read_raw_response(&mut r).0, "HTTP/1.1 405 Method Not Allowed");
+
+    // Garbage: 400, then the server closes the connection.
+    w.write_all(b"this is not http\r\n\r\n").unwrap();
+    assert_eq!(read_raw_response(&mut r).0, "HTTP/1.1 400 Bad Request");
+    let mut rest = Vec::new();
+    assert_eq!(r.read_to_end(&mut rest).map(|_| rest.len()).unwrap_or(0), 0);
+
+    let reqs = mock.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].json(), json!({"model": "two"}));
+    assert_eq!(reqs[1].header("transfer-encoding"), Some("chunked"));
+
+    // A malformed body framing also gets 400.
+    let r = request(mock.port(), "POST", CHAT, &[("transfer-encoding", "chunked")], b"zz\r\n");
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn mock_stop_refuses_connections_and_port_in_use() {
+    let mock = MockProvider::start("zeta");
+    let port = mock.port();
+    let err = MockProvider::start_on("dup", port).err().expect("port is taken");
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    // An idle keep-alive connection is closed by stop().
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(request(port, "GET", "/", &[], b"").status, 200);
+    mock.stop();
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    let mut buf = [0u8; 16];
+    assert_eq!(idle.read(&mut buf).unwrap_or(0), 0);
+    // The port can be reused.
+    let again = MockProvider::start_on("again", port).expect("rebind");
+    assert_eq!(request(port, "GET", "/", &[], b"").status, 200);
+    drop(again);
+}
+
+/// Kills the child on drop.
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn mock_provider_binary() {
+    let bin = env!("CARGO_BIN_EXE_mock-provider");
+    let mut child = Kill(
+        Command::new(bin)
+            .args(["--port", "0", "--name", "cli-mock", "--status", "503"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port: u16 = line
+        .trim()
+        .strip_prefix("mock-provider cli-mock listening on 127.0.0.1:")
+        .unwrap_or_else(|| panic!("unexpected banner {line:?}"))
+        .parse()
+        .unwrap();
+    let r = post_json(port, CHAT, None, &json!({"model": "m"}));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"]["code"], 503);
+
+    let out = Command::new(bin).args(["--port", &port.to_string(), "--name", "dup"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), format!("port {port} is in use"));
+    drop(child);
+}
+
+fn plain_proxy_yaml(backend_port: u16) -> String {
+    // The TLS front's config minus TLS.
+    let yaml = envoy::tls_front_yaml(backend_port, "/c".as_ref(), "/k".as_ref());
+    let start = yaml.find("    - transport_socket:").unwrap();
+    let end = yaml.find("      filters:").unwrap();
+    format!("{}    - filters:{}", &yaml[..start], &yaml[end + "      filters:".len()..])
+}
+
+#[test]
+fn envoy_proxies_streams_event_by_event() {
+    let mock = MockProvider::start("through-envoy");
+    let envoy = Envoy::start(&plain_proxy_yaml(mock.port()), &[("UNUSED_VAR", "1")])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ne!(envoy.port, 0);
+    assert_ne!(envoy.admin_port, 0);
+
+    let r = post_json(envoy.port, CHAT, Some("k"), &json!({"model": "m"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["choices"][0]["message"]["content"], "Hello from through-envoy");
+
+    mock.hold_streams(true);
+    let body = json!({"model": "m", "stream": true}).to_string();
+    let mut s = open_stream(envoy.port, "POST", CHAT, &[], body.as_bytes());
+    assert_eq!(s.status, 200);
+    let first = s.next_event().expect("event 1 through Envoy");
+    assert_eq!(mock.held(), 1, "event 1 must arrive while the mock holds event 2");
+    mock.release_stream();
+    let mut events = vec![first];
+    events.extend(s.collect_events());
+    check_stream_events(&events, "through-envoy", "m");
+
+    // Envoy pooled its upstream connection: both requests recorded.
+    assert_eq!(mock.requests().len(), 2);
+    wait_until(10, "the rq_completed stat", || {
+        envoy.stat("http.tls_front.downstream_rq_completed") == Some(2)
+    });
+    assert_eq!(envoy.stat("cluster.backend.upstream_rq_200"), Some(2));
+    assert_eq!(envoy.stat("no.such.stat"), None);
+    assert!(envoy.log().is_empty() || !envoy.log().contains("critical"));
+}
+
+fn curl(args: &[&str]) -> std::process::Output {
+    Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("run curl")
+}
+
+#[test]
+fn tls_front_serves_mock_over_tls() {
+    let certs = certs_dir();
+    let ca = certs.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let mock = MockProvider::start("tls-mock");
+    let front = TlsFront::start(mock.port(), &certs.join("localhost.pem"), &certs.join("localhost-key.pem"));
+    let port = front.port.to_string();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+
+    let out = curl(&["--cacert", ca, "--resolve", &resolve, &format!("https://localhost:{port}/")]);
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"ok":true}"#);
+
+    // By IP (the cert has IP:127.0.0.1), a chat completion.
+    let out = curl(&[
+        "--cacert",
+        ca,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"model":"tls-model"}"#,
+        &format!("https://127.0.0.1:{port}{CHAT}"),
+    ]);
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from tls-mock");
+    assert_eq!(mock.requests().len(), 1);
+
+    // Without the CA, verification fails (curl exit 60).
+    let out = curl(&["--resolve", &resolve, &format!("https://localhost:{port}/")]);
+    assert_eq!(out.status.code(), Some(60), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A front with the wrong.example cert fails hostname verification for localhost.
+    let wrong = TlsFront::start(mock.port(), &certs.join("wrong.pem"), &certs.join("wrong-key.pem"));
+    let wport = wrong.port;
+    let out = curl(&[
+        "--cacert",
+        ca,
+        "--resolve",
+        &format!("localhost:{wport}:127.0.0.1"),
+        &format!("https://localhost:{wport}/"),
+    ]);
+    assert_eq!(out.status.code(), Some(60), "{}", String::from_utf8_lossy(&out.stderr));
+    // ...but is trusted for its own name.
+    let out = curl(&[
+        "--cacert",
+        ca,
+        "--resolve",
+        &format!("wrong.example:{wport}:127.0.0.1"),
+        &format!("https://wrong.example:{wport}/"),
+    ]);
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    // Plain HTTP to the TLS port does not get through.
+    assert!(http::try_request(front.port, "GET", "/", &[], b"").map_or(true, |r| r.status != 200));
+}
+
+#[test]
+fn envoy_start_failure_is_reported() {
+    let bad = plain_proxy_yaml(1).replace("type: STATIC", "type: NOT_A_TYPE");
+    let log = envoy::start_expect_failure(&bad, &[]);
+    assert!(log.contains("NOT_A_TYPE"), "log: {log}");
+    let err = Envoy::start(&bad, &[]).err().expect("start must fail");
+    assert!(err.contains("NOT_A_TYPE"), "{err}");
+}
