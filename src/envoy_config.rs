@@ -20,7 +20,13 @@ pub struct Options {
     pub wasm_path: String,
     /// Named in the header comment: where the catalog came from.
     pub source: String,
+    /// The system trust store, for providers without `ca_file`. Envoy requires a CA file whenever a
+    /// certificate's names are checked, so the system roots are given as a bundle file.
+    pub ca_bundle: String,
 }
+
+/// Where Debian, Ubuntu (and so Envoy's and Istio's images) keep the system trust store.
+pub const DEFAULT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 impl Default for Options {
     fn default() -> Self {
@@ -30,6 +36,7 @@ impl Default for Options {
             admin_port: 9901,
             wasm_path: "target/wasm32-wasip1/release/llm_router.wasm".into(),
             source: "catalog.json".into(),
+            ca_bundle: DEFAULT_CA_BUNDLE.into(),
         }
     }
 }
@@ -204,8 +211,12 @@ fn route(catalog: &Catalog) -> Node {
     ])
 }
 
-/// Attempt n (header `x-envoy-attempt-count`, absent on the first) → slot n-1 → the provider's cluster.
+/// The first attempt (no `x-envoy-attempt-count` yet) uses slot 0. When retry k re-selects the cluster,
+/// the header still holds k, the count stamped on the attempt that failed: so k → slot k.
 fn attempt_matcher(catalog: &Catalog, slots: usize) -> Node {
+    if slots < 2 {
+        return slot_matcher(catalog, 0);
+    }
     let retries: Vec<(String, Node)> =
         (1..slots).map(|k| (k.to_string(), map([("matcher", slot_matcher(catalog, k))]))).collect();
     let mut m = map([(
@@ -377,17 +388,15 @@ fn cluster(catalog: &Catalog, p: &Provider, opts: &Options) -> Node {
         ),
     ]);
     if ep.tls {
-        c = c.with("transport_socket", tls_socket(p));
+        c = c.with("transport_socket", tls_socket(p, &opts.ca_bundle));
     }
     c
 }
 
-fn tls_socket(p: &Provider) -> Node {
+fn tls_socket(p: &Provider, ca_bundle: &str) -> Node {
     let ep = &p.endpoint;
-    let trust = match &p.ca_file {
-        Some(file) => map([("trusted_ca", map([("filename", s(file.as_str()))]))]),
-        None => map([("system_root_certs", map([]))]),
-    };
+    let ca = p.ca_file.as_deref().unwrap_or(ca_bundle);
+    let trust = map([("trusted_ca", map([("filename", s(ca))]))]);
     let san_type = if ep.host_is_ip() { "IP_ADDRESS" } else { "DNS" };
     let validation = trust.with(
         "match_typed_subject_alt_names",
@@ -426,7 +435,7 @@ mod tests {
             "key: wasm.llm_try_0",
             "key: wasm.llm_try_1",
             "sni: api.alpha.example",
-            "system_root_certs: {}",
+            "filename: /etc/ssl/certs/ca-certificates.crt",
             "host_env_keys: [ALPHA_KEY, BETA_KEY]",
             "allow_on_headers_stop_iteration: true",
             "failure_policy: FAIL_CLOSED",
@@ -438,6 +447,14 @@ mod tests {
         }
         assert!(!yaml.contains("llm_try_2"), "max_attempts 2 → two slots");
         assert!(!yaml.contains("FAIL_OPEN"));
+    }
+
+    #[test]
+    fn a_single_slot_needs_no_attempt_matcher() {
+        // Envoy refuses an empty exact_match_map: with one endpoint per model there are no retry slots.
+        let one = demo_json().replace(r#""max_attempts": 2"#, r#""max_attempts": 1"#);
+        let yaml = generate(&one, &Options::default()).unwrap();
+        assert!(yaml.contains("key: wasm.llm_try_0") && !yaml.contains("x-envoy-attempt-count"), "{yaml}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use llm_router::envoy_config::{generate, Options};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  llm-router generate --catalog FILE [--port N] [--admin-port N] [--address A] [--wasm PATH] [--out FILE]
+  llm-router generate --catalog FILE [--port N] [--admin-port N] [--address A] [--wasm PATH] [--ca-bundle PEM] [--out FILE]
   llm-router check --catalog FILE      validate a catalog, reading provider keys from the environment
   llm-router hash-key TOKEN            print the sha256 to put in keys[].sha256";
 
@@ -42,6 +42,9 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             if let Some(a) = flag("--address") {
                 opts.address = a.to_string();
+            }
+            if let Some(b) = flag("--ca-bundle") {
+                opts.ca_bundle = b.to_string();
             }
             if let Some(w) = flag("--wasm") {
                 opts.wasm_path = w.to_string();

@@ -1,0 +1,165 @@
+//! Request size limits, provider TLS verification, and catalogs Envoy must refuse at load.
+#![cfg(feature = "cli")]
+
+mod common;
+
+use common::envoy::{certs_dir, start_expect_failure, wasm_path, TlsFront};
+use common::http::{request, Response};
+use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
+use common::schema::assert_valid;
+use llm_router::envoy_config::{generate, Options};
+use llm_router::mock::{Behavior, MockProvider};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+const LIMIT: usize = 4096;
+
+fn limited_router() -> Router {
+    let first = MockProvider::start("first");
+    let second = MockProvider::start("second");
+    let c = catalog(
+        vec![provider("first", first.port()), provider("second", second.port())],
+        vec![json!({"id": "test/m", "endpoints": [
+            endpoint("first", "m@first", 1.0),
+            endpoint("second", "m@second", 2.0),
+        ]})],
+        json!({"max_request_bytes": LIMIT}),
+    );
+    Router::start(c, vec![first, second])
+}
+
+/// A chat body of exactly `len` bytes.
+fn body_of_len(len: usize) -> Vec<u8> {
+    let base = chat_body("test/m", false).to_string();
+    let pad = len - base.len() - r#","x":"""#.len();
+    let body = format!(r#"{},"x":"{}"}}"#, &base[..base.len() - 1], "p".repeat(pad));
+    assert_eq!(body.len(), len);
+    body.into_bytes()
+}
+
+fn post(port: u16, body: &[u8]) -> Response {
+    let auth = format!("Bearer {CLIENT_KEY}");
+    request(
+        port,
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", &auth), ("content-type", "application/json")],
+        body,
+    )
+}
+
+/// Sends a chunked request by hand (the harness client always sends content-length).
+fn post_chunked(port: u16, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    for chunk in body.chunks(1000) {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
+        s.write_all(chunk).unwrap();
+        s.write_all(b"\r\n").unwrap();
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+#[test]
+fn bodies_over_the_limit_get_413_whether_sized_or_chunked() {
+    let r = limited_router();
+    let resp = post(r.envoy.port, &body_of_len(LIMIT + 1));
+    assert_eq!(resp.status, 413, "{}", resp.text());
+    let v = resp.json();
+    assert_eq!(v["error"]["metadata"]["error_type"], "payload_too_large");
+    assert_valid("PayloadTooLargeResponse", &v);
+    let (status, text) = post_chunked(r.envoy.port, &body_of_len(LIMIT + 1));
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+    assert!(r.mock("first").requests().is_empty());
+}
+
+#[test]
+fn a_body_at_the_limit_is_retried_intact() {
+    let r = limited_router();
+    r.mock("first").set_behavior(Behavior::Status { code: 503, headers: vec![], body: "{}".into() });
+    let body = body_of_len(LIMIT);
+    let resp = post(r.envoy.port, &body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = r.mock("second").requests();
+    assert_eq!(got.len(), 1);
+    let mut want: Value = serde_json::from_slice(&body).unwrap();
+    want["model"] = json!("m@second");
+    assert_eq!(got[0].json(), want);
+    let (status, _) = post_chunked(r.envoy.port, &body);
+    assert_eq!(status, 200);
+}
+
+fn tls_router(cert: &str) -> (Router, TlsFront) {
+    let backend = MockProvider::start("secure");
+    let dir = certs_dir();
+    let front = TlsFront::start(
+        backend.port(),
+        &dir.join(format!("{cert}.pem")),
+        &dir.join(format!("{cert}-key.pem")),
+    );
+    let mut p = provider("secure", 0);
+    p["endpoint"] = json!(format!("https://localhost:{}/v1", front.port));
+    p["ca_file"] = json!(dir.join("ca.pem").display().to_string());
+    let c = catalog(
+        vec![p],
+        vec![json!({"id": "test/tls", "endpoints": [endpoint("secure", "tls@secure", 1.0)]})],
+        json!({}),
+    );
+    (Router::start(c, vec![backend]), front)
+}
+
+#[test]
+fn https_provider_verified_with_its_ca_file_is_served() {
+    let (r, _front) = tls_router("localhost");
+    let resp = r.chat(&chat_body("test/tls", false));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got = r.mock("secure").requests();
+    assert_eq!(got[0].json()["model"], "tls@secure");
+    assert_eq!(got[0].header("authorization"), Some(format!("Bearer {}", provider_key("secure")).as_str()));
+}
+
+#[test]
+fn https_provider_with_a_mismatched_name_gets_no_key_and_the_client_a_json_502() {
+    let (r, _front) = tls_router("wrong");
+    let resp = r.chat(&chat_body("test/tls", false));
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    let v = resp.json();
+    assert_eq!(v["error"]["code"], 502);
+    assert!(v["error"]["message"].as_str().unwrap().contains("TLS"), "{v}");
+    assert_valid("BadGatewayResponse", &v);
+    assert!(r.mock("secure").requests().is_empty(), "nothing, and so no key, reached the provider");
+}
+
+#[test]
+fn a_catalog_whose_key_variable_is_unset_is_refused_at_load() {
+    let c = catalog(
+        vec![provider("lonely", 9)],
+        vec![json!({"id": "test/x", "endpoints": [endpoint("lonely", "x", 1.0)]})],
+        json!({}),
+    );
+    let opts = Options {
+        port: 0,
+        admin_port: 0,
+        wasm_path: wasm_path().display().to_string(),
+        ..Options::default()
+    };
+    let yaml = generate(&c.to_string(), &opts).unwrap();
+    let log = start_expect_failure(&yaml, &[]);
+    assert!(
+        log.contains("provider \"lonely\" needs environment variable LONELY_API_KEY, which is not set"),
+        "{log}"
+    );
+}
