@@ -441,7 +441,7 @@ mod tests {
             "failure_policy: FAIL_CLOSED",
             "retriable_status_codes:",
             "include_request_attempt_count: true",
-            "\"2\":",
+            "\"1\":",
         ] {
             assert!(yaml.contains(want), "missing {want:?} in\n{yaml}");
         }
