@@ -58,7 +58,7 @@ const BUFFER_HEADROOM: u64 = 1024 * 1024;
 pub fn generate(catalog_text: &str, opts: &Options) -> Result<String, ConfigError> {
     let catalog = Catalog::parse(catalog_text.as_bytes(), None)?;
     let doc = map([
-        ("admin", map([("address", socket(&"127.0.0.1".to_string(), opts.admin_port))])),
+        ("admin", map([("address", socket("127.0.0.1", opts.admin_port))])),
         (
             "static_resources",
             map([
@@ -77,8 +77,8 @@ pub fn generate(catalog_text: &str, opts: &Options) -> Result<String, ConfigErro
     Ok(header + &doc.render())
 }
 
-fn socket(address: &String, port: u16) -> Node {
-    map([("socket_address", map([("address", s(address.as_str())), ("port_value", int(port))]))])
+fn socket(address: &str, port: u16) -> Node {
+    map([("socket_address", map([("address", s(address)), ("port_value", int(port))]))])
 }
 
 fn typed(type_name: &str) -> Node {

@@ -68,6 +68,8 @@ pub enum Behavior {
     /// (`GET` health probes still answer 200.) `content-type: application/json` is added unless
     /// `headers` has a content-type.
     Status { code: u16, headers: Vec<(String, String)>, body: String },
+    /// Wait this long before answering as `Ok` (for per-attempt timeouts).
+    Delay { ms: u64 },
 }
 
 struct HoldState {
@@ -528,6 +530,10 @@ fn handle<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<(
                     write_response(out, 404, &[], body.as_bytes(), !req.keep_alive)
                 }
                 Behavior::Ok => complete(req, out, shared),
+                Behavior::Delay { ms } => {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    complete(req, out, shared)
+                }
             }
         }
         _ => {

@@ -163,3 +163,50 @@ fn a_catalog_whose_key_variable_is_unset_is_refused_at_load() {
         "{log}"
     );
 }
+
+#[test]
+fn a_provider_slower_than_the_per_attempt_timeout_is_skipped_and_all_slow_is_a_json_504() {
+    let slow = MockProvider::start("slow");
+    let fast = MockProvider::start("fast");
+    let c = catalog(
+        vec![provider("slow", slow.port()), provider("fast", fast.port())],
+        vec![json!({"id": "test/t", "endpoints": [
+            endpoint("slow", "t@slow", 1.0),
+            endpoint("fast", "t@fast", 2.0),
+        ]})],
+        json!({"response_timeout_ms": 300, "first_byte_timeout_ms": 300}),
+    );
+    let r = Router::start(c, vec![slow, fast]);
+    r.mock("slow").set_behavior(Behavior::Delay { ms: 3000 });
+    for stream in [false, true] {
+        let resp = r.chat(&chat_body("test/t", stream));
+        assert_eq!(resp.status, 200, "stream {stream}: {}", resp.text());
+        assert_eq!(resp.header("x-llm-provider"), Some("fast"));
+    }
+    r.mock("fast").set_behavior(Behavior::Delay { ms: 3000 });
+    let resp = r.chat(&chat_body("test/t", false));
+    assert_eq!(resp.status, 504, "{}", resp.text());
+    let v = resp.json();
+    assert_eq!(
+        (v["error"]["code"].as_u64(), v["error"]["metadata"]["error_type"].as_str()),
+        (Some(504), Some("timeout"))
+    );
+}
+
+#[test]
+fn oversized_headers_get_a_json_431() {
+    let r = limited_router();
+    let big = "h".repeat(70 * 1024);
+    let auth = format!("Bearer {CLIENT_KEY}");
+    let resp = request(
+        r.envoy.port,
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", &auth), ("content-type", "application/json"), ("x-big", &big)],
+        chat_body("test/m", false).to_string().as_bytes(),
+    );
+    assert_eq!(resp.status, 431, "{}", resp.text());
+    let v = resp.json();
+    assert_eq!(v["error"]["code"], 431);
+    assert_eq!(v["error"]["metadata"]["error_type"], "invalid_request");
+}

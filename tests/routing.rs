@@ -264,7 +264,8 @@ fn each_client_error_has_its_status_and_shape() {
     let port = r.envoy.port;
     let auth = format!("Bearer {CLIENT_KEY}");
     let json_ct = ("content-type", "application/json");
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str, &str)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/v1/chat/completions",

@@ -46,7 +46,8 @@ fn chat_head_strips_credentials_and_routing_headers() {
 #[test]
 fn head_errors() {
     let c = demo();
-    let cases: Vec<(Vec<(String, Vec<u8>)>, bool, u16)> = vec![
+    type Case = (Vec<(String, Vec<u8>)>, bool, u16);
+    let cases: Vec<Case> = vec![
         (h(&[(":method", "GET"), (":path", "/v1/chat/completions")]), false, 405),
         (h(&[(":method", "POST"), (":path", "/v1/models")]), false, 405),
         (h(&[(":method", "GET"), (":path", "/v2/other")]), true, 404),
