@@ -122,6 +122,10 @@ fn alias_reaches_cheapest_provider_with_native_name_and_only_its_key() {
     }
     assert!(req.header("x-envoy-max-retries").is_none());
     assert!(r.mock("backup").requests().is_empty());
+    // One vm_config shared by every filter instance: one VM per thread (plus the base copy), not one per
+    // provider cluster. Three clusters with their own VMs would make this at least 6 at --concurrency 1.
+    let vms = r.envoy.stat("wasm.envoy.wasm.runtime.v8.active").unwrap();
+    assert!((1..=3).contains(&vms), "{vms} wasm VMs");
 }
 
 #[test]
