@@ -11,6 +11,7 @@ pub mod downstream;
 pub mod envoy_config;
 pub mod error;
 pub mod plan;
+pub mod prefs;
 pub mod request;
 pub mod upstream;
 mod yaml;
