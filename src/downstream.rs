@@ -4,8 +4,9 @@
 use crate::auth::{authenticate, Caller};
 use crate::catalog::Catalog;
 use crate::error::ApiError;
-use crate::plan::{candidates, slot_key, PlanRecord, PLAN_KEY};
+use crate::plan::{slot_key, PlanRecord, PLAN_KEY};
 use crate::request::ChatRequest;
+use crate::select::{route, Inputs, ProviderHealth, Route};
 
 /// Request headers as the host gives them: lowercase names, raw byte values.
 pub type Headers = [(String, Vec<u8>)];
@@ -40,6 +41,12 @@ pub struct ChatHead {
     pub caller: Caller,
     /// Client headers that must not reach a provider or steer Envoy.
     pub remove: Vec<String>,
+    /// Header `x-session-id`.
+    pub session_header: Option<Vec<u8>>,
+    /// Header `x-request-id` (Envoy sets one when the client did not).
+    pub request_id: Option<Vec<u8>>,
+    /// `x-llm-router-debug: 1` or `x-openrouter-metadata: enabled`: explain the route in the response.
+    pub debug: bool,
 }
 
 /// Client headers carrying the client's own credentials: never forwarded.
@@ -104,7 +111,15 @@ fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Resu
         .filter(|n| CLIENT_CREDENTIAL_HEADERS.contains(&n.as_str()) || is_routing_header(n))
         .cloned()
         .collect();
-    Ok(HeadVerdict::Chat(ChatHead { caller, remove }))
+    let debug = header("x-llm-router-debug").is_some_and(|v| v.trim_ascii() == b"1")
+        || header("x-openrouter-metadata").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"enabled"));
+    Ok(HeadVerdict::Chat(ChatHead {
+        caller,
+        remove,
+        session_header: header("x-session-id").map(<[u8]>::to_vec),
+        request_id: header("x-request-id").map(<[u8]>::to_vec),
+        debug,
+    }))
 }
 
 /// Headers that steer Envoy or our filter: a client must never set them.
@@ -121,35 +136,54 @@ pub fn too_large(catalog: &Catalog) -> ApiError {
 }
 
 /// Everything the shell does once the body is complete.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub struct BodyDecision {
     /// The body the providers receive (slot 0's model name spliced in).
     pub body: Vec<u8>,
-    /// Filter-state values: one per slot for the route matcher, plus the plan record.
+    /// Filter-state values: one per slot for the route matcher, the plan record, the explanation.
     pub filter_state: Vec<(String, String)>,
     /// Request headers to set (content-length, retries, per-try timeout).
     pub headers: Vec<(&'static str, String)>,
+    /// What the response phase needs to know about the decision.
+    pub routed: Routed,
 }
 
-/// Parses the complete body and builds the plan.
-pub fn on_request_body(catalog: &Catalog, body: &[u8]) -> Result<BodyDecision, ApiError> {
+/// The decision as the response phase sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routed {
+    /// Public model id of each slot (attempt k+1 served slot k's model).
+    pub slot_models: Vec<String>,
+    /// The explanation, when the client asked for it (`x-llm-route`).
+    pub explain: Option<String>,
+}
+
+/// Parses the complete body and decides the plan (`health` is the health memory, by provider slug).
+pub fn on_request_body(
+    catalog: &Catalog,
+    body: &[u8],
+    head: &ChatHead,
+    health: &dyn Fn(&str) -> ProviderHealth,
+) -> Result<BodyDecision, ApiError> {
     if body.len() as u64 > catalog.routing.max_request_bytes {
         return Err(too_large(catalog));
     }
     let req = ChatRequest::parse(body)?;
-    let name = req.requested_model();
-    let model = catalog.model(name).ok_or_else(|| {
-        ApiError::ModelNotFound(format!("Model \"{}\" is not available", truncate(name, 200)))
-    })?;
-    let plan = candidates(catalog, model);
-    let first =
-        plan.first().ok_or_else(|| ApiError::ProviderUnavailable("No provider serves this model".into()))?;
+    let inputs = Inputs {
+        request: &req,
+        caller: head.caller,
+        session_header: head.session_header.as_deref(),
+        request_id: head.request_id.as_deref(),
+        health,
+    };
+    let Route { plan, explain } = route(catalog, &inputs)?;
+    let first = plan[0];
     let first_model = &catalog.models[first.model].endpoints[first.endpoint].model_json;
     let (new_body, model_range) = req.rewrite(first_model);
     let record = PlanRecord::new(catalog, &plan, new_body.len(), model_range);
     let mut filter_state: Vec<(String, String)> =
         record.slots.iter().enumerate().map(|(k, (provider, _))| (slot_key(k), provider.clone())).collect();
     filter_state.push((PLAN_KEY.to_string(), record.encode()));
+    filter_state.push((ROUTE_KEY.to_string(), explain.clone()));
     let timeout =
         if req.stream { catalog.routing.first_byte_timeout_ms } else { catalog.routing.response_timeout_ms };
     let headers = vec![
@@ -157,8 +191,15 @@ pub fn on_request_body(catalog: &Catalog, body: &[u8]) -> Result<BodyDecision, A
         ("x-envoy-max-retries", (plan.len() - 1).to_string()),
         ("x-envoy-upstream-rq-per-try-timeout-ms", timeout.to_string()),
     ];
-    Ok(BodyDecision { body: new_body, filter_state, headers })
+    let routed = Routed {
+        slot_models: plan.iter().map(|c| catalog.models[c.model].id.clone()).collect(),
+        explain: head.debug.then_some(explain),
+    };
+    Ok(BodyDecision { body: new_body, filter_state, headers, routed })
 }
+
+/// Filter-state key of the route explanation (for the access log).
+pub const ROUTE_KEY: &str = "llm_route";
 
 /// Where a response came from, as far as the shell could tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -183,7 +224,12 @@ pub enum ResponseVerdict {
 }
 
 /// Decides on the final response headers.
-pub fn on_response_headers(catalog: &Catalog, headers: &Headers, origin: &Origin) -> ResponseVerdict {
+pub fn on_response_headers(
+    catalog: &Catalog,
+    headers: &Headers,
+    origin: &Origin,
+    routed: &Routed,
+) -> ResponseVerdict {
     let status = response_status(headers);
     let provider = origin.cluster.as_deref().and_then(|c| catalog.provider_by_cluster(c));
     let provider_name = provider.map_or_else(|| "the provider".to_string(), |p| p.display_name.clone());
@@ -211,6 +257,12 @@ pub fn on_response_headers(catalog: &Catalog, headers: &Headers, origin: &Origin
     }
     if let Some(n) = origin.attempts {
         out.push(("x-llm-attempts".into(), n.to_string().into_bytes()));
+        if let Some(model) = (n as usize).checked_sub(1).and_then(|k| routed.slot_models.get(k)) {
+            out.push(("x-llm-model".into(), model.clone().into_bytes()));
+        }
+    }
+    if let Some(explain) = &routed.explain {
+        out.push(("x-llm-route".into(), explain.clone().into_bytes()));
     }
     ResponseVerdict::Forward(out)
 }
@@ -283,4 +335,4 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -23,6 +23,11 @@ pub struct Options {
     /// The system trust store, for providers without `ca_file`. Envoy requires a CA file whenever a
     /// certificate's names are checked, so the system roots are given as a bundle file.
     pub ca_bundle: String,
+    /// Spread connections exactly over the workers (`connection_balance_config: exact_balance`): each new
+    /// connection goes to the worker with the fewest open ones. Tests use it to reach every worker; off by
+    /// default, since it takes a lock on every accept (Envoy recommends it only for few long-lived
+    /// connections) and the kernel's `SO_REUSEPORT` spreading serves many short ones well.
+    pub exact_balance: bool,
 }
 
 /// Where Debian, Ubuntu (and so Envoy's and Istio's images) keep the system trust store.
@@ -37,6 +42,7 @@ impl Default for Options {
             wasm_path: "target/wasm32-wasip1/release/llm_router.wasm".into(),
             source: "catalog.json".into(),
             ca_bundle: DEFAULT_CA_BUNDLE.into(),
+            exact_balance: false,
         }
     }
 }
@@ -47,6 +53,8 @@ pub const VM_ID: &str = "llm_router";
 pub const DOWNSTREAM_ROOT_ID: &str = "llm_router";
 /// Root id of the upstream role (provider clusters).
 pub const UPSTREAM_ROOT_ID: &str = "llm_router_upstream";
+/// Root id of the access-logger role (the router's `upstream_log`: every attempt's outcome).
+pub const LOGGER_ROOT_ID: &str = "llm_router_log";
 /// Header added to replies our retry policy's 503 mapper produces.
 const RETRY_AFTER_SECONDS: &str = "1";
 /// Head-room of Envoy's own buffers above `routing.max_request_bytes`, so a body at the limit is still
@@ -145,11 +153,15 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Node {
                 wasm_filter("llm_router", DOWNSTREAM_ROOT_ID, catalog_text, catalog, opts),
                 map([
                     ("name", s("envoy.filters.http.router")),
-                    ("typed_config", typed("envoy.extensions.filters.http.router.v3.Router")),
+                    (
+                        "typed_config",
+                        typed("envoy.extensions.filters.http.router.v3.Router")
+                            .with("upstream_log", Node::List(vec![health_logger(catalog, opts)])),
+                    ),
                 ]),
             ]),
         );
-    map([
+    let mut l = map([
         ("name", s("llm_router")),
         ("address", socket(&opts.address, opts.port)),
         ("per_connection_buffer_limit_bytes", int(buffer_limit(catalog))),
@@ -162,6 +174,32 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Node {
                     ("typed_config", hcm),
                 ])]),
             )])]),
+        ),
+    ]);
+    if opts.exact_balance {
+        l = l.with("connection_balance_config", map([("exact_balance", map([]))]));
+    }
+    l
+}
+
+/// The router's `upstream_log`: our wasm access logger, called once per attempt (the only place Envoy
+/// reports every attempt's outcome), feeding the health memory. Its `vm_config` is the filters' own,
+/// byte for byte, so it runs in the same VM per worker and shares the parsed catalog and shared data.
+fn health_logger(catalog: &Catalog, opts: &Options) -> Node {
+    map([
+        ("name", s("envoy.access_loggers.wasm")),
+        (
+            "typed_config",
+            typed("envoy.extensions.access_loggers.wasm.v3.WasmAccessLog").with(
+                "config",
+                map([
+                    ("name", s("llm_router_log")),
+                    ("root_id", s(LOGGER_ROOT_ID)),
+                    ("vm_config", vm_config(catalog, opts)),
+                    ("configuration", typed("google.protobuf.StringValue").with("value", s("{}"))),
+                    ("failure_policy", s("FAIL_CLOSED")),
+                ]),
+            ),
         ),
     ])
 }
@@ -445,15 +483,16 @@ mod tests {
         ] {
             assert!(yaml.contains(want), "missing {want:?} in\n{yaml}");
         }
-        assert!(!yaml.contains("llm_try_2"), "max_attempts 2 → two slots");
+        assert!(yaml.contains("llm_try_3") && !yaml.contains("llm_try_4"), "one slot per endpoint (4)");
         assert!(!yaml.contains("FAIL_OPEN"));
     }
 
     #[test]
     fn a_single_slot_needs_no_attempt_matcher() {
         // Envoy refuses an empty exact_match_map: with one endpoint per model there are no retry slots.
-        let one = demo_json().replace(r#""max_attempts": 2"#, r#""max_attempts": 1"#);
-        let yaml = generate(&one, &Options::default()).unwrap();
+        let one = r#"{"providers": [{"name": "p", "endpoint": "http://p"}], "auth": "none",
+            "models": [{"id": "m", "endpoints": [{"provider": "p", "model": "n", "pricing": {"prompt": 1, "completion": 1}}]}]}"#;
+        let yaml = generate(one, &Options::default()).unwrap();
         assert!(yaml.contains("key: wasm.llm_try_0") && !yaml.contains("x-envoy-attempt-count"), "{yaml}");
     }
 
@@ -461,5 +500,28 @@ mod tests {
     fn invalid_catalog_is_refused_with_path() {
         let e = generate("{\"providers\": 1, \"models\": []}", &Options::default()).unwrap_err();
         assert_eq!(e.path, "providers");
+    }
+
+    #[test]
+    fn the_router_logs_every_attempt_to_our_logger_in_the_shared_vm() {
+        let yaml = generate(&demo_json(), &Options::default()).unwrap();
+        let logger = yaml.split("upstream_log:").nth(1).expect("router has an upstream_log");
+        assert!(logger.contains("envoy.extensions.access_loggers.wasm.v3.WasmAccessLog"), "{logger}");
+        assert!(logger.contains(&format!("root_id: {LOGGER_ROOT_ID}")), "{logger}");
+        // Same VM as the filters: its vm_config is theirs, byte for byte.
+        let vm = |text: &str| {
+            text.split("vm_config:")
+                .nth(1)
+                .and_then(|v| v.split("configuration:").next())
+                .map(|v| v.lines().map(str::trim).collect::<Vec<_>>().join("\n"))
+        };
+        assert_eq!(vm(logger), vm(&yaml), "logger and downstream filter share one vm_config");
+        assert!(!yaml.contains("exact_balance"), "off unless asked for");
+        let balanced =
+            generate(&demo_json(), &Options { exact_balance: true, ..Options::default() }).unwrap();
+        assert!(
+            balanced.contains("connection_balance_config:") && balanced.contains("exact_balance: {}"),
+            "{balanced}"
+        );
     }
 }

@@ -15,6 +15,8 @@ pub enum ApiError {
     Unauthorized(String),
     /// 404: the requested model is not in the catalog.
     ModelNotFound(String),
+    /// 404: every endpoint of the requested models was filtered out; `excluded_by` says why, per endpoint.
+    NoEndpoints { message: String, excluded_by: Vec<(String, String)> },
     /// 404: no such API path.
     NotFound(String),
     /// 405: the path exists but not for this method.
@@ -38,7 +40,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest(_) => 400,
             ApiError::Unauthorized(_) => 401,
-            ApiError::ModelNotFound(_) | ApiError::NotFound(_) => 404,
+            ApiError::ModelNotFound(_) | ApiError::NotFound(_) | ApiError::NoEndpoints { .. } => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::RateLimited { .. } => 429,
@@ -54,7 +56,7 @@ impl ApiError {
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::Unauthorized(_) => "authentication",
             ApiError::ModelNotFound(_) => "model_not_found",
-            ApiError::NotFound(_) => "not_found",
+            ApiError::NotFound(_) | ApiError::NoEndpoints { .. } => "not_found",
             ApiError::MethodNotAllowed(_) => "invalid_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limit_exceeded",
@@ -82,17 +84,25 @@ impl ApiError {
             | ApiError::PayloadTooLarge(m)
             | ApiError::BadGateway(m)
             | ApiError::ProviderUnavailable(m) => m,
-            ApiError::RateLimited { message, .. } | ApiError::ProviderRejected { message, .. } => message,
+            ApiError::RateLimited { message, .. }
+            | ApiError::ProviderRejected { message, .. }
+            | ApiError::NoEndpoints { message, .. } => message,
         }
     }
 
     /// The JSON body.
     pub fn body(&self) -> String {
+        let mut metadata = json!({ "error_type": self.error_type() });
+        if let ApiError::NoEndpoints { excluded_by, .. } = self {
+            let reasons: serde_json::Map<String, serde_json::Value> =
+                excluded_by.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            metadata["excluded_by"] = reasons.into();
+        }
         json!({
             "error": {
                 "code": self.status(),
                 "message": self.message(),
-                "metadata": { "error_type": self.error_type() },
+                "metadata": metadata,
             }
         })
         .to_string()

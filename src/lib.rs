@@ -10,9 +10,12 @@ pub mod catalog;
 pub mod downstream;
 pub mod envoy_config;
 pub mod error;
+pub mod health;
 pub mod plan;
 pub mod prefs;
 pub mod request;
+pub mod select;
+pub mod session;
 pub mod upstream;
 mod yaml;
 

@@ -21,16 +21,6 @@ pub struct Candidate {
     pub endpoint: usize,
 }
 
-/// The model's endpoints, cheapest first by prompt + completion price (ties keep catalog order), at most
-/// `routing.max_attempts` of them.
-pub fn candidates(catalog: &Catalog, model: usize) -> Vec<Candidate> {
-    let endpoints = &catalog.models[model].endpoints;
-    let mut order: Vec<usize> = (0..endpoints.len()).collect();
-    order.sort_by(|a, b| endpoints[*a].pricing.rank_price().total_cmp(&endpoints[*b].pricing.rank_price()));
-    order.truncate(catalog.routing.max_attempts as usize);
-    order.into_iter().map(|endpoint| Candidate { model, endpoint }).collect()
-}
-
 /// What the upstream role of every attempt needs: where the model value sits in the body the router
 /// replays, and each slot's provider and native model name (as a JSON string literal).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,20 +81,8 @@ impl PlanRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::tests::demo;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    #[test]
-    fn cheapest_first_and_bounded() {
-        let c = demo();
-        let m = c.model("llama").unwrap();
-        let providers: Vec<&str> = candidates(&c, m)
-            .iter()
-            .map(|x| c.providers[c.models[m].endpoints[x.endpoint].provider].name.as_str())
-            .collect();
-        assert_eq!(providers, ["alpha", "beta"], "gamma is cheapest-last and cut by max_attempts=2");
-    }
 
     #[test]
     fn record_round_trips() {

@@ -87,7 +87,7 @@ fn attempt_headers(p: &Provider, content_length: usize) -> Vec<(String, Vec<u8>)
 mod tests {
     use super::*;
     use crate::catalog::tests::demo;
-    use crate::downstream::on_request_body;
+    use crate::downstream::tests::body;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -109,8 +109,8 @@ mod tests {
     #[test]
     fn each_attempt_gets_its_provider_model_key_and_host_only() {
         let c = demo();
-        let d = on_request_body(&c, br#"{"model":"llama","messages":[]}"#).unwrap();
-        let plan = &d.filter_state.last().unwrap().1;
+        let d = body(&c, br#"{"model":"llama","messages":[],"provider":{"sort":"price"}}"#).unwrap();
+        let plan = &d.filter_state.iter().find(|(k, _)| k == crate::plan::PLAN_KEY).unwrap().1;
         let body = String::from_utf8(d.body).unwrap();
         assert_eq!(body, r#"{"model":"llama-a","messages":[]}"#);
         // Attempt 1: alpha, body untouched. The client's leftovers are scrubbed.

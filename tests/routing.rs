@@ -130,9 +130,11 @@ fn alias_reaches_cheapest_provider_with_native_name_and_only_its_key() {
 
 #[test]
 fn failover_to_next_provider_for_503_429_and_refused_streamed_or_not() {
-    let r = two_providers();
     for stream in [false, true] {
         for (case, model) in [("503", "test/chat"), ("429", "test/chat"), ("refused", "test/refused")] {
+            // A fresh router per case: the health memory would otherwise move cheap last (or exclude it,
+            // after the 429's Retry-After) for the cases that follow.
+            let r = two_providers();
             r.mock("cheap").set_behavior(match case {
                 "503" => status_behavior(503),
                 "429" => status_behavior(429),

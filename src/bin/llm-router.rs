@@ -7,6 +7,8 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   llm-router generate --catalog FILE [--port N] [--admin-port N] [--address A] [--wasm PATH] [--ca-bundle PEM] [--out FILE]
   llm-router check --catalog FILE      validate a catalog, reading provider keys from the environment
+  llm-router route --catalog FILE --request BODY.json [--key NAME] [--session-id ID]
+                                       explain offline how a request would be routed (all providers healthy)
   llm-router hash-key TOKEN            print the sha256 to put in keys[].sha256";
 
 fn main() -> ExitCode {
@@ -70,11 +72,63 @@ fn run(args: &[String]) -> Result<(), String> {
             );
             Ok(())
         }
+        "route" => {
+            let (path, text) = read_catalog()?;
+            let catalog = Catalog::parse(text.as_bytes(), None).map_err(|e| format!("{path}: {e}"))?;
+            let request_path = flag("--request").ok_or("--request BODY.json is required")?;
+            let body = std::fs::read(request_path).map_err(|e| format!("{request_path}: {e}"))?;
+            let caller = match flag("--key") {
+                Some(name) => Some(
+                    catalog.keys.iter().position(|k| k.name == name).ok_or(format!("no key named {name}"))?,
+                ),
+                None => (!catalog.keys.is_empty()).then_some(0),
+            };
+            print!("{}", explain_route(&catalog, &body, caller, flag("--session-id")));
+            Ok(())
+        }
         "hash-key" => {
             let token = rest.first().ok_or("hash-key TOKEN")?;
             println!("{}", llm_router::auth::hash_token(token));
             Ok(())
         }
         _ => Err(USAGE.to_string()),
+    }
+}
+
+/// The decision for one request body, as text: the plan, the explanation, or the error the client gets.
+fn explain_route(catalog: &Catalog, body: &[u8], caller: Option<usize>, session: Option<&str>) -> String {
+    use llm_router::request::ChatRequest;
+    use llm_router::select::{route, Inputs, ProviderHealth};
+    let healthy = |_: &str| ProviderHealth::default();
+    let result = ChatRequest::parse(body).and_then(|req| {
+        let inputs = Inputs {
+            request: &req,
+            caller,
+            session_header: session.map(str::as_bytes),
+            request_id: None,
+            health: &healthy,
+        };
+        route(catalog, &inputs)
+    });
+    match result {
+        Err(e) => format!("the client gets {}:\n{}\n", e.status(), e.body()),
+        Ok(r) => {
+            let mut out = String::from("attempts:\n");
+            for (k, c) in r.plan.iter().enumerate() {
+                let m = &catalog.models[c.model];
+                let e = &m.endpoints[c.endpoint];
+                let p = &catalog.providers[e.provider];
+                out += &format!(
+                    "  {}. {} via {} as {:?} (${}/M prompt, ${}/M completion)\n",
+                    k + 1,
+                    m.id,
+                    p.name,
+                    e.model,
+                    e.pricing.prompt,
+                    e.pricing.completion
+                );
+            }
+            out + &format!("decision: {}\n", r.explain)
+        }
     }
 }

@@ -165,6 +165,8 @@ pub struct Model {
 pub struct ClientKey {
     pub name: String,
     pub sha256: [u8; 32],
+    /// The floor every request made with this key is held to.
+    pub policy: crate::prefs::KeyPolicy,
 }
 
 /// Routing defaults.
@@ -289,7 +291,7 @@ impl Catalog {
         };
         let keys = if raw.keys.is_null() { Vec::new() } else { parse_list::<RawKey>(&raw.keys, "keys")? };
         for (i, k) in keys.into_iter().enumerate() {
-            let key = validate_key(k, &format!("keys[{i}]"))?;
+            let key = validate_key(k, &format!("keys[{i}]"), &catalog.providers)?;
             if catalog.keys.iter().any(|other| other.name == key.name) {
                 return Err(err(&format!("keys[{i}].name"), format!("duplicate key name \"{}\"", key.name)));
             }
@@ -328,10 +330,11 @@ impl Catalog {
         cluster.strip_prefix(CLUSTER_PREFIX).and_then(|n| self.provider(n)).map(|i| &self.providers[i])
     }
 
-    /// The longest plan any request can have: bounds the slots of the generated matcher.
+    /// The longest plan any request can have: max(`max_attempts`, models a request may list), never more
+    /// than the catalog's endpoints (a plan holds each model's endpoint once). Bounds the matcher's slots.
     pub fn max_plan_len(&self) -> usize {
-        let widest = self.models.iter().map(|m| m.endpoints.len()).max().unwrap_or(1);
-        widest.min(self.routing.max_attempts as usize).max(1)
+        let endpoints: usize = self.models.iter().map(|m| m.endpoints.len()).sum();
+        (self.routing.max_attempts as usize).max(crate::select::MAX_MODELS).min(endpoints).max(1)
     }
 
     fn validate_model(&self, m: RawModel, path: &str) -> Result<Model, ConfigError> {
@@ -532,14 +535,18 @@ fn validate_provider(
     })
 }
 
-fn validate_key(k: RawKey, path: &str) -> Result<ClientKey, ConfigError> {
+fn validate_key(k: RawKey, path: &str, providers: &[Provider]) -> Result<ClientKey, ConfigError> {
     if k.name.is_empty() || !k.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         return Err(err(&format!("{path}.name"), "must be a non-empty name of [A-Za-z0-9._-]"));
     }
     let sha256 = decode_sha256(&k.sha256).ok_or_else(|| {
         err(&format!("{path}.sha256"), "must be 64 hex digits (the SHA-256 of the bearer token)")
     })?;
-    Ok(ClientKey { name: k.name, sha256 })
+    let policy = match &k.policy {
+        Some(v) => crate::prefs::parse_key_policy(v, &format!("{path}.policy"), providers)?,
+        None => crate::prefs::KeyPolicy::default(),
+    };
+    Ok(ClientKey { name: k.name, sha256, policy })
 }
 
 fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
@@ -568,8 +575,9 @@ fn check_known(values: &[String], known: &[&str], path: &str) -> Result<(), Conf
 }
 
 fn check_model_name(name: &str, path: &str) -> Result<(), ConfigError> {
-    if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
-        return Err(err(path, "must be a non-empty name without spaces"));
+    // Visible ASCII: model ids travel in response headers (`x-llm-model`).
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err(path, "must be a non-empty name of visible ASCII characters (no spaces)"));
     }
     Ok(())
 }

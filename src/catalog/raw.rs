@@ -101,8 +101,7 @@ pub struct RawPricing {
     pub image: Option<f64>,
 }
 
-/// `keys[]`. `policy` and `limits` are accepted (the contract names them) but not enforced yet.
-#[allow(dead_code)]
+/// `keys[]`. `limits` is accepted (the contract names it) but not enforced yet.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKey {
@@ -111,6 +110,7 @@ pub struct RawKey {
     #[serde(default)]
     pub policy: Option<serde_json::Value>,
     #[serde(default)]
+    #[allow(dead_code)]
     pub limits: Option<serde_json::Value>,
 }
 

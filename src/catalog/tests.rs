@@ -61,7 +61,7 @@ fn demo_parses_with_defaults_and_index() {
     assert_eq!(c.providers[0].endpoint.authority, "api.alpha.example");
     assert_eq!(c.provider_header_names, ["authorization", "x-api-key", "x-beta-version"]);
     assert_eq!(c.models[1].endpoints[0].model_json, r#""gpt\"quoted""#);
-    assert_eq!(c.max_plan_len(), 2);
+    assert_eq!(c.max_plan_len(), 4, "max(max_attempts, MAX_MODELS), bounded by the 4 endpoints");
 }
 
 #[test]

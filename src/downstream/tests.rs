@@ -18,6 +18,13 @@ fn chat_headers(extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
     v
 }
 
+/// The body phase for key `team-a`, everyone healthy.
+pub(crate) fn body(c: &Catalog, bytes: &[u8]) -> Result<BodyDecision, ApiError> {
+    let head =
+        ChatHead { caller: Some(0), remove: vec![], session_header: None, request_id: None, debug: false };
+    on_request_body(c, bytes, &head, &|_| ProviderHealth::default())
+}
+
 fn reply_status(v: HeadVerdict) -> u16 {
     match v {
         HeadVerdict::Reply(r) => r.status,
@@ -40,6 +47,7 @@ fn chat_head_strips_credentials_and_routing_headers() {
     );
     let HeadVerdict::Chat(head) = v else { panic!("{v:?}") };
     assert_eq!(head.caller, Some(0));
+    assert!(!head.debug);
     assert_eq!(head.remove, ["authorization", "x-api-key", "x-envoy-max-retries", "x-llm-try"]);
 }
 
@@ -77,7 +85,7 @@ fn models_needs_no_key_and_ignores_query() {
 #[test]
 fn body_decision_plans_cheapest_first() {
     let c = demo();
-    let d = on_request_body(&c, br#"{"model":"meta/llama","messages":[],"stream":true}"#).unwrap();
+    let d = body(&c, br#"{"model":"meta/llama","messages":[],"stream":true}"#).unwrap();
     assert_eq!(d.filter_state[0], ("llm_try_0".to_string(), "alpha".to_string()));
     assert_eq!(d.filter_state[1], ("llm_try_1".to_string(), "beta".to_string()));
     assert_eq!(d.filter_state[2].0, "llm_plan");
@@ -89,9 +97,9 @@ fn body_decision_plans_cheapest_first() {
 #[test]
 fn body_errors() {
     let c = demo();
-    let e = on_request_body(&c, br#"{"model":"nope","messages":[]}"#).unwrap_err();
+    let e = body(&c, br#"{"model":"nope","messages":[]}"#).unwrap_err();
     assert_eq!((e.status(), e.error_type()), (404, "model_not_found"));
-    assert_eq!(on_request_body(&c, b"{").unwrap_err().status(), 400);
+    assert_eq!(body(&c, b"{").unwrap_err().status(), 400);
 }
 
 #[test]
@@ -110,7 +118,9 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
         ("x-internal", "secret"),
         ("server", "provider"),
     ]);
-    let ResponseVerdict::Forward(out) = on_response_headers(&c, &ok, &origin) else { panic!() };
+    let ResponseVerdict::Forward(out) = on_response_headers(&c, &ok, &origin, &Routed::default()) else {
+        panic!()
+    };
     let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -118,13 +128,13 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
     );
     let limited = h(&[(":status", "429"), ("retry-after", "12")]);
     assert_eq!(
-        on_response_headers(&c, &limited, &origin),
+        on_response_headers(&c, &limited, &origin, &Routed::default()),
         ResponseVerdict::Replace { provider: "beta".into(), status: 429, retry_after: Some(12) }
     );
     // Envoy's own replies pass (local_reply_config shapes them) unless a TLS check failed.
     let local = Origin { via_upstream: false, ..origin.clone() };
     assert!(matches!(
-        on_response_headers(&c, &h(&[(":status", "503")]), &local),
+        on_response_headers(&c, &h(&[(":status", "503")]), &local, &Routed::default()),
         ResponseVerdict::Forward(_)
     ));
     let tls = Origin {
@@ -134,7 +144,7 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
         ..local
     };
     assert!(matches!(
-        on_response_headers(&c, &h(&[(":status", "503")]), &tls),
+        on_response_headers(&c, &h(&[(":status", "503")]), &tls, &Routed::default()),
         ResponseVerdict::Replace { status: 0, .. }
     ));
 }

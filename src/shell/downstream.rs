@@ -5,11 +5,18 @@ use super::host::{int_property, string_property};
 use crate::catalog::Catalog;
 use crate::downstream::{
     error_reply, on_request_body, on_request_headers, on_response_headers, response_status, too_large,
-    HeadVerdict, Origin, Reply, ResponseVerdict,
+    ChatHead, HeadVerdict, Origin, Reply, ResponseVerdict, Routed,
 };
+use crate::health::{shared_key, status, Record};
+use crate::select::ProviderHealth;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
+
+/// Milliseconds since the epoch, from the host's clock.
+fn now_ms(ctx: &dyn Context) -> u64 {
+    ctx.get_current_time().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
 
 pub struct Downstream {
     catalog: Rc<Catalog>,
@@ -17,11 +24,15 @@ pub struct Downstream {
     replied: bool,
     /// The provider's error response is being replaced: (provider, status, retry-after).
     replacing: Option<(String, u16, Option<u64>)>,
+    /// The request-header facts the body phase needs.
+    head: Option<ChatHead>,
+    /// The decision, for the response phase.
+    routed: Routed,
 }
 
 impl Downstream {
     pub fn new(catalog: Rc<Catalog>) -> Self {
-        Downstream { catalog, replied: false, replacing: None }
+        Downstream { catalog, replied: false, replacing: None, head: None, routed: Routed::default() }
     }
 
     fn reply(&mut self, r: Reply) -> Action {
@@ -46,6 +57,7 @@ impl HttpContext for Downstream {
                 for name in &head.remove {
                     self.remove_http_request_header(name);
                 }
+                self.head = Some(head);
                 // Held until the body is complete: the route depends on it.
                 Action::Pause
             }
@@ -63,7 +75,20 @@ impl HttpContext for Downstream {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, size).unwrap_or_default();
-        match on_request_body(&self.catalog, &body) {
+        let Some(head) = self.head.take() else {
+            return Action::Continue;
+        };
+        let now_ms = now_ms(self);
+        let window = self.catalog.routing.outage_window_seconds;
+        let health = |provider: &str| {
+            let record = self.get_shared_data(&shared_key(provider)).0.and_then(|b| Record::decode(&b));
+            let s = status(record, now_ms, window);
+            ProviderHealth {
+                recently_failed: s.recently_failed,
+                cooldown_remaining_ms: s.cooldown_remaining_ms,
+            }
+        };
+        match on_request_body(&self.catalog, &body, &head, &health) {
             Err(e) => self.reply(e.into()),
             Ok(d) => {
                 for (key, value) in &d.filter_state {
@@ -73,6 +98,7 @@ impl HttpContext for Downstream {
                 for (name, value) in &d.headers {
                     self.set_http_request_header(name, Some(value));
                 }
+                self.routed = d.routed;
                 Action::Continue
             }
         }
@@ -97,7 +123,7 @@ impl HttpContext for Downstream {
                 origin.transport_failure = string_property(self, &["upstream", "transport_failure_reason"]);
             }
         }
-        match on_response_headers(&self.catalog, &headers, &origin) {
+        match on_response_headers(&self.catalog, &headers, &origin, &self.routed) {
             ResponseVerdict::Forward(out) => {
                 self.set_http_response_headers_bytes(
                     out.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),

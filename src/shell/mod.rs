@@ -3,10 +3,11 @@
 
 mod downstream;
 mod host;
+mod logger;
 mod upstream;
 
 use crate::catalog::Catalog;
-use crate::envoy_config::{DOWNSTREAM_ROOT_ID, UPSTREAM_ROOT_ID};
+use crate::envoy_config::{DOWNSTREAM_ROOT_ID, LOGGER_ROOT_ID, UPSTREAM_ROOT_ID};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::cell::RefCell;
@@ -33,6 +34,8 @@ enum Role {
     Unconfigured,
     Downstream(Rc<Catalog>),
     Upstream(Rc<str>),
+    /// The router's `upstream_log`: records each attempt's outcome in the health memory.
+    Logger,
 }
 
 #[derive(Default)]
@@ -80,6 +83,11 @@ impl RootContext for Root {
                     }
                 }
             }
+            // Nothing to configure: the logger reads the catalog the downstream role parsed in this VM.
+            id if id == LOGGER_ROOT_ID.as_bytes() => {
+                self.role = Role::Logger;
+                true
+            }
             other => {
                 log::error!("llm-router: unknown root_id {:?}", String::from_utf8_lossy(other));
                 false
@@ -91,7 +99,13 @@ impl RootContext for Root {
         match &self.role {
             Role::Downstream(catalog) => Some(Box::new(downstream::Downstream::new(catalog.clone()))),
             Role::Upstream(provider) => Some(Box::new(upstream::Upstream::new(provider.clone()))),
-            Role::Unconfigured => None,
+            Role::Logger | Role::Unconfigured => None,
+        }
+    }
+
+    fn on_log(&mut self) {
+        if let Role::Logger = self.role {
+            logger::on_log(self);
         }
     }
 

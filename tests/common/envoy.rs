@@ -106,8 +106,8 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Write the config and spawn Envoy in its own process group.
-fn spawn(config_yaml: &str, env: &[(&str, &str)], dir: &Path) -> Result<Child, String> {
+/// Write the config and spawn Envoy (`--concurrency` workers) in its own process group.
+fn spawn(config_yaml: &str, env: &[(&str, &str)], dir: &Path, concurrency: u32) -> Result<Child, String> {
     let bin = envoy_bin();
     let config = dir.join("envoy.yaml");
     fs::write(&config, config_yaml).map_err(|e| format!("write {}: {e}", config.display()))?;
@@ -117,7 +117,10 @@ fn spawn(config_yaml: &str, env: &[(&str, &str)], dir: &Path) -> Result<Child, S
     let mut cmd = Command::new(&bin);
     cmd.arg("-c")
         .arg(&config)
-        .args(["--disable-hot-restart", "--concurrency", "1", "-l", "warning"])
+        .args(["--disable-hot-restart", "--concurrency", &concurrency.to_string(), "-l", "warning"])
+        // Envoy writes its log file on this timer (default 10 s): without it, a failing test's printed log
+        // misses the last seconds, which are the ones that matter.
+        .args(["--file-flush-interval-msec", "100"])
         .arg("--log-path")
         .arg(dir.join("envoy.log"))
         .arg("--admin-address-path")
@@ -157,8 +160,14 @@ impl Envoy {
     /// extra environment variables; wait (≤ 30 s) until it is ready (`/ready` = LIVE)
     /// and find the first listener's port. `Err` carries Envoy's log.
     pub fn start(config_yaml: &str, env: &[(&str, &str)]) -> Result<Envoy, String> {
+        Envoy::start_with(config_yaml, env, 1)
+    }
+
+    /// [`Envoy::start`] with `concurrency` worker threads (each with its own wasm VM; shared data is
+    /// process-wide).
+    pub fn start_with(config_yaml: &str, env: &[(&str, &str)], concurrency: u32) -> Result<Envoy, String> {
         let dir = fresh_dir();
-        let child = match spawn(config_yaml, env, &dir) {
+        let child = match spawn(config_yaml, env, &dir, concurrency) {
             Ok(c) => c,
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
@@ -276,7 +285,7 @@ impl Drop for Envoy {
 /// running 3 s after becoming ready).
 pub fn start_expect_failure(config_yaml: &str, env: &[(&str, &str)]) -> String {
     let dir = fresh_dir();
-    let mut child = match spawn(config_yaml, env, &dir) {
+    let mut child = match spawn(config_yaml, env, &dir, 1) {
         Ok(c) => c,
         Err(e) => {
             let _ = fs::remove_dir_all(&dir);

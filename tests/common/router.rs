@@ -24,12 +24,19 @@ pub struct Router {
 impl Router {
     /// Starts one mock per name, then Envoy on `catalog` (see `catalog_for`), with every provider key set.
     pub fn start(catalog: Value, mocks: Vec<MockProvider>) -> Router {
+        Router::start_with_concurrency(catalog, mocks, 1)
+    }
+
+    /// [`Router::start`] with `concurrency` Envoy workers; with more than one, the listener balances
+    /// connections exactly (each new connection goes to the worker with the fewest open ones).
+    pub fn start_with_concurrency(catalog: Value, mocks: Vec<MockProvider>, concurrency: u32) -> Router {
         let text = serde_json::to_string_pretty(&catalog).unwrap();
         let opts = Options {
             port: 0,
             admin_port: 0,
             wasm_path: wasm_path().display().to_string(),
             source: "test".into(),
+            exact_balance: concurrency > 1,
             ..Options::default()
         };
         let yaml = generate(&text, &opts).unwrap_or_else(|e| panic!("generate: {e}"));
@@ -44,7 +51,8 @@ impl Router {
             .map(|var| (var.clone(), provider_key(&var.to_lowercase().replace("_api_key", ""))))
             .collect();
         let env: Vec<(&str, &str)> = values.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let envoy = Envoy::start(&yaml, &env).unwrap_or_else(|e| panic!("envoy did not start: {e}"));
+        let envoy = Envoy::start_with(&yaml, &env, concurrency)
+            .unwrap_or_else(|e| panic!("envoy did not start: {e}"));
         Router { envoy, mocks, catalog }
     }
 
@@ -82,7 +90,9 @@ pub fn catalog(providers: Vec<Value>, models: Vec<Value>, routing: Value) -> Val
     })
 }
 
-/// A user message body for `model`.
+/// A user message body for `model`, sorted by price so the cheapest provider is always tried first (the
+/// default weighted draw would make the order a matter of chance; tests/stickiness.rs covers it).
 pub fn chat_body(model: &str, stream: bool) -> Value {
-    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "Hello"}]})
+    json!({"model": model, "stream": stream, "provider": {"sort": "price"},
+           "messages": [{"role": "user", "content": "Hello"}]})
 }

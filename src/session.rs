@@ -1,0 +1,240 @@
+//! The session key: what makes one conversation land on one provider (prompt caching) on every worker and
+//! replica, with no shared state. First found: body `session_id`, header `x-session-id`, body
+//! `prompt_cache_key`, else a hash of the conversation's opening messages.
+
+use crate::error::ApiError;
+use crate::request::ChatRequest;
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Longest accepted `session_id` / `x-session-id`, in bytes.
+pub const MAX_SESSION_ID: usize = 256;
+
+/// How much of each opening message is hashed.
+const OPENING_PREFIX: usize = 4096;
+
+/// A session key: 32 bytes, never logged raw (only a hash prefix, for explanations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionKey(pub [u8; 32]);
+
+impl SessionKey {
+    /// A short hex prefix for logs and explanations.
+    pub fn short(&self) -> String {
+        self.0[..4].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Where the session key came from (for explanations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    SessionId,
+    Header,
+    PromptCacheKey,
+    OpeningMessages,
+}
+
+impl Source {
+    /// Name used in explanations.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::SessionId => "session_id",
+            Source::Header => "x-session-id",
+            Source::PromptCacheKey => "prompt_cache_key",
+            Source::OpeningMessages => "messages",
+        }
+    }
+}
+
+/// Derives the session key of a request. `key_name` is the client key's name ("" with `auth: none`);
+/// the model id is mixed in later, per candidate.
+pub fn session_key(
+    req: &ChatRequest<'_>,
+    header: Option<&[u8]>,
+    key_name: &str,
+) -> Result<(SessionKey, Source), ApiError> {
+    let (source, material): (Source, Vec<u8>) = if let Some(id) = body_string(req, "session_id")? {
+        check_len("session_id", id.len())?;
+        (Source::SessionId, id.into_bytes())
+    } else if let Some(h) = header {
+        check_len("x-session-id", h.len())?;
+        (Source::Header, h.to_vec())
+    } else if let Some(k) = body_string(req, "prompt_cache_key")? {
+        (Source::PromptCacheKey, k.into_bytes())
+    } else {
+        (Source::OpeningMessages, opening_messages(req.get("messages").unwrap_or("[]")))
+    };
+    let mut h = Sha256::new();
+    h.update(b"llm-router session v1\0");
+    h.update([source as u8]);
+    h.update((material.len() as u64).to_le_bytes());
+    h.update(&material);
+    h.update(key_name.as_bytes());
+    Ok((SessionKey(h.finalize().into()), source))
+}
+
+/// A string member of the body; `null` counts as absent, another type is a 400.
+fn body_string(req: &ChatRequest<'_>, field: &str) -> Result<Option<String>, ApiError> {
+    match req.get(field) {
+        None => Ok(None),
+        Some(raw) => serde_json::from_str::<Option<String>>(raw)
+            .map_err(|_| ApiError::InvalidRequest(format!("\"{field}\" must be a string"))),
+    }
+}
+
+fn check_len(field: &str, len: usize) -> Result<(), ApiError> {
+    if len > MAX_SESSION_ID {
+        return Err(ApiError::InvalidRequest(format!("\"{field}\" must be at most {MAX_SESSION_ID} bytes")));
+    }
+    Ok(())
+}
+
+/// Hash material of the first system/developer message and the first other message: the first 4 KiB of
+/// each one's raw JSON, plus their full lengths.
+fn opening_messages(messages: &str) -> Vec<u8> {
+    let (system, first) = first_messages(messages);
+    let mut out = Vec::with_capacity(2 * OPENING_PREFIX + 16);
+    for m in [system, first] {
+        let m = m.unwrap_or("").as_bytes();
+        out.extend_from_slice(&(m.len() as u64).to_le_bytes());
+        out.extend_from_slice(&m[..m.len().min(OPENING_PREFIX)]);
+    }
+    out
+}
+
+/// The raw JSON of the first system/developer message and of the first other message, scanning only
+/// as far as needed (the rest of the array is skipped without building values).
+fn first_messages(messages: &str) -> (Option<&str>, Option<&str>) {
+    struct Scan;
+    impl<'de> Visitor<'de> for Scan {
+        type Value = (Option<&'de str>, Option<&'de str>);
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of messages")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let (mut system, mut first) = (None, None);
+            while system.is_none() || first.is_none() {
+                let Some(m) = seq.next_element::<&'de RawValue>()? else { break };
+                #[derive(serde::Deserialize)]
+                struct Role<'a> {
+                    #[serde(borrow)]
+                    role: Option<&'a str>,
+                }
+                let role = serde_json::from_str::<Role<'_>>(m.get()).ok().and_then(|r| r.role);
+                match role {
+                    Some("system") | Some("developer") => system = system.or(Some(m.get())),
+                    _ => first = first.or(Some(m.get())),
+                }
+            }
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok((system, first))
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(messages);
+    de.deserialize_seq(Scan).unwrap_or((None, None))
+}
+
+/// A uniform draw in (0, 1) for one candidate: SHA-256(seed ‖ provider slug ‖ model id), so neither
+/// catalog positions nor other candidates affect it (editing the catalog moves no other session).
+pub fn uniform(seed: &[u8; 32], provider: &str, model_id: &str) -> f64 {
+    let mut h = Sha256::new();
+    h.update(seed);
+    h.update(provider.as_bytes());
+    h.update([0]);
+    h.update(model_id.as_bytes());
+    let d = h.finalize();
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&d[..8]);
+    // 53 random bits, centred in their interval: never 0 or 1.
+    ((u64::from_le_bytes(top) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+}
+
+/// Per-request entropy for a non-sticky draw, from `x-request-id`.
+pub fn request_seed(request_id: &[u8], fallback: &SessionKey) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"llm-router request v1\0");
+    h.update(request_id);
+    h.update(fallback.0);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn key(body: &str, header: Option<&str>, name: &str) -> Result<(SessionKey, Source), ApiError> {
+        let req = ChatRequest::parse(body.as_bytes()).unwrap();
+        session_key(&req, header.map(str::as_bytes), name)
+    }
+
+    #[test]
+    fn sources_in_order_of_precedence() {
+        let b = r#"{"model":"m","session_id":"s1","prompt_cache_key":"p","messages":[]}"#;
+        assert_eq!(key(b, Some("h"), "k").unwrap().1, Source::SessionId);
+        let b = r#"{"model":"m","prompt_cache_key":"p","messages":[]}"#;
+        assert_eq!(key(b, Some("h"), "k").unwrap().1, Source::Header);
+        assert_eq!(key(b, None, "k").unwrap().1, Source::PromptCacheKey);
+        let b = r#"{"model":"m","session_id":null,"messages":[]}"#;
+        assert_eq!(key(b, None, "k").unwrap().1, Source::OpeningMessages);
+    }
+
+    #[test]
+    fn too_long_or_mistyped_ids_are_400() {
+        let long = "x".repeat(257);
+        let b = format!(r#"{{"model":"m","session_id":"{long}","messages":[]}}"#);
+        assert_eq!(key(&b, None, "k").unwrap_err().status(), 400);
+        assert_eq!(key(r#"{"model":"m","messages":[]}"#, Some(&long), "k").unwrap_err().status(), 400);
+        assert_eq!(
+            key(r#"{"model":"m","session_id":5,"messages":[]}"#, None, "k").unwrap_err().status(),
+            400
+        );
+        let ok = "x".repeat(256);
+        assert!(key(r#"{"model":"m","messages":[]}"#, Some(&ok), "k").is_ok());
+    }
+
+    #[test]
+    fn opening_messages_decide_and_later_turns_do_not() {
+        let one =
+            r#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"U"}]}"#;
+        let two = r#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"U"},
+            {"role":"assistant","content":"A"},{"role":"user","content":"more"}]}"#;
+        let other =
+            r#"{"model":"m","messages":[{"role":"system","content":"S"},{"role":"user","content":"V"}]}"#;
+        assert_eq!(key(one, None, "k").unwrap(), key(two, None, "k").unwrap());
+        assert_ne!(key(one, None, "k").unwrap().0, key(other, None, "k").unwrap().0);
+        // The client key is part of the session: two tenants never share one.
+        assert_ne!(key(one, None, "k").unwrap().0, key(one, None, "j").unwrap().0);
+        // Developer counts as system; the first non-system message may come first.
+        let dev =
+            r#"{"model":"m","messages":[{"role":"user","content":"U"},{"role":"developer","content":"S"}]}"#;
+        assert_eq!(
+            first_messages(&dev[dev.find('[').unwrap()..dev.len() - 1]).0,
+            Some(r#"{"role":"developer","content":"S"}"#)
+        );
+    }
+
+    #[test]
+    fn only_the_first_4k_of_an_opening_message_is_hashed() {
+        let a =
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{}A"}}]}}"#, "x".repeat(5000));
+        let b =
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":"{}B"}}]}}"#, "x".repeat(5000));
+        // Same prefix and length: same session (the length is hashed, the tail is not).
+        assert_eq!(key(&a, None, "k").unwrap().0, key(&b, None, "k").unwrap().0);
+    }
+
+    #[test]
+    fn uniform_is_in_the_open_interval_and_spread() {
+        let seed = [7u8; 32];
+        let mut sum = 0.0;
+        for i in 0..1000 {
+            let u = uniform(&seed, &format!("p{i}"), "m");
+            assert!(u > 0.0 && u < 1.0);
+            sum += u;
+        }
+        assert!((sum / 1000.0 - 0.5).abs() < 0.05);
+    }
+}
