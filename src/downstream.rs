@@ -4,8 +4,9 @@
 use crate::auth::{authenticate, Caller};
 use crate::catalog::Catalog;
 use crate::error::ApiError;
-use crate::plan::{slot_key, PlanRecord, PLAN_KEY};
+use crate::plan::{slot_key, Candidate, PlanRecord, PLAN_KEY};
 use crate::request::ChatRequest;
+use crate::response::Served;
 use crate::select::{route, Inputs, ProviderHealth, Route};
 
 /// Request headers as the host gives them: lowercase names, raw byte values.
@@ -26,11 +27,13 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// `error.metadata.error_type` of an error reply.
+    pub error_type: Option<&'static str>,
 }
 
 impl From<ApiError> for Reply {
     fn from(e: ApiError) -> Reply {
-        Reply { status: e.status(), headers: e.headers(), body: e.body() }
+        Reply { status: e.status(), headers: e.headers(), body: e.body(), error_type: Some(e.error_type()) }
     }
 }
 
@@ -47,6 +50,8 @@ pub struct ChatHead {
     pub request_id: Option<Vec<u8>>,
     /// `x-llm-router-debug: 1` or `x-openrouter-metadata: enabled`: explain the route in the response.
     pub debug: bool,
+    /// The calling app (metric label), see `accounting::app_of`.
+    pub app: String,
 }
 
 /// Client headers carrying the client's own credentials: never forwarded.
@@ -75,6 +80,7 @@ fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Resu
                 status: 200,
                 headers: vec![("content-type", "application/json".into())],
                 body: catalog.models_json.clone(),
+                error_type: None,
             }));
         }
         b"/v1/chat/completions" => {
@@ -119,6 +125,11 @@ fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Resu
         session_header: header("x-session-id").map(<[u8]>::to_vec),
         request_id: header("x-request-id").map(<[u8]>::to_vec),
         debug,
+        app: crate::accounting::app_of(
+            catalog,
+            header("x-openrouter-title").or(header("x-title")),
+            header("http-referer"),
+        ),
     }))
 }
 
@@ -146,15 +157,75 @@ pub struct BodyDecision {
     pub headers: Vec<(&'static str, String)>,
     /// What the response phase needs to know about the decision.
     pub routed: Routed,
+    /// The client asked for a stream.
+    pub stream: bool,
 }
 
 /// The decision as the response phase sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routed {
-    /// Public model id of each slot (attempt k+1 served slot k's model).
+    /// The plan: attempt k+1 was slot k.
+    pub plan: Vec<Candidate>,
+    /// Public model id of each slot.
     pub slot_models: Vec<String>,
     /// The explanation, when the client asked for it (`x-llm-route`).
     pub explain: Option<String>,
+    /// `x-generation-id`: ours, from the request id (response ids keep the provider's).
+    pub generation_id: Option<String>,
+    /// The model as the client asked for it.
+    pub requested_model: String,
+    /// The session key's short hash, for the account.
+    pub session: Option<String>,
+}
+
+impl Routed {
+    /// The slot that served, from Envoy's attempt count.
+    pub fn served(&self, attempts: Option<u64>) -> Option<Candidate> {
+        let k = (attempts? as usize).checked_sub(1)?;
+        self.plan.get(k).copied()
+    }
+}
+
+/// How the shell treats a forwarded response's body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BodyMode {
+    /// Leave it alone (errors we pass, local replies, unknown content).
+    Pass,
+    /// A chat completion: buffered, rewritten, and its cost put in `x-llm-cost-usd`.
+    Completion(Served),
+    /// An SSE stream: rewritten event by event.
+    Stream(Served),
+}
+
+/// Decides what happens to the body of a response that is forwarded.
+pub fn body_mode(
+    catalog: &Catalog,
+    status: u16,
+    content_type: &[u8],
+    origin: &Origin,
+    routed: &Routed,
+) -> BodyMode {
+    let Some(c) =
+        routed.served(origin.attempts).filter(|_| origin.via_upstream && (200..300).contains(&status))
+    else {
+        return BodyMode::Pass;
+    };
+    let model = &catalog.models[c.model];
+    let endpoint = &model.endpoints[c.endpoint];
+    let served = Served {
+        model_json: serde_json::Value::String(model.id.clone()).to_string(),
+        provider_json: serde_json::Value::String(catalog.providers[endpoint.provider].display_name.clone())
+            .to_string(),
+        pricing: endpoint.pricing,
+    };
+    let media = content_type.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
+    if media.eq_ignore_ascii_case(b"text/event-stream") {
+        BodyMode::Stream(served)
+    } else if media.eq_ignore_ascii_case(b"application/json") {
+        BodyMode::Completion(served)
+    } else {
+        BodyMode::Pass
+    }
 }
 
 /// Parses the complete body and decides the plan (`health` is the health memory, by provider slug).
@@ -175,10 +246,10 @@ pub fn on_request_body(
         request_id: head.request_id.as_deref(),
         health,
     };
-    let Route { plan, explain } = route(catalog, &inputs)?;
+    let Route { plan, explain, session } = route(catalog, &inputs)?;
     let first = plan[0];
     let first_model = &catalog.models[first.model].endpoints[first.endpoint].model_json;
-    let (new_body, model_range) = req.rewrite(first_model);
+    let (new_body, model_range) = req.rewrite(first_model, req.stream);
     let record = PlanRecord::new(catalog, &plan, new_body.len(), model_range);
     let mut filter_state: Vec<(String, String)> =
         record.slots.iter().enumerate().map(|(k, (provider, _))| (slot_key(k), provider.clone())).collect();
@@ -193,9 +264,17 @@ pub fn on_request_body(
     ];
     let routed = Routed {
         slot_models: plan.iter().map(|c| catalog.models[c.model].id.clone()).collect(),
+        plan,
         explain: head.debug.then_some(explain),
+        generation_id: head
+            .request_id
+            .as_deref()
+            .filter(|id| id.iter().all(|b| b.is_ascii_graphic()))
+            .map(|id| format!("gen-{}", String::from_utf8_lossy(id))),
+        requested_model: req.requested_model().to_string(),
+        session,
     };
-    Ok(BodyDecision { body: new_body, filter_state, headers, routed })
+    Ok(BodyDecision { body: new_body, filter_state, headers, routed, stream: req.stream })
 }
 
 /// Filter-state key of the route explanation (for the access log).
@@ -264,7 +343,21 @@ pub fn on_response_headers(
     if let Some(explain) = &routed.explain {
         out.push(("x-llm-route".into(), explain.clone().into_bytes()));
     }
+    if let Some(id) = &routed.generation_id {
+        out.push(("x-generation-id".into(), id.clone().into_bytes()));
+    }
     ResponseVerdict::Forward(out)
+}
+
+/// The `error_type` of a reply Envoy generated itself (as our local_reply_config words it).
+pub fn envoy_error_type(status: u16) -> &'static str {
+    match status {
+        408 | 504 => "timeout",
+        413 => "payload_too_large",
+        429 => "rate_limit_exceeded",
+        400..=499 => "invalid_request",
+        _ => "provider_unavailable",
+    }
 }
 
 /// The `:status` of a response header map (0 when absent or malformed).

@@ -5,6 +5,7 @@
 //! (feature `shell`, wasm32-wasip1 only) moves bytes and headers between Envoy and the brain.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod accounting;
 pub mod auth;
 pub mod catalog;
 pub mod downstream;
@@ -14,9 +15,11 @@ pub mod health;
 pub mod plan;
 pub mod prefs;
 pub mod request;
+pub mod response;
 pub mod select;
 pub mod session;
 pub mod upstream;
+pub mod usage;
 mod yaml;
 
 #[cfg(feature = "cli")]

@@ -70,6 +70,9 @@ pub enum Behavior {
     Status { code: u16, headers: Vec<(String, String)>, body: String },
     /// Wait this long before answering as `Ok` (for per-attempt timeouts).
     Delay { ms: u64 },
+    /// Streams stop after this many events without `data: [DONE]`: ending the response cleanly, or with
+    /// `reset`, closing the connection mid-response. Non-streamed requests answer as `Ok`.
+    Cut { after_events: usize, reset: bool },
 }
 
 struct HoldState {
@@ -90,6 +93,12 @@ struct Shared {
     stopped: AtomicBool,
     next_id: AtomicU64,
     next_conn: AtomicU64,
+    /// Chat requests are kept for [`MockProvider::requests`] while this is set (the default).
+    record: AtomicBool,
+    /// Content events per SSE stream; 0 = the default stream ("Hello ", "from ", name).
+    stream_chunks: AtomicU64,
+    /// Pause before each SSE event, in milliseconds (0 = none).
+    chunk_delay_ms: AtomicU64,
     /// Open connections (clones), so `stop` can shut them down.
     conns: Mutex<HashMap<u64, TcpStream>>,
 }
@@ -129,6 +138,9 @@ impl MockProvider {
             stopped: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
+            record: AtomicBool::new(true),
+            stream_chunks: AtomicU64::new(0),
+            chunk_delay_ms: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
         });
         let sh = Arc::clone(&shared);
@@ -153,6 +165,21 @@ impl MockProvider {
     /// Every chat request received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// Keep recording chat requests (the default) or not (a long-running mock, e.g. under load).
+    pub fn set_recording(&self, on: bool) {
+        self.shared.record.store(on, Ordering::Relaxed);
+        if !on {
+            self.clear();
+        }
+    }
+
+    /// Shape of SSE streams: `chunks` content events (0 = the default "Hello ", "from ", name), each
+    /// event (usage and `[DONE]` included) preceded by a pause of `delay`.
+    pub fn set_stream_shape(&self, chunks: usize, delay: Duration) {
+        self.shared.stream_chunks.store(chunks as u64, Ordering::Relaxed);
+        self.shared.chunk_delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Forget the recorded requests.
@@ -512,7 +539,7 @@ fn handle<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<(
         "GET" => write_response(out, 200, &[], br#"{"ok":true}"#, !req.keep_alive),
         "POST" => {
             let is_chat = path.ends_with("/chat/completions");
-            if is_chat {
+            if is_chat && shared.record.load(Ordering::Relaxed) {
                 lock(&shared.requests).push(Recorded {
                     method: req.method.clone(),
                     path: req.target.clone(),
@@ -530,6 +557,9 @@ fn handle<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<(
                     write_response(out, 404, &[], body.as_bytes(), !req.keep_alive)
                 }
                 Behavior::Ok => complete(req, out, shared),
+                Behavior::Cut { after_events, reset } => {
+                    complete_cut(req, out, shared, Some((after_events, reset)))
+                }
                 Behavior::Delay { ms } => {
                     std::thread::sleep(std::time::Duration::from_millis(ms));
                     complete(req, out, shared)
@@ -545,6 +575,15 @@ fn handle<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<(
 }
 
 fn complete<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<()> {
+    complete_cut(req, out, shared, None)
+}
+
+fn complete_cut<W: Write>(
+    req: &Request,
+    out: &mut W,
+    shared: &Shared,
+    cut: Option<(usize, bool)>,
+) -> io::Result<()> {
     let close = !req.keep_alive;
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
         let body = error_json("request body is not valid JSON", "invalid_request_error");
@@ -585,15 +624,21 @@ fn complete<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result
             js(delta)
         ) + "\n\n"
     };
-    let events = [
-        chunk("Hello ", "null"),
-        chunk("from ", "null"),
-        chunk(&shared.name, r#""stop""#),
+    let chunks = shared.stream_chunks.load(Ordering::Relaxed) as usize;
+    let mut events = if chunks == 0 {
+        vec![chunk("Hello ", "null"), chunk("from ", "null"), chunk(&shared.name, r#""stop""#)]
+    } else {
+        (0..chunks)
+            .map(|i| chunk(&format!("token{i} "), if i + 1 == chunks { r#""stop""# } else { "null" }))
+            .collect()
+    };
+    events.extend([
         format!(
             r#"data: {{"id":{id},"object":"chat.completion.chunk","created":{created},"model":{model},"choices":[],"usage":{USAGE_JSON}}}"#
         ) + "\n\n",
         "data: [DONE]\n\n".to_string(),
-    ];
+    ]);
+    let delay = Duration::from_millis(shared.chunk_delay_ms.load(Ordering::Relaxed));
 
     // Decide before event 1 is written, so a release that follows the client
     // reading event 1 can never be missed.
@@ -602,10 +647,21 @@ fn complete<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result
         st.hold.then_some(st.release_gen)
     };
     for (i, ev) in events.iter().enumerate() {
+        match cut {
+            Some((after, false)) if i == after => break,
+            Some((after, true)) if i == after => {
+                out.flush()?;
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "mock: stream reset"));
+            }
+            _ => {}
+        }
         if i == 1 {
             if let Some(gen) = hold_gen {
                 wait_release(shared, gen);
             }
+        }
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
         }
         write_chunk(out, ev.as_bytes())?;
     }

@@ -44,25 +44,8 @@ impl<'a> ChatRequest<'a> {
     /// Parses the body: must be a JSON object with a usable `model` (or a non-empty `models` list).
     pub fn parse(body: &'a [u8]) -> Result<ChatRequest<'a>, ApiError> {
         let text = std::str::from_utf8(body).map_err(|_| invalid("the request body is not valid UTF-8"))?;
-        let trimmed = text.trim_start();
-        if !trimmed.starts_with('{') {
-            return Err(invalid("the request body must be a JSON object"));
-        }
-        let object_start = text.len() - trimmed.len();
-        let mut de = serde_json::Deserializer::from_str(text);
-        let raw = TopLevel::deserialize_from(&mut de)
-            .and_then(|t| de.end().map(|_| t))
-            .map_err(|e| invalid(&format!("the request body is not valid JSON: {e}")))?;
-        let base = text.as_ptr() as usize;
-        let mut members: Vec<Member<'a>> = Vec::with_capacity(raw.0.len());
-        for (key, value) in raw.0 {
-            if members.iter().any(|m| m.key == key) {
-                return Err(invalid(&format!("duplicate key \"{key}\" in the request body")));
-            }
-            let v = value.get();
-            let start = v.as_ptr() as usize - base;
-            members.push(Member { key, value: v, value_range: start..start + v.len() });
-        }
+        let (object_start, members) =
+            top_level(text).map_err(|e| invalid(&format!("the request body {e}")))?;
         let mut req =
             ChatRequest { body: text, object_start, members, model: None, models: Vec::new(), stream: false };
         if let Some(v) = req.get("model") {
@@ -105,50 +88,66 @@ impl<'a> ChatRequest<'a> {
         self.model.as_deref().or(self.models.first().map(String::as_str)).unwrap_or("")
     }
 
-    /// The body a provider receives: `model` set to `model_json` (a JSON string literal) and the router-only
-    /// fields removed; every other byte as the client sent it. Returns the new body and the byte range of the
-    /// model value inside it.
-    pub fn rewrite(&self, model_json: &str) -> (Vec<u8>, Range<usize>) {
-        // Edits are (range of the old body, replacement), applied in body order.
-        let mut edits: Vec<(Range<usize>, &str)> = Vec::new();
+    /// The body a provider receives: `model` set to `model_json` (a JSON string literal), the router-only
+    /// fields removed and, with `stream_usage`, `stream_options.include_usage` set so the provider reports
+    /// usage at the end of a stream; every other byte as the client sent it. Returns the new body and the
+    /// byte range of the model value inside it.
+    pub fn rewrite(&self, model_json: &str, stream_usage: bool) -> (Vec<u8>, Range<usize>) {
+        const INCLUDE_USAGE: &str = r#","stream_options":{"include_usage":true}"#;
+        // Edits are (range of the old body, replacement, is the model), applied in body order.
+        let mut edits: Vec<(Range<usize>, Cow<'_, str>, bool)> = Vec::new();
         let mut kept_any = false;
-        let mut model_seen = false;
+        let mut model_end = None;
+        let mut has_options = false;
         // While no member is kept yet, removals run contiguously from just after `{`.
         let mut cursor = self.object_start + 1;
         for (i, m) in self.members.iter().enumerate() {
             if m.key == "model" {
-                model_seen = true;
-                edits.push((m.value_range.clone(), model_json));
+                model_end = Some(m.value_range.end);
+                edits.push((m.value_range.clone(), model_json.into(), true));
                 kept_any = true;
             } else if ROUTER_ONLY_FIELDS.contains(&m.key.as_ref()) {
                 let span = self.member_span(i, kept_any, cursor);
                 cursor = span.end;
-                edits.push((span, ""));
+                edits.push((span, "".into(), false));
             } else {
+                if m.key == "stream_options" && stream_usage {
+                    has_options = true;
+                    if let Some(merged) = with_include_usage(m.value) {
+                        edits.push((m.value_range.clone(), merged.into(), false));
+                    }
+                }
                 kept_any = true;
             }
         }
-        let mut out = Vec::with_capacity(self.body.len() + model_json.len() + 12);
+        if let (Some(end), false, true) = (model_end, has_options, stream_usage) {
+            edits.push((end..end, INCLUDE_USAGE.into(), false));
+            edits.sort_by_key(|e| (e.0.start, e.0.end));
+        }
+        let mut out = Vec::with_capacity(self.body.len() + model_json.len() + INCLUDE_USAGE.len() + 12);
         let bytes = self.body.as_bytes();
         let mut model_range = 0..0;
         let mut pos = 0;
-        if !model_seen {
+        if model_end.is_none() {
             // Insert `"model":…` first; the comma is needed when any member stays.
             out.extend_from_slice(&bytes[..=self.object_start]);
             out.extend_from_slice(b"\"model\":");
             model_range = out.len()..out.len() + model_json.len();
             out.extend_from_slice(model_json.as_bytes());
+            if stream_usage && !has_options {
+                out.extend_from_slice(INCLUDE_USAGE.as_bytes());
+            }
             if self.members.iter().any(|m| !ROUTER_ONLY_FIELDS.contains(&m.key.as_ref())) {
                 out.push(b',');
             }
             pos = self.object_start + 1;
         }
-        for (range, replacement) in edits {
+        for (range, replacement, is_model) in edits {
             if range.start < pos {
                 continue; // overlapping spans cannot happen; stay safe rather than panic
             }
             out.extend_from_slice(&bytes[pos..range.start]);
-            if !replacement.is_empty() {
+            if is_model {
                 model_range = out.len()..out.len() + replacement.len();
             }
             out.extend_from_slice(replacement.as_bytes());
@@ -174,6 +173,46 @@ impl<'a> ChatRequest<'a> {
         }
         start..end
     }
+}
+
+/// `stream_options` with `include_usage: true` added (a small object: re-serialised), or `None` to leave it.
+fn with_include_usage(value: &str) -> Option<String> {
+    match serde_json::from_str::<Option<serde_json::Map<String, serde_json::Value>>>(value) {
+        Ok(Some(mut o)) => {
+            if o.get("include_usage") == Some(&serde_json::Value::Bool(true)) {
+                return None;
+            }
+            o.insert("include_usage".into(), true.into());
+            Some(serde_json::Value::Object(o).to_string())
+        }
+        Ok(None) => Some(r#"{"include_usage":true}"#.into()),
+        Err(_) => None,
+    }
+}
+
+/// The members of a JSON object's top level, with the offset of its `{`: values stay raw text. Errors
+/// (not an object, not JSON, a duplicate key) are phrased to follow "the request body ".
+pub fn top_level(text: &str) -> Result<(usize, Vec<Member<'_>>), String> {
+    let trimmed = text.trim_start();
+    if !trimmed.starts_with('{') {
+        return Err("must be a JSON object".into());
+    }
+    let object_start = text.len() - trimmed.len();
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw = TopLevel::deserialize_from(&mut de)
+        .and_then(|t| de.end().map(|_| t))
+        .map_err(|e| format!("is not valid JSON: {e}"))?;
+    let base = text.as_ptr() as usize;
+    let mut members: Vec<Member<'_>> = Vec::with_capacity(raw.0.len());
+    for (key, value) in raw.0 {
+        if members.iter().any(|m| m.key == key) {
+            return Err(format!("has a duplicate key \"{key}\""));
+        }
+        let v = value.get();
+        let start = v.as_ptr() as usize - base;
+        members.push(Member { key, value: v, value_range: start..start + v.len() });
+    }
+    Ok((object_start, members))
 }
 
 fn invalid(message: &str) -> ApiError {
@@ -240,7 +279,7 @@ mod tests {
 
     fn rewrite(body: &str, model: &str) -> String {
         let req = ChatRequest::parse(body.as_bytes()).unwrap();
-        let (out, range) = req.rewrite(model);
+        let (out, range) = req.rewrite(model, false);
         let out = String::from_utf8(out).unwrap();
         assert_eq!(&out[range], model, "model range points at the model in {out}");
         serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
@@ -301,6 +340,35 @@ mod tests {
             assert_eq!(e.status(), 400, "{body}");
         }
         assert_eq!(ChatRequest::parse(b"{\"model\":\"\xff\"}").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn streams_ask_the_provider_for_usage() {
+        let stream = |body: &str| {
+            let req = ChatRequest::parse(body.as_bytes()).unwrap();
+            let (out, range) = req.rewrite(r#""x""#, true);
+            let out = String::from_utf8(out).unwrap();
+            assert_eq!(&out[range], r#""x""#);
+            out
+        };
+        assert_eq!(
+            stream(r#"{"model":"m","messages":[],"stream":true}"#),
+            r#"{"model":"x","stream_options":{"include_usage":true},"messages":[],"stream":true}"#
+        );
+        assert_eq!(
+            stream(r#"{"messages":[],"models":["m"],"stream":true}"#),
+            r#"{"model":"x","stream_options":{"include_usage":true},"messages":[],"stream":true}"#
+        );
+        assert_eq!(
+            stream(r#"{"model":"m","stream_options":{"other":1},"messages":[]}"#),
+            r#"{"model":"x","stream_options":{"include_usage":true,"other":1},"messages":[]}"#
+        );
+        assert_eq!(
+            stream(r#"{"model":"m","stream_options":null,"messages":[]}"#),
+            r#"{"model":"x","stream_options":{"include_usage":true},"messages":[]}"#
+        );
+        let kept = r#"{"model":"m","stream_options":{"include_usage":true},"messages":[]}"#;
+        assert_eq!(stream(kept), kept.replace(r#""m""#, r#""x""#));
     }
 
     #[test]

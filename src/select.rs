@@ -92,6 +92,8 @@ pub struct Route {
     pub plan: Vec<Candidate>,
     /// Candidates, their weights or sort keys, and the exclusions, as header-safe ASCII.
     pub explain: String,
+    /// The sticky session key's short hash (never the key), when sessions are sticky.
+    pub session: Option<String>,
 }
 
 /// Decides the plan of a request.
@@ -143,7 +145,8 @@ pub fn route(catalog: &Catalog, inp: &Inputs<'_>) -> Result<Route, ApiError> {
         return Err(nothing_fits(catalog, &models, &excluded, shortest_cooldown));
     }
     finish_explain(catalog, &mut explain, &plan, &excluded, &session);
-    Ok(Route { plan, explain })
+    let session = session.sticky.map(|(key, _)| key.short());
+    Ok(Route { plan, explain, session })
 }
 
 /// Request facts the filters need.

@@ -1,23 +1,30 @@
-//! `mock-provider --port N --name NAME [--status CODE]`: a mock OpenAI-compatible
-//! provider on 127.0.0.1:N (0 = any free port) that runs until killed.
+//! `mock-provider --port N --name NAME [--status CODE] [--chunks N] [--chunk-delay-ms MS]`: a mock
+//! OpenAI-compatible provider on 127.0.0.1:N (0 = any free port) that runs until killed. Streams carry
+//! `--chunks` content events (default: the mock's 3), each preceded by a pause of `--chunk-delay-ms`.
+//! Requests are not recorded (nothing out of process could read them; a long run would only grow).
 
 use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
 
 use llm_router::mock::{Behavior, MockProvider};
 
-const USAGE: &str = "usage: mock-provider --port N --name NAME [--status CODE]";
+const USAGE: &str =
+    "usage: mock-provider --port N --name NAME [--status CODE] [--chunks N] [--chunk-delay-ms MS]";
 
 struct Args {
     port: u16,
     name: String,
     status: Option<u16>,
+    chunks: usize,
+    chunk_delay_ms: u64,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut port = None;
     let mut name = None;
     let mut status = None;
+    let mut chunks = 0;
+    let mut chunk_delay_ms = 0;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -43,10 +50,32 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     .ok_or_else(|| format!("bad status {v:?}"))?;
                 status = Some(code);
             }
+            "--chunks" => {
+                let v = value()?;
+                chunks = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| format!("bad chunk count {v:?}"))?;
+            }
+            "--chunk-delay-ms" => {
+                let v = value()?;
+                chunk_delay_ms = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= 60_000)
+                    .ok_or_else(|| format!("bad chunk delay {v:?}"))?;
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Args { port: port.ok_or("--port is required")?, name: name.ok_or("--name is required")?, status })
+    Ok(Args {
+        port: port.ok_or("--port is required")?,
+        name: name.ok_or("--name is required")?,
+        status,
+        chunks,
+        chunk_delay_ms,
+    })
 }
 
 fn main() -> ExitCode {
@@ -72,6 +101,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    mock.set_recording(false);
+    mock.set_stream_shape(args.chunks, std::time::Duration::from_millis(args.chunk_delay_ms));
     if let Some(code) = args.status {
         let body = serde_json::json!({
             "error": {"message": format!("mock status {code}"), "type": "mock_error", "code": code}

@@ -20,8 +20,14 @@ fn chat_headers(extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
 
 /// The body phase for key `team-a`, everyone healthy.
 pub(crate) fn body(c: &Catalog, bytes: &[u8]) -> Result<BodyDecision, ApiError> {
-    let head =
-        ChatHead { caller: Some(0), remove: vec![], session_header: None, request_id: None, debug: false };
+    let head = ChatHead {
+        caller: Some(0),
+        remove: vec![],
+        session_header: None,
+        request_id: None,
+        debug: false,
+        app: String::new(),
+    };
     on_request_body(c, bytes, &head, &|_| ProviderHealth::default())
 }
 

@@ -2,13 +2,16 @@
 //! decisions (local replies, body splice, filter-state plan, headers), then shapes the final response.
 
 use super::host::{int_property, string_property};
+use crate::accounting::{Account, ACCOUNT_KEY};
 use crate::catalog::Catalog;
 use crate::downstream::{
-    error_reply, on_request_body, on_request_headers, on_response_headers, response_status, too_large,
-    ChatHead, HeadVerdict, Origin, Reply, ResponseVerdict, Routed,
+    body_mode, envoy_error_type, error_reply, on_request_body, on_request_headers, on_response_headers,
+    response_status, too_large, BodyMode, ChatHead, HeadVerdict, Origin, Reply, ResponseVerdict, Routed,
 };
 use crate::health::{shared_key, status, Record};
+use crate::response::{rewrite_completion, Accounted, Served, StreamRewriter};
 use crate::select::ProviderHealth;
+use crate::usage::usd_json;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -28,21 +31,66 @@ pub struct Downstream {
     head: Option<ChatHead>,
     /// The decision, for the response phase.
     routed: Routed,
+    /// What happens to the response body.
+    body: ResponseBody,
+    /// The account, filled in as the request goes; written once at the end.
+    account: Account,
+    /// The account was written (filter state and metrics).
+    accounted: bool,
+}
+
+/// The response body's treatment, with its state.
+enum ResponseBody {
+    Pass,
+    Completion(Served),
+    Stream(Box<StreamRewriter>),
 }
 
 impl Downstream {
     pub fn new(catalog: Rc<Catalog>) -> Self {
-        Downstream { catalog, replied: false, replacing: None, head: None, routed: Routed::default() }
+        Downstream {
+            catalog,
+            replied: false,
+            replacing: None,
+            head: None,
+            routed: Routed::default(),
+            body: ResponseBody::Pass,
+            account: Account::default(),
+            accounted: false,
+        }
     }
 
     fn reply(&mut self, r: Reply) -> Action {
         self.replied = true;
+        self.account.status = r.status;
+        self.account.error_type = r.error_type.map(str::to_string);
         self.send_http_response(
             r.status as u32,
             r.headers.iter().map(|(n, v)| (*n, v.as_str())).collect(),
             Some(r.body.as_bytes()),
         );
         Action::Pause
+    }
+
+    fn take_usage(&mut self, a: Accounted) {
+        self.account.usage = a.usage;
+        self.account.cost_nano = a.cost.map(|c| c.total_nano);
+    }
+
+    /// Writes the account once: filter state for the access log, then Envoy stats.
+    fn finish_account(&mut self) {
+        if self.accounted || self.head.is_none() && self.account.requested_model.is_empty() {
+            return;
+        }
+        self.accounted = true;
+        if let ResponseBody::Stream(r) = &self.body {
+            let a = r.accounted();
+            self.take_usage(a);
+        }
+        let start = int_property(self, &["request", "time"]).map(|ns| ns / 1_000_000);
+        self.account.duration_ms = start.map(|s| now_ms(self).saturating_sub(s));
+        self.set_property(vec![ACCOUNT_KEY], Some(self.account.to_json().as_bytes()));
+        // METRICS-PENDING super::metrics::record(&self.account);
     }
 }
 
@@ -57,6 +105,11 @@ impl HttpContext for Downstream {
                 for name in &head.remove {
                     self.remove_http_request_header(name);
                 }
+                self.account.key_name = head
+                    .caller
+                    .and_then(|i| self.catalog.keys.get(i))
+                    .map_or(String::new(), |k| k.name.clone());
+                self.account.app = head.app.clone();
                 self.head = Some(head);
                 // Held until the body is complete: the route depends on it.
                 Action::Pause
@@ -75,7 +128,7 @@ impl HttpContext for Downstream {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, size).unwrap_or_default();
-        let Some(head) = self.head.take() else {
+        let Some(head) = self.head.as_ref() else {
             return Action::Continue;
         };
         let now_ms = now_ms(self);
@@ -88,7 +141,8 @@ impl HttpContext for Downstream {
                 cooldown_remaining_ms: s.cooldown_remaining_ms,
             }
         };
-        match on_request_body(&self.catalog, &body, &head, &health) {
+        let decision = on_request_body(&self.catalog, &body, head, &health);
+        match decision {
             Err(e) => self.reply(e.into()),
             Ok(d) => {
                 for (key, value) in &d.filter_state {
@@ -98,13 +152,16 @@ impl HttpContext for Downstream {
                 for (name, value) in &d.headers {
                     self.set_http_request_header(name, Some(value));
                 }
+                self.account.requested_model = d.routed.requested_model.clone();
+                self.account.session = d.routed.session.clone();
+                self.account.stream = d.stream;
                 self.routed = d.routed;
                 Action::Continue
             }
         }
     }
 
-    fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         if self.replied {
             return Action::Continue;
         }
@@ -123,33 +180,108 @@ impl HttpContext for Downstream {
                 origin.transport_failure = string_property(self, &["upstream", "transport_failure_reason"]);
             }
         }
-        match on_response_headers(&self.catalog, &headers, &origin, &self.routed) {
-            ResponseVerdict::Forward(out) => {
+        self.account.attempts = origin.attempts.unwrap_or(0);
+        self.account.status = status;
+        if let Some(c) = self.routed.served(origin.attempts) {
+            let m = &self.catalog.models[c.model];
+            self.account.model = Some(m.id.clone());
+            self.account.provider =
+                Some(self.catalog.providers[m.endpoints[c.endpoint].provider].name.clone());
+        }
+        let start = int_property(self, &["request", "time"]).map(|ns| ns / 1_000_000);
+        self.account.ttfb_ms = start.map(|s| now_ms(self).saturating_sub(s));
+        let action = match on_response_headers(&self.catalog, &headers, &origin, &self.routed) {
+            ResponseVerdict::Forward(mut out) => {
+                let content_type =
+                    out.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.clone()).unwrap_or_default();
+                self.body = match body_mode(&self.catalog, status, &content_type, &origin, &self.routed) {
+                    BodyMode::Pass => ResponseBody::Pass,
+                    BodyMode::Completion(s) => ResponseBody::Completion(s),
+                    BodyMode::Stream(s) => ResponseBody::Stream(Box::new(StreamRewriter::new(s))),
+                };
+                let rewriting = !matches!(self.body, ResponseBody::Pass);
+                if rewriting {
+                    out.retain(|(n, _)| n != "content-length");
+                }
                 self.set_http_response_headers_bytes(
                     out.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
                 );
+                // A completion's cost goes in a header: hold the headers until the body is complete.
+                if matches!(self.body, ResponseBody::Completion(_)) && !end_of_stream {
+                    Action::Pause
+                } else {
+                    Action::Continue
+                }
             }
             ResponseVerdict::Replace { provider, status, retry_after } => {
                 let e = error_reply(&provider, status, retry_after, b"");
+                self.account.status = e.status();
+                self.account.error_type = Some(e.error_type().to_string());
                 let mut out: Vec<(&str, String)> = vec![(":status", e.status().to_string())];
                 out.extend(e.headers());
                 self.set_http_response_headers(out.iter().map(|(n, v)| (*n, v.as_str())).collect());
                 self.replacing = Some((provider, status, retry_after));
+                Action::Continue
             }
+        };
+        if status >= 400 && self.account.error_type.is_none() {
+            self.account.error_type = Some(envoy_error_type(status).to_string());
         }
-        Action::Continue
+        if end_of_stream {
+            self.finish_account();
+        }
+        action
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        let Some((provider, status, retry_after)) = &self.replacing else {
+        if let Some((provider, status, retry_after)) = &self.replacing {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let body = self.get_http_response_body(0, size).unwrap_or_default();
+            let e = error_reply(provider, *status, *retry_after, &body);
+            self.set_http_response_body(0, size, e.body().as_bytes());
+            self.finish_account();
             return Action::Continue;
-        };
-        if !end_of_stream {
-            return Action::Pause;
         }
-        let body = self.get_http_response_body(0, size).unwrap_or_default();
-        let e = error_reply(provider, *status, *retry_after, &body);
-        self.set_http_response_body(0, size, e.body().as_bytes());
-        Action::Continue
+        let mut state = std::mem::replace(&mut self.body, ResponseBody::Pass);
+        let action = match &mut state {
+            ResponseBody::Pass => Action::Continue,
+            ResponseBody::Completion(served) => {
+                if !end_of_stream {
+                    self.body = state;
+                    return Action::Pause;
+                }
+                let body = self.get_http_response_body(0, size).unwrap_or_default();
+                let (rewritten, accounted) = rewrite_completion(&body, served);
+                if let Some(new_body) = rewritten {
+                    self.set_http_response_body(0, size, &new_body);
+                    self.set_http_response_header("content-length", Some(&new_body.len().to_string()));
+                }
+                if let Some(c) = accounted.cost {
+                    self.set_http_response_header("x-llm-cost-usd", Some(&usd_json(c.total_nano as i64)));
+                }
+                self.take_usage(accounted);
+                Action::Continue
+            }
+            ResponseBody::Stream(rewriter) => {
+                let chunk = self.get_http_response_body(0, size).unwrap_or_default();
+                let mut out = rewriter.feed(&chunk).to_vec();
+                if end_of_stream {
+                    out.extend_from_slice(rewriter.finish());
+                }
+                self.set_http_response_body(0, size, &out);
+                Action::Continue
+            }
+        };
+        self.body = state;
+        if end_of_stream {
+            self.finish_account();
+        }
+        action
+    }
+
+    fn on_log(&mut self) {
+        self.finish_account();
     }
 }
