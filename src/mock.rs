@@ -604,6 +604,16 @@ fn complete_cut<W: Write>(
         let body = format!(
             r#"{{"id":{id},"object":"chat.completion","created":{created},"model":{model},"system_fingerprint":null,"choices":[{{"index":0,"message":{{"role":"assistant","content":{content}}},"finish_reason":"stop"}}],"usage":{USAGE_JSON}}}"#
         );
+        // Like real providers, compress when the client allows it (usage then hides inside gzip).
+        let gzip_ok = req
+            .headers
+            .iter()
+            .any(|(n, v)| n == "accept-encoding" && v.split(',').any(|e| e.trim().starts_with("gzip")));
+        if gzip_ok {
+            let mut headers = extra.to_vec();
+            headers.push(("content-encoding".to_string(), "gzip".to_string()));
+            return write_response(out, 200, &headers, &gzip_stored(body.as_bytes()), close);
+        }
         return write_response(out, 200, &extra, body.as_bytes(), close);
     }
 
@@ -696,6 +706,22 @@ fn wait_release(shared: &Shared, gen: u64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn gzip_stored_is_real_gzip() {
+        use std::io::Write as _;
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut child = std::process::Command::new("gzip")
+            .arg("-dc")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&super::gzip_stored(&data)).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(out.stdout, data);
+    }
+
     use super::*;
 
     fn parse(raw: &[u8]) -> Result<Option<Request>, ReadError> {
@@ -734,4 +760,31 @@ mod tests {
         }
         assert!(matches!(parse(b""), Ok(None)));
     }
+}
+
+/// `data` as a gzip member of stored (uncompressed) deflate blocks: real gzip framing, no codec needed.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let mut chunks = data.chunks(0xffff).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = u8::from(chunks.peek().is_none());
+        let len = chunk.len() as u16;
+        out.push(last);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    let mut crc: u32 = 0xffff_ffff;
+    for b in data {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
 }

@@ -63,6 +63,16 @@ fn a_completion_reports_cost_public_model_and_provider() {
     assert_eq!(resp.header("content-length").map(|l| l.parse::<usize>().unwrap()), Some(resp.body.len()));
     let sent = &r.mock("meter").requests()[0];
     assert_eq!(sent.header("accept-encoding"), Some("identity"), "usage stays readable");
+    // The same request straight to the mock comes back gzip-compressed: without the router's
+    // `accept-encoding: identity`, usage (and so the cost) would be hidden.
+    let direct = request(
+        r.mock("meter").port(),
+        "POST",
+        "/v1/chat/completions",
+        &h,
+        chat_body("x", false).to_string().as_bytes(),
+    );
+    assert_eq!(direct.header("content-encoding"), Some("gzip"));
     assert!(sent.json().get("stream_options").is_none(), "only streams ask for usage");
 }
 
