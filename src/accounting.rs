@@ -76,7 +76,7 @@ pub fn app_of(catalog: &Catalog, title: Option<&[u8]>, referer: Option<&[u8]>) -
         (None, Some(r)) => referer_host(&String::from_utf8_lossy(r)),
         (None, None) => return String::new(),
     };
-    if catalog.routing.apps.iter().any(|a| *a == name) {
+    if catalog.routing.apps.contains(&name) {
         name
     } else {
         "other".to_string()
