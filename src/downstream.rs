@@ -277,6 +277,12 @@ pub fn on_request_body(
     Ok(BodyDecision { body: new_body, filter_state, headers, routed, stream: req.stream })
 }
 
+/// The model a body asks for (`model`, else the first of `models`), for accounting requests that fail
+/// before a plan exists; empty when the body does not say.
+pub fn requested_model(body: &[u8]) -> String {
+    ChatRequest::parse(body).map(|r| r.requested_model().to_string()).unwrap_or_default()
+}
+
 /// Filter-state key of the route explanation (for the access log).
 pub const ROUTE_KEY: &str = "llm_route";
 

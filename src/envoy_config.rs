@@ -2,8 +2,10 @@
 //! downstream role, the retry policy and the attempt → slot → cluster matcher, and local replies in our JSON
 //! error shape. Generated from the same catalog the filter reads, so the two never disagree.
 
+use crate::accounting::ACCOUNT_KEY;
 use crate::catalog::{Catalog, ConfigError, Provider};
-use crate::downstream::too_large;
+use crate::downstream::{too_large, ROUTE_KEY};
+use crate::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, STATS_TAGS};
 use crate::plan::slot_key;
 use crate::yaml::{int, map, s, Node};
 
@@ -28,7 +30,12 @@ pub struct Options {
     /// default, since it takes a lock on every accept (Envoy recommends it only for few long-lived
     /// connections) and the kernel's `SO_REUSEPORT` spreading serves many short ones well.
     pub exact_balance: bool,
+    /// Where Envoy writes the access log, one JSON line per request (default `/dev/stdout`).
+    pub access_log_path: String,
 }
+
+/// Where the access log goes unless [`Options::access_log_path`] says otherwise.
+pub const DEFAULT_ACCESS_LOG_PATH: &str = "/dev/stdout";
 
 /// Where Debian, Ubuntu (and so Envoy's and Istio's images) keep the system trust store.
 pub const DEFAULT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -43,6 +50,7 @@ impl Default for Options {
             source: "catalog.json".into(),
             ca_bundle: DEFAULT_CA_BUNDLE.into(),
             exact_balance: false,
+            access_log_path: DEFAULT_ACCESS_LOG_PATH.into(),
         }
     }
 }
@@ -67,6 +75,7 @@ pub fn generate(catalog_text: &str, opts: &Options) -> Result<String, ConfigErro
     let catalog = Catalog::parse(catalog_text.as_bytes(), None)?;
     let doc = map([
         ("admin", map([("address", socket("127.0.0.1", opts.admin_port))])),
+        ("stats_config", stats_config()),
         (
             "static_resources",
             map([
@@ -132,6 +141,7 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Node {
         .with("stat_prefix", s("llm_router"))
         .with("codec_type", s("AUTO"))
         .with("local_reply_config", local_replies(catalog))
+        .with("access_log", Node::List(vec![access_log(opts)]))
         .with(
             "route_config",
             map([
@@ -200,6 +210,59 @@ fn health_logger(catalog: &Catalog, opts: &Options) -> Node {
                     ("failure_policy", s("FAIL_CLOSED")),
                 ]),
             ),
+        ),
+    ])
+}
+
+/// Our stats' label values travel in their names (Envoy stats have no labels); these tag extractors turn
+/// them back into labels, so `/stats/prometheus` shows e.g.
+/// `llm_router_model_requests{model="meta-llama_llama-3_3-70b-instruct",provider="alpha"}`.
+///
+/// Our latency histograms get buckets for LLM calls (milliseconds, 5 ms to 10 min) instead of Envoy's
+/// defaults, which are sparse between 1 and 10 seconds.
+fn stats_config() -> Node {
+    let tags = STATS_TAGS.iter().map(|(name, regex)| map([("tag_name", s(*name)), ("regex", s(*regex))]));
+    let buckets = LATENCY_BUCKETS_MS.iter().map(|b| int(*b)).collect();
+    map([
+        ("stats_tags", Node::List(tags.collect())),
+        (
+            "histogram_bucket_settings",
+            Node::List(vec![map([
+                ("match", map([("prefix", s(format!("{ENVOY_NAMESPACE}.{PREFIX}.")))])),
+                ("buckets", Node::List(buckets)),
+            ])]),
+        ),
+    ])
+}
+
+/// One JSON line per request: Envoy's own facts, the request's account (`wasm.llm_account`, written once
+/// by the filter) and its route explanation (`wasm.llm_route`); `null` where the filter wrote none (a
+/// request that is not a chat). Envoy renders a wasm filter-state value as a string (`PLAIN`; `TYPED` is a
+/// base64 `BytesValue`), so `account` is the account's JSON object encoded as a JSON string:
+/// `jq '.account | fromjson'`.
+fn access_log(opts: &Options) -> Node {
+    let fields = [
+        ("start_time", "%START_TIME%"),
+        ("method", "%REQ(:METHOD)%"),
+        ("path", "%REQ(:PATH)%"),
+        ("status", "%RESPONSE_CODE%"),
+        ("response_flags", "%RESPONSE_FLAGS%"),
+        ("duration_ms", "%DURATION%"),
+        ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+        ("request_id", "%REQ(X-REQUEST-ID)%"),
+        ("bytes_received", "%BYTES_RECEIVED%"),
+        ("bytes_sent", "%BYTES_SENT%"),
+    ];
+    let mut format: Vec<(String, Node)> = fields.iter().map(|(k, v)| (k.to_string(), s(*v))).collect();
+    format.push(("account".into(), s(format!("%FILTER_STATE(wasm.{ACCOUNT_KEY}:PLAIN)%"))));
+    format.push(("route".into(), s(format!("%FILTER_STATE(wasm.{ROUTE_KEY}:PLAIN)%"))));
+    map([
+        ("name", s("envoy.access_loggers.file")),
+        (
+            "typed_config",
+            typed("envoy.extensions.access_loggers.file.v3.FileAccessLog")
+                .with("path", s(opts.access_log_path.as_str()))
+                .with("log_format", map([("json_format", Node::Map(format))])),
         ),
     ])
 }
@@ -494,6 +557,35 @@ mod tests {
             "models": [{"id": "m", "endpoints": [{"provider": "p", "model": "n", "pricing": {"prompt": 1, "completion": 1}}]}]}"#;
         let yaml = generate(one, &Options::default()).unwrap();
         assert!(yaml.contains("key: wasm.llm_try_0") && !yaml.contains("x-envoy-attempt-count"), "{yaml}");
+    }
+
+    #[test]
+    fn stats_tags_label_our_stats_and_the_access_log_prints_the_account() {
+        let yaml = generate(&demo_json(), &Options::default()).unwrap();
+        let stats = yaml.split("static_resources:").next().unwrap_or_default();
+        for tag in ["model", "provider", "key", "app", "error_type"] {
+            assert!(stats.contains(&format!("- tag_name: {tag}\n")), "tag {tag} in\n{stats}");
+        }
+        assert!(stats.contains(r#"regex: "^wasmcustom\\.llm_router\\.model\\.(([^.]+)\\.)""#), "{stats}");
+        assert!(stats.contains("prefix: wasmcustom.llm_router.") && stats.contains("buckets: [5, 10, 25,"));
+        let log = yaml.split("access_log:").nth(1).expect("the listener has an access log");
+        for want in [
+            "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path: /dev/stdout",
+            r#"account: "%FILTER_STATE(wasm.llm_account:PLAIN)%""#,
+            r#"route: "%FILTER_STATE(wasm.llm_route:PLAIN)%""#,
+            r#"start_time: "%START_TIME%""#,
+            r#"request_id: "%REQ(X-REQUEST-ID)%""#,
+            r#"upstream_cluster: "%UPSTREAM_CLUSTER%""#,
+        ] {
+            assert!(log.contains(want), "missing {want:?} in\n{log}");
+        }
+        let to_file = generate(
+            &demo_json(),
+            &Options { access_log_path: "/var/log/llm.log".into(), ..Options::default() },
+        )
+        .unwrap();
+        assert!(to_file.contains("path: /var/log/llm.log") && !to_file.contains("/dev/stdout"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod downstream;
 pub mod envoy_config;
 pub mod error;
 pub mod health;
+pub mod metrics;
 pub mod plan;
 pub mod prefs;
 pub mod request;

@@ -5,7 +5,8 @@ use llm_router::envoy_config::{generate, Options};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:
-  llm-router generate --catalog FILE [--port N] [--admin-port N] [--address A] [--wasm PATH] [--ca-bundle PEM] [--out FILE]
+  llm-router generate --catalog FILE [--port N] [--admin-port N] [--address A] [--wasm PATH] [--ca-bundle PEM]
+                      [--access-log PATH] [--out FILE]
   llm-router check --catalog FILE      validate a catalog, reading provider keys from the environment
   llm-router route --catalog FILE --request BODY.json [--key NAME] [--session-id ID]
                                        explain offline how a request would be routed (all providers healthy)
@@ -50,6 +51,9 @@ fn run(args: &[String]) -> Result<(), String> {
             }
             if let Some(w) = flag("--wasm") {
                 opts.wasm_path = w.to_string();
+            }
+            if let Some(l) = flag("--access-log") {
+                opts.access_log_path = l.to_string();
             }
             let yaml = generate(&text, &opts).map_err(|e| format!("{path}: {e}"))?;
             match flag("--out") {

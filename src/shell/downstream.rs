@@ -6,7 +6,8 @@ use crate::accounting::{Account, ACCOUNT_KEY};
 use crate::catalog::Catalog;
 use crate::downstream::{
     body_mode, envoy_error_type, error_reply, on_request_body, on_request_headers, on_response_headers,
-    response_status, too_large, BodyMode, ChatHead, HeadVerdict, Origin, Reply, ResponseVerdict, Routed,
+    requested_model, response_status, too_large, BodyMode, ChatHead, HeadVerdict, Origin, Reply,
+    ResponseVerdict, Routed,
 };
 use crate::health::{shared_key, status, Record};
 use crate::response::{rewrite_completion, Accounted, Served, StreamRewriter};
@@ -79,7 +80,8 @@ impl Downstream {
 
     /// Writes the account once: filter state for the access log, then Envoy stats.
     fn finish_account(&mut self) {
-        if self.accounted || self.head.is_none() && self.account.requested_model.is_empty() {
+        // Chat requests and every error are accounted; `GET /models` is not.
+        if self.accounted || (self.head.is_none() && self.account.error_type.is_none()) {
             return;
         }
         self.accounted = true;
@@ -90,7 +92,7 @@ impl Downstream {
         let start = int_property(self, &["request", "time"]).map(|ns| ns / 1_000_000);
         self.account.duration_ms = start.map(|s| now_ms(self).saturating_sub(s));
         self.set_property(vec![ACCOUNT_KEY], Some(self.account.to_json().as_bytes()));
-        // METRICS-PENDING super::metrics::record(&self.account);
+        super::metrics::record(&self.account);
     }
 }
 
@@ -142,6 +144,9 @@ impl HttpContext for Downstream {
             }
         };
         let decision = on_request_body(&self.catalog, &body, head, &health);
+        if decision.is_err() {
+            self.account.requested_model = requested_model(&body);
+        }
         match decision {
             Err(e) => self.reply(e.into()),
             Ok(d) => {

@@ -4,6 +4,7 @@
 mod downstream;
 mod host;
 mod logger;
+mod metrics;
 mod upstream;
 
 use crate::catalog::Catalog;

@@ -1,0 +1,59 @@
+//! Envoy stats from a finished request's account: the brain ([`crate::metrics`]) says which stats move by
+//! how much; this defines each stat on first use in this VM, caches its id, and moves it.
+//!
+//! Envoy files a stat a wasm module defines as `wasmcustom.<name>`; `/stats/prometheus` shows it without
+//! the namespace and without Envoy's `envoy_` prefix, labelled by the generated `stats_tags`. A stat
+//! defined in several VMs (one per worker) is one Envoy stat: each VM's definition returns its own id
+//! for the same counter or histogram.
+
+use crate::accounting::Account;
+use crate::metrics::{metrics, Kind};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    /// The id of every stat this VM has defined, by name.
+    static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+/// Moves the stats of one finished request. A counter increment of 0 only defines the stat (so every
+/// series of the request's labels exists from its first request on); it costs no further host call.
+///
+/// Envoy answers `define_metric` with an error only for an unknown metric type or an unreadable name,
+/// neither of which can happen here, so the SDK's panic on that path is unreachable; failed increments
+/// and records are ignored (a stat is never worth failing a request for).
+pub fn record(account: &Account) {
+    IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        for m in metrics(account) {
+            let id = match ids.get(&m.name) {
+                Some(id) => *id,
+                None => {
+                    let kind = match m.kind {
+                        Kind::Counter => MetricType::Counter,
+                        Kind::Histogram => MetricType::Histogram,
+                    };
+                    let Ok(id) = hostcalls::define_metric(kind, &m.name) else {
+                        continue;
+                    };
+                    ids.insert(m.name, id);
+                    id
+                }
+            };
+            match m.kind {
+                Kind::Counter => {
+                    if let Ok(n) = i64::try_from(m.value) {
+                        if n > 0 {
+                            let _ = hostcalls::increment_metric(id, n);
+                        }
+                    }
+                }
+                Kind::Histogram => {
+                    let _ = hostcalls::record_metric(id, m.value);
+                }
+            }
+        }
+    });
+}
