@@ -97,8 +97,8 @@ struct Shared {
     record: AtomicBool,
     /// Content events per SSE stream; 0 = the default stream ("Hello ", "from ", name).
     stream_chunks: AtomicU64,
-    /// Pause before each SSE event, in milliseconds (0 = none).
-    chunk_delay_ms: AtomicU64,
+    /// Pause before each SSE event, in microseconds (0 = none).
+    chunk_delay_us: AtomicU64,
     /// Open connections (clones), so `stop` can shut them down.
     conns: Mutex<HashMap<u64, TcpStream>>,
 }
@@ -140,7 +140,7 @@ impl MockProvider {
             next_conn: AtomicU64::new(1),
             record: AtomicBool::new(true),
             stream_chunks: AtomicU64::new(0),
-            chunk_delay_ms: AtomicU64::new(0),
+            chunk_delay_us: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
         });
         let sh = Arc::clone(&shared);
@@ -179,7 +179,7 @@ impl MockProvider {
     /// event (usage and `[DONE]` included) preceded by a pause of `delay`.
     pub fn set_stream_shape(&self, chunks: usize, delay: Duration) {
         self.shared.stream_chunks.store(chunks as u64, Ordering::Relaxed);
-        self.shared.chunk_delay_ms.store(delay.as_millis() as u64, Ordering::Relaxed);
+        self.shared.chunk_delay_us.store(delay.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Forget the recorded requests.
@@ -666,7 +666,7 @@ fn complete_cut<W: Write>(
         ) + "\n\n",
         "data: [DONE]\n\n".to_string(),
     ]);
-    let delay = Duration::from_millis(shared.chunk_delay_ms.load(Ordering::Relaxed));
+    let delay = Duration::from_micros(shared.chunk_delay_us.load(Ordering::Relaxed));
 
     // Decide before event 1 is written, so a release that follows the client
     // reading event 1 can never be missed.

@@ -38,6 +38,19 @@ fn headers() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Opens a streamed request for the meter model with the SDK-like headers.
+fn open_meter_stream(r: &Router) -> common::http::Stream {
+    let h = headers();
+    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    open_stream(
+        r.envoy.port,
+        "POST",
+        "/v1/chat/completions",
+        &h,
+        chat_body("meter", true).to_string().as_bytes(),
+    )
+}
+
 #[test]
 fn a_completion_reports_cost_public_model_and_provider() {
     let r = router();
@@ -79,15 +92,7 @@ fn a_completion_reports_cost_public_model_and_provider() {
 #[test]
 fn a_stream_reports_usage_and_cost_in_its_final_chunk() {
     let r = router();
-    let h = headers();
-    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let mut s = open_stream(
-        r.envoy.port,
-        "POST",
-        "/v1/chat/completions",
-        &h,
-        chat_body("meter", true).to_string().as_bytes(),
-    );
+    let mut s = open_meter_stream(&r);
     assert_eq!(s.status, 200);
     let events = s.collect_events();
     assert_eq!(events.last().map(String::as_str), Some("data: [DONE]"));
@@ -113,15 +118,7 @@ fn a_stream_reports_usage_and_cost_in_its_final_chunk() {
 fn a_stream_the_provider_ends_early_closes_with_the_typed_error_chunk() {
     let r = router();
     r.mock("meter").set_behavior(Behavior::Cut { after_events: 2, reset: false });
-    let h = headers();
-    let h: Vec<(&str, &str)> = h.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    let mut s = open_stream(
-        r.envoy.port,
-        "POST",
-        "/v1/chat/completions",
-        &h,
-        chat_body("meter", true).to_string().as_bytes(),
-    );
+    let mut s = open_meter_stream(&r);
     let events = s.collect_events();
     assert_eq!(events.len(), 3, "{events:?}");
     let err: Value = serde_json::from_str(events[2].strip_prefix("data: ").unwrap()).unwrap();

@@ -1,10 +1,12 @@
 //! `mock-provider --port N --name NAME [--status CODE] [--chunks N] [--chunk-delay-ms MS]`: a mock
 //! OpenAI-compatible provider on 127.0.0.1:N (0 = any free port) that runs until killed. Streams carry
-//! `--chunks` content events (default: the mock's 3), each preceded by a pause of `--chunk-delay-ms`.
+//! `--chunks` content events (default: the mock's 3), each preceded by a pause of `--chunk-delay-ms`
+//! (fractions allowed: 0.2 = 200 µs).
 //! Requests are not recorded (nothing out of process could read them; a long run would only grow).
 
 use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use llm_router::mock::{Behavior, MockProvider};
 
@@ -16,7 +18,7 @@ struct Args {
     name: String,
     status: Option<u16>,
     chunks: usize,
-    chunk_delay_ms: u64,
+    chunk_delay: Duration,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -24,7 +26,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut name = None;
     let mut status = None;
     let mut chunks = 0;
-    let mut chunk_delay_ms = 0;
+    let mut chunk_delay = Duration::ZERO;
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
@@ -60,11 +62,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--chunk-delay-ms" => {
                 let v = value()?;
-                chunk_delay_ms = v
-                    .parse::<u64>()
+                let ms = v
+                    .parse::<f64>()
                     .ok()
-                    .filter(|n| *n <= 60_000)
+                    .filter(|n| (0.0..=60_000.0).contains(n))
                     .ok_or_else(|| format!("bad chunk delay {v:?}"))?;
+                chunk_delay = Duration::from_secs_f64(ms / 1000.0);
             }
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -74,7 +77,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         name: name.ok_or("--name is required")?,
         status,
         chunks,
-        chunk_delay_ms,
+        chunk_delay,
     })
 }
 
@@ -102,7 +105,7 @@ fn main() -> ExitCode {
         }
     };
     mock.set_recording(false);
-    mock.set_stream_shape(args.chunks, std::time::Duration::from_millis(args.chunk_delay_ms));
+    mock.set_stream_shape(args.chunks, args.chunk_delay);
     if let Some(code) = args.status {
         let body = serde_json::json!({
             "error": {"message": format!("mock status {code}"), "type": "mock_error", "code": code}
