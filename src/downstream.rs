@@ -8,6 +8,7 @@ use crate::plan::{slot_key, Candidate, PlanRecord, PLAN_KEY};
 use crate::request::ChatRequest;
 use crate::response::Served;
 use crate::select::{route, Inputs, ProviderHealth, Route};
+use crate::upstream::provider_headers;
 
 /// Request headers as the host gives them: lowercase names, raw byte values.
 pub type Headers = [(String, Vec<u8>)];
@@ -153,8 +154,9 @@ pub struct BodyDecision {
     pub body: Vec<u8>,
     /// Filter-state values: one per slot for the route matcher, the plan record, the explanation.
     pub filter_state: Vec<(String, String)>,
-    /// Request headers to set (content-length, retries, per-try timeout).
-    pub headers: Vec<(&'static str, String)>,
+    /// Request headers to set: slot 0's provider headers (host, path, key, content-length), retries,
+    /// per-try timeout.
+    pub headers: Vec<(String, Vec<u8>)>,
     /// What the response phase needs to know about the decision.
     pub routed: Routed,
     /// The client asked for a stream.
@@ -257,11 +259,11 @@ pub fn on_request_body(
     filter_state.push((ROUTE_KEY.to_string(), explain.clone()));
     let timeout =
         if req.stream { catalog.routing.first_byte_timeout_ms } else { catalog.routing.response_timeout_ms };
-    let headers = vec![
-        ("content-length", new_body.len().to_string()),
-        ("x-envoy-max-retries", (plan.len() - 1).to_string()),
-        ("x-envoy-upstream-rq-per-try-timeout-ms", timeout.to_string()),
-    ];
+    // Slot 0's provider headers go on now, so the first attempt needs no work in the upstream role.
+    let first_provider = &catalog.providers[catalog.models[first.model].endpoints[first.endpoint].provider];
+    let mut headers = provider_headers(first_provider, new_body.len());
+    headers.push(("x-envoy-max-retries".into(), (plan.len() - 1).to_string().into_bytes()));
+    headers.push(("x-envoy-upstream-rq-per-try-timeout-ms".into(), timeout.to_string().into_bytes()));
     let routed = Routed {
         slot_models: plan.iter().map(|c| catalog.models[c.model].id.clone()).collect(),
         plan,

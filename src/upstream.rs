@@ -27,6 +27,17 @@ pub enum AttemptError {
     UnknownProvider,
 }
 
+/// Whether an attempt needs the upstream role at all: the first attempt already carries slot 0's model,
+/// key, host and path (set by the downstream role), so only retries (`x-envoy-attempt-count` > 1) do.
+pub fn needs_rewrite(attempt_count: Option<&[u8]>) -> bool {
+    attempt_count.and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<u32>().ok()).is_some_and(|n| n > 1)
+}
+
+/// The headers that make a request go to provider `p` (slot 0's are set by the downstream role).
+pub fn provider_headers(p: &Provider, content_length: usize) -> Vec<(String, Vec<u8>)> {
+    attempt_headers(p, content_length)
+}
+
 /// Builds the attempt for `provider` from the plan record and the current request headers.
 pub fn prepare(
     catalog: &Catalog,
@@ -149,6 +160,14 @@ mod tests {
         spliced.replace_range(range, &model);
         assert_eq!(spliced, r#"{"model":"llama-b","messages":[]}"#);
         assert_eq!(get(&h2, "content-length"), [spliced.len().to_string().as_str()]);
+    }
+
+    #[test]
+    fn only_retries_need_the_upstream_role() {
+        assert!(!needs_rewrite(None));
+        assert!(!needs_rewrite(Some(b"1")));
+        assert!(needs_rewrite(Some(b"2")));
+        assert!(!needs_rewrite(Some(b"x")));
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl HttpContext for Downstream {
                 }
                 self.set_http_request_body(0, size, &d.body);
                 for (name, value) in &d.headers {
-                    self.set_http_request_header(name, Some(value));
+                    self.set_http_request_header_bytes(name, Some(value));
                 }
                 self.account.requested_model = d.routed.requested_model.clone();
                 self.account.session = d.routed.session.clone();

@@ -2,7 +2,7 @@
 //! and, for fallback slots, splices the provider's model name into the replayed body.
 
 use crate::plan::PLAN_KEY;
-use crate::upstream::prepare;
+use crate::upstream::{needs_rewrite, prepare};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::ops::Range;
@@ -23,6 +23,9 @@ impl Context for Upstream {}
 
 impl HttpContext for Upstream {
     fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        if !needs_rewrite(self.get_http_request_header_bytes("x-envoy-attempt-count").as_deref()) {
+            return Action::Continue;
+        }
         let plan = self.get_property(vec![PLAN_KEY]).unwrap_or_default();
         let headers = self.get_http_request_headers_bytes();
         let attempt = super::vm_catalog().ok_or(()).and_then(|c| {
