@@ -13,9 +13,24 @@ use proxy_wasm::types::MetricType;
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+/// How often counters reach Envoy: a request's increments are summed in the VM and flushed on the
+/// downstream role's tick, which saves about ten host calls per request. Histograms are recorded at once.
+pub const FLUSH_PERIOD_MS: u64 = 1000;
+
 thread_local! {
     /// The id of every stat this VM has defined, by name.
     static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    /// Counter increments not yet given to Envoy, by stat id.
+    static PENDING: RefCell<HashMap<u32, i64>> = RefCell::new(HashMap::new());
+}
+
+/// Gives Envoy the counter increments gathered since the last flush.
+pub fn flush() {
+    PENDING.with(|p| {
+        for (id, n) in p.borrow_mut().drain() {
+            let _ = hostcalls::increment_metric(id, n);
+        }
+    });
 }
 
 /// Moves the stats of one finished request. A counter increment of 0 only defines the stat (so every
@@ -46,7 +61,7 @@ pub fn record(account: &Account) {
                 Kind::Counter => {
                     if let Ok(n) = i64::try_from(m.value) {
                         if n > 0 {
-                            let _ = hostcalls::increment_metric(id, n);
+                            PENDING.with(|p| *p.borrow_mut().entry(id).or_insert(0) += n);
                         }
                     }
                 }

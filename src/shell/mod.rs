@@ -64,6 +64,8 @@ impl RootContext for Root {
                         let catalog = Rc::new(catalog);
                         CATALOG.with(|c| *c.borrow_mut() = Some(catalog.clone()));
                         self.role = Role::Downstream(catalog);
+                        // Counters are flushed to Envoy once a second, not per request (host calls).
+                        self.set_tick_period(std::time::Duration::from_millis(metrics::FLUSH_PERIOD_MS));
                         true
                     }
                     Err(e) => {
@@ -102,6 +104,10 @@ impl RootContext for Root {
             Role::Upstream(provider) => Some(Box::new(upstream::Upstream::new(provider.clone()))),
             Role::Logger | Role::Unconfigured => None,
         }
+    }
+
+    fn on_tick(&mut self) {
+        metrics::flush();
     }
 
     fn on_log(&mut self) {
