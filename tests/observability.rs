@@ -369,3 +369,30 @@ fn usage_report_reads_the_real_access_log() {
     let app = report["by_app"].as_array().unwrap().iter().find(|a| a["app"] == "search-ui").cloned();
     assert_eq!(app.map(|a| a["requests"].clone()), Some(json!(3)), "{report:#}");
 }
+
+/// A client that hangs up mid-stream is still accounted: one access-log line with the account of what was
+/// delivered (here the stream ended before the usage chunk, so tokens and cost are unknown, not zero).
+#[test]
+fn a_client_that_disconnects_mid_stream_is_still_accounted() {
+    let r = router();
+    r.mock("cheap").hold_streams(true);
+    let body = json!({"model": "test/chat", "stream": true, "provider": {"sort": "price"},
+                      "messages": [{"role": "user", "content": "Hello"}]})
+    .to_string();
+    let auth = format!("Bearer {CLIENT_KEY}");
+    let mut s = http::open_stream(
+        r.envoy.port,
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", &auth), ("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    assert!(s.next_event().is_some_and(|e| e.contains("Hello ")));
+    drop(s);
+    r.mock("cheap").release_stream();
+    let lines = access_log(&r, 1);
+    let a = account(&lines[0]);
+    assert_eq!((a["stream"].as_bool(), a["provider"].as_str()), (Some(true), Some("cheap")), "{a}");
+    assert!(a["prompt_tokens"].is_null() && a["cost_nano_usd"].is_null(), "unknown, not zero: {a}");
+    assert!(a["duration_ms"].is_u64(), "{a}");
+}
