@@ -38,6 +38,8 @@ pub struct Downstream {
     account: Account,
     /// The account was written (filter state and metrics).
     accounted: bool,
+    /// When the request's headers arrived, ms since the epoch.
+    start_ms: u64,
 }
 
 /// The response body's treatment, with its state.
@@ -58,6 +60,7 @@ impl Downstream {
             body: ResponseBody::Pass,
             account: Account::default(),
             accounted: false,
+            start_ms: 0,
         }
     }
 
@@ -89,8 +92,7 @@ impl Downstream {
             let a = r.accounted();
             self.take_usage(a);
         }
-        let start = int_property(self, &["request", "time"]).map(|ns| ns / 1_000_000);
-        self.account.duration_ms = start.map(|s| now_ms(self).saturating_sub(s));
+        self.account.duration_ms = Some(now_ms(self).saturating_sub(self.start_ms));
         self.set_property(vec![ACCOUNT_KEY], Some(self.account.to_json().as_bytes()));
         super::metrics::record(&self.account);
     }
@@ -100,6 +102,8 @@ impl Context for Downstream {}
 
 impl HttpContext for Downstream {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        // One clock read serves the health memory, time to first byte and duration.
+        self.start_ms = now_ms(self);
         let headers = self.get_http_request_headers_bytes();
         match on_request_headers(&self.catalog, &headers, end_of_stream) {
             HeadVerdict::Reply(r) => self.reply(r),
@@ -133,7 +137,8 @@ impl HttpContext for Downstream {
         let Some(head) = self.head.as_ref() else {
             return Action::Continue;
         };
-        let now_ms = now_ms(self);
+        // The request's start is recent enough for the health memory (its windows are seconds long).
+        let now_ms = self.start_ms;
         let window = self.catalog.routing.outage_window_seconds;
         let health = |provider: &str| {
             let record = self.get_shared_data(&shared_key(provider)).0.and_then(|b| Record::decode(&b));
@@ -193,8 +198,7 @@ impl HttpContext for Downstream {
             self.account.provider =
                 Some(self.catalog.providers[m.endpoints[c.endpoint].provider].name.clone());
         }
-        let start = int_property(self, &["request", "time"]).map(|ns| ns / 1_000_000);
-        self.account.ttfb_ms = start.map(|s| now_ms(self).saturating_sub(s));
+        self.account.ttfb_ms = Some(now_ms(self).saturating_sub(self.start_ms));
         let action = match on_response_headers(&self.catalog, &headers, &origin, &self.routed) {
             ResponseVerdict::Forward(mut out) => {
                 let content_type =
