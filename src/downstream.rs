@@ -168,8 +168,6 @@ pub struct BodyDecision {
 pub struct Routed {
     /// The plan: attempt k+1 was slot k.
     pub plan: Vec<Candidate>,
-    /// Public model id of each slot.
-    pub slot_models: Vec<String>,
     /// The explanation, when the client asked for it (`x-llm-route`).
     pub explain: Option<String>,
     /// `x-generation-id`: ours, from the request id (response ids keep the provider's).
@@ -265,7 +263,6 @@ pub fn on_request_body(
     headers.push(("x-envoy-max-retries".into(), (plan.len() - 1).to_string().into_bytes()));
     headers.push(("x-envoy-upstream-rq-per-try-timeout-ms".into(), timeout.to_string().into_bytes()));
     let routed = Routed {
-        slot_models: plan.iter().map(|c| catalog.models[c.model].id.clone()).collect(),
         plan,
         explain: head.debug.then_some(explain),
         generation_id: head
@@ -344,8 +341,8 @@ pub fn on_response_headers(
     }
     if let Some(n) = origin.attempts {
         out.push(("x-llm-attempts".into(), n.to_string().into_bytes()));
-        if let Some(model) = (n as usize).checked_sub(1).and_then(|k| routed.slot_models.get(k)) {
-            out.push(("x-llm-model".into(), model.clone().into_bytes()));
+        if let Some(c) = routed.served(Some(n)) {
+            out.push(("x-llm-model".into(), catalog.models[c.model].id.clone().into_bytes()));
         }
     }
     if let Some(explain) = &routed.explain {
