@@ -38,9 +38,20 @@ fn status(code: u16, retry_after: Option<&str>) -> Behavior {
 }
 
 /// The logger records an attempt when Envoy releases it, which can be a moment after the client has the
-/// response: give it that moment before the next request plans.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(50));
+/// response. Envoy writes a request's access-log line after its attempts' upstream logs, so once there is a
+/// line for every completed request, every outcome is in the health memory.
+fn settle(r: &Router) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let completed = r.envoy.stat("http.llm_router.downstream_rq_completed").unwrap_or(0);
+        let text = std::fs::read_to_string(r.envoy.dir().join("stdout.txt")).unwrap_or_default();
+        let lines = text.lines().filter(|l| l.starts_with('{')).count() as u64;
+        if completed > 0 && lines >= completed {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{lines} access-log lines for {completed} completed requests");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// One per-worker counter of the listener, e.g. `downstream_cx_total`. The stat prefix carries the
@@ -115,7 +126,7 @@ fn a_failure_moves_the_provider_last_on_every_worker_and_a_success_clears_it() {
     let resp = r.chat(&chat);
     assert_eq!(served_by(&resp), (200, Some("backup"), Some("2")), "{}", resp.text());
     r.mock("cheap").set_behavior(Behavior::Ok);
-    settle();
+    settle(&r);
 
     // …and every later plan, on either worker, tries backup first although cheap has recovered.
     r.mock("cheap").clear();
@@ -130,11 +141,11 @@ fn a_failure_moves_the_provider_last_on_every_worker_and_a_success_clears_it() {
     let resp = r.chat(&chat);
     assert_eq!(served_by(&resp), (200, Some("cheap"), Some("2")), "{}", resp.text());
     r.mock("backup").set_behavior(Behavior::Ok);
-    settle();
+    settle(&r);
     // backup's own failure is cleared by a success of backup on another model: records are per provider.
     let resp = r.chat(&chat_body("test/backup-only", false));
     assert_eq!(served_by(&resp), (200, Some("backup"), Some("1")), "{}", resp.text());
-    settle();
+    settle(&r);
 
     // Both records clear: cheap first again, everywhere.
     for resp in chat_on_both_workers(&r, &chat) {
@@ -152,7 +163,7 @@ fn retry_after_excludes_the_provider_and_all_cooling_down_is_a_local_429() {
     let resp = r.chat(&chat);
     assert_eq!(served_by(&resp), (200, Some("backup"), Some("2")), "{}", resp.text());
     r.mock("cheap").set_behavior(Behavior::Ok);
-    settle();
+    settle(&r);
 
     // Next requests, on both workers, leave cheap out entirely.
     r.mock("cheap").clear();
@@ -170,7 +181,7 @@ fn retry_after_excludes_the_provider_and_all_cooling_down_is_a_local_429() {
     let resp = r.chat(&chat);
     assert_eq!(resp.status, 429, "{}", resp.text());
     r.mock("backup").set_behavior(Behavior::Ok);
-    settle();
+    settle(&r);
 
     // No provider is called; the answer is our 429 with the shortest remaining cool-down (backup's).
     r.mock("cheap").clear();
