@@ -4,7 +4,7 @@
 
 use crate::accounting::ACCOUNT_KEY;
 use crate::catalog::{Catalog, ConfigError, Provider};
-use crate::downstream::{too_large, ROUTE_KEY};
+use crate::downstream::{envoy_error_type, too_large, ROUTE_KEY};
 use crate::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, STATS_TAGS};
 use crate::plan::slot_key;
 use crate::yaml::{int, map, s, Node};
@@ -377,18 +377,20 @@ fn cluster_action(p: &Provider) -> Node {
 /// Replies Envoy generates itself (no provider reachable, timeouts, oversized requests) in our JSON shape.
 fn local_replies(catalog: &Catalog) -> Node {
     let payload = too_large(catalog);
+    // The error_type per status is the one the filter accounts Envoy's own replies under.
     let mappers = vec![
-        mapper(503, "provider_unavailable", "No provider could be reached for this request", true),
-        mapper(504, "timeout", "The provider did not answer in time", false),
-        mapper(502, "provider_unavailable", "The provider sent an invalid response", false),
-        mapper(413, payload.error_type(), payload.message(), false),
-        mapper(431, "invalid_request", "Request headers too large", false),
-        mapper(408, "timeout", "The request was not received in time", false),
+        mapper(503, "No provider could be reached for this request", true),
+        mapper(504, "The provider did not answer in time", false),
+        mapper(502, "The provider sent an invalid response", false),
+        mapper(413, payload.message(), false),
+        mapper(431, "Request headers too large", false),
+        mapper(408, "The request was not received in time", false),
     ];
     map([("mappers", Node::List(mappers))])
 }
 
-fn mapper(status: u16, error_type: &str, message: &str, retry_after: bool) -> Node {
+fn mapper(status: u16, message: &str, retry_after: bool) -> Node {
+    let error_type = envoy_error_type(status);
     let filter = map([(
         "status_code_filter",
         map([(
