@@ -39,6 +39,8 @@ pub struct Account {
     pub ttfb_ms: Option<u64>,
     /// Milliseconds from the request to the end of the response.
     pub duration_ms: Option<u64>,
+    /// How the route was chosen (the explanation `x-llm-route` shows on request).
+    pub route: Option<String>,
 }
 
 impl Account {
@@ -62,6 +64,7 @@ impl Account {
             "session": self.session,
             "ttfb_ms": self.ttfb_ms,
             "duration_ms": self.duration_ms,
+            "route": self.route,
         })
         .to_string()
     }

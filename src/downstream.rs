@@ -4,7 +4,7 @@
 use crate::auth::{authenticate, Caller};
 use crate::catalog::Catalog;
 use crate::error::ApiError;
-use crate::plan::{slot_key, Candidate, PlanRecord, PLAN_KEY};
+use crate::plan::{slot_key, slot_value, Candidate, PlanRecord};
 use crate::request::ChatRequest;
 use crate::response::Served;
 use crate::select::{route, Inputs, ProviderHealth, Route};
@@ -18,7 +18,7 @@ pub type Headers = [(String, Vec<u8>)];
 pub enum HeadVerdict {
     /// Answer now with this status, headers and body (errors, `GET /models`).
     Reply(Reply),
-    /// A chat completion: remove these client headers, then wait for the body.
+    /// A chat completion: wait for the body.
     Chat(ChatHead),
 }
 
@@ -43,7 +43,7 @@ impl From<ApiError> for Reply {
 pub struct ChatHead {
     /// The authenticated client key.
     pub caller: Caller,
-    /// Client headers that must not reach a provider or steer Envoy.
+    /// Client headers that must not reach a provider or steer Envoy (dropped from the forwarded map).
     pub remove: Vec<String>,
     /// Header `x-session-id`.
     pub session_header: Option<Vec<u8>>,
@@ -152,15 +152,18 @@ pub fn too_large(catalog: &Catalog) -> ApiError {
 pub struct BodyDecision {
     /// The body the providers receive (slot 0's model name spliced in).
     pub body: Vec<u8>,
-    /// Filter-state values: one per slot for the route matcher, the plan record, the explanation.
+    /// Filter-state values: one per slot for the route matcher, slot 0's carrying the plan record.
     pub filter_state: Vec<(String, String)>,
-    /// Request headers to set: slot 0's provider headers (host, path, key, content-length), retries,
-    /// per-try timeout.
+    /// The whole request header map to forward, written in one host call: the client's headers without
+    /// its credentials and routing headers, plus slot 0's provider headers (host, path, key,
+    /// content-length), the retry count and the per-try timeout.
     pub headers: Vec<(String, Vec<u8>)>,
     /// What the response phase needs to know about the decision.
     pub routed: Routed,
     /// The client asked for a stream.
     pub stream: bool,
+    /// How the route was chosen, for the account (always; `routed.explain` only on request).
+    pub route: String,
 }
 
 /// The decision as the response phase sees it.
@@ -228,11 +231,13 @@ pub fn body_mode(
     }
 }
 
-/// Parses the complete body and decides the plan (`health` is the health memory, by provider slug).
+/// Parses the complete body and decides the plan. `headers` are the request headers as the client sent
+/// them; `health` is the health memory, by provider slug.
 pub fn on_request_body(
     catalog: &Catalog,
     body: &[u8],
     head: &ChatHead,
+    headers: &Headers,
     health: &dyn Fn(&str) -> ProviderHealth,
 ) -> Result<BodyDecision, ApiError> {
     if body.len() as u64 > catalog.routing.max_request_bytes {
@@ -251,20 +256,29 @@ pub fn on_request_body(
     let first_model = &catalog.models[first.model].endpoints[first.endpoint].model_json;
     let (new_body, model_range) = req.rewrite(first_model, req.stream);
     let record = PlanRecord::new(catalog, &plan, new_body.len(), model_range);
-    let mut filter_state: Vec<(String, String)> =
-        record.slots.iter().enumerate().map(|(k, (provider, _))| (slot_key(k), provider.clone())).collect();
-    filter_state.push((PLAN_KEY.to_string(), record.encode()));
-    filter_state.push((ROUTE_KEY.to_string(), explain.clone()));
+    let encoded = record.encode();
+    let filter_state: Vec<(String, String)> = record
+        .slots
+        .iter()
+        .enumerate()
+        .map(|(k, (provider, _))| (slot_key(k), slot_value(provider, (k == 0).then_some(encoded.as_str()))))
+        .collect();
     let timeout =
         if req.stream { catalog.routing.first_byte_timeout_ms } else { catalog.routing.response_timeout_ms };
     // Slot 0's provider headers go on now, so the first attempt needs no work in the upstream role.
     let first_provider = &catalog.providers[catalog.models[first.model].endpoints[first.endpoint].provider];
-    let mut headers = provider_headers(first_provider, new_body.len());
-    headers.push(("x-envoy-max-retries".into(), (plan.len() - 1).to_string().into_bytes()));
-    headers.push(("x-envoy-upstream-rq-per-try-timeout-ms".into(), timeout.to_string().into_bytes()));
+    let mut set = provider_headers(first_provider, new_body.len());
+    set.push(("x-envoy-max-retries".into(), (plan.len() - 1).to_string().into_bytes()));
+    set.push(("x-envoy-upstream-rq-per-try-timeout-ms".into(), timeout.to_string().into_bytes()));
+    let mut forwarded: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .filter(|(n, _)| !head.remove.contains(n) && !set.iter().any(|(s, _)| s == n))
+        .cloned()
+        .collect();
+    forwarded.extend(set);
     let routed = Routed {
         plan,
-        explain: head.debug.then_some(explain),
+        explain: head.debug.then(|| explain.clone()),
         generation_id: head
             .request_id
             .as_deref()
@@ -273,7 +287,14 @@ pub fn on_request_body(
         requested_model: req.requested_model().to_string(),
         session,
     };
-    Ok(BodyDecision { body: new_body, filter_state, headers, routed, stream: req.stream })
+    Ok(BodyDecision {
+        body: new_body,
+        filter_state,
+        headers: forwarded,
+        routed,
+        stream: req.stream,
+        route: explain,
+    })
 }
 
 /// The model a body asks for (`model`, else the first of `models`), for accounting requests that fail
@@ -282,17 +303,13 @@ pub fn requested_model(body: &[u8]) -> String {
     ChatRequest::parse(body).map(|r| r.requested_model().to_string()).unwrap_or_default()
 }
 
-/// Filter-state key of the route explanation (for the access log).
-pub const ROUTE_KEY: &str = "llm_route";
-
 /// Where a response came from, as far as the shell could tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     /// The response came from a provider (`response.code_details` is `via_upstream`).
     pub via_upstream: bool,
-    /// `xds.cluster_name` of the last attempt.
-    pub cluster: Option<String>,
-    /// `upstream.request_attempt_count`.
+    /// Attempts made: the response's `x-envoy-attempt-count` ([`attempts_of`]), else
+    /// `upstream.request_attempt_count`. The plan says which provider the last one went to.
     pub attempts: Option<u64>,
     /// `upstream.transport_failure_reason` (local replies after a failed connection).
     pub transport_failure: Option<String>,
@@ -315,7 +332,9 @@ pub fn on_response_headers(
     routed: &Routed,
 ) -> ResponseVerdict {
     let status = response_status(headers);
-    let provider = origin.cluster.as_deref().and_then(|c| catalog.provider_by_cluster(c));
+    let provider = routed
+        .served(origin.attempts)
+        .map(|c| &catalog.providers[catalog.models[c.model].endpoints[c.endpoint].provider]);
     let provider_name = provider.map_or_else(|| "the provider".to_string(), |p| p.display_name.clone());
     let tls_failure = origin
         .transport_failure
@@ -365,6 +384,17 @@ pub fn envoy_error_type(status: u16) -> &'static str {
     }
 }
 
+/// The attempt count Envoy puts on the response (`include_attempt_count_in_response`); `None` when absent.
+pub fn attempts_of(headers: &Headers) -> Option<u64> {
+    headers
+        .iter()
+        .find(|(n, _)| n == ATTEMPT_COUNT)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+}
+
+/// Envoy's attempt-count header, on requests to providers and on responses: never shown to clients.
+const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+
 /// The `:status` of a response header map (0 when absent or malformed).
 pub fn response_status(headers: &Headers) -> u16 {
     headers
@@ -413,6 +443,9 @@ fn provider_message(provider: &str, status: u16, body: &[u8]) -> String {
 }
 
 fn forwardable(name: &str, via_upstream: bool) -> bool {
+    if name == ATTEMPT_COUNT {
+        return false;
+    }
     if !via_upstream {
         return true; // our own or Envoy's local reply
     }

@@ -4,9 +4,9 @@
 
 use crate::accounting::ACCOUNT_KEY;
 use crate::catalog::{Catalog, ConfigError, Provider};
-use crate::downstream::{envoy_error_type, too_large, ROUTE_KEY};
+use crate::downstream::{envoy_error_type, too_large};
 use crate::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, STATS_TAGS};
-use crate::plan::slot_key;
+use crate::plan::{slot_key, slot_value};
 use crate::yaml::{int, map, s, Node};
 
 /// Where the generated Envoy listens and what it loads.
@@ -152,6 +152,9 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Node {
                         ("name", s("llm_router")),
                         ("domains", Node::List(vec![s("*")])),
                         ("include_request_attempt_count", Node::Bool(true)),
+                        // The filter reads the attempt count from the response it already holds (one
+                        // property read fewer per request) and never forwards it.
+                        ("include_attempt_count_in_response", Node::Bool(true)),
                         ("routes", Node::List(vec![route(catalog)])),
                     ])]),
                 ),
@@ -235,9 +238,9 @@ fn stats_config() -> Node {
     ])
 }
 
-/// One JSON line per request: Envoy's own facts, the request's account (`wasm.llm_account`, written once
-/// by the filter) and its route explanation (`wasm.llm_route`); `null` where the filter wrote none (a
-/// request that is not a chat). Envoy renders a wasm filter-state value as a string (`PLAIN`; `TYPED` is a
+/// One JSON line per request: Envoy's own facts and the request's account (`wasm.llm_account`, written
+/// once by the filter, the route explanation included); `null` where the filter wrote none (a request that
+/// is not a chat). Envoy renders a wasm filter-state value as a string (`PLAIN`; `TYPED` is a
 /// base64 `BytesValue`), so `account` is the account's JSON object encoded as a JSON string:
 /// `jq '.account | fromjson'`.
 fn access_log(opts: &Options) -> Node {
@@ -255,7 +258,6 @@ fn access_log(opts: &Options) -> Node {
     ];
     let mut format: Vec<(String, Node)> = fields.iter().map(|(k, v)| (k.to_string(), s(*v))).collect();
     format.push(("account".into(), s(format!("%FILTER_STATE(wasm.{ACCOUNT_KEY}:PLAIN)%"))));
-    format.push(("route".into(), s(format!("%FILTER_STATE(wasm.{ROUTE_KEY}:PLAIN)%"))));
     map([
         ("name", s("envoy.access_loggers.file")),
         (
@@ -342,8 +344,12 @@ fn attempt_matcher(catalog: &Catalog, slots: usize) -> Node {
 }
 
 fn slot_matcher(catalog: &Catalog, k: usize) -> Node {
-    let clusters: Vec<(String, Node)> =
-        catalog.providers.iter().map(|p| (p.name.clone(), map([("action", cluster_action(p))]))).collect();
+    // Keys `<slug>|`: a slot's value starts with its provider's (slot 0 carries the plan record after it).
+    let clusters: Vec<(String, Node)> = catalog
+        .providers
+        .iter()
+        .map(|p| (slot_value(&p.name, None), map([("action", cluster_action(p))])))
+        .collect();
     map([(
         "matcher_tree",
         map([
@@ -358,7 +364,7 @@ fn slot_matcher(catalog: &Catalog, k: usize) -> Node {
                     ),
                 ]),
             ),
-            ("exact_match_map", map([("map", Node::Map(clusters))])),
+            ("prefix_match_map", map([("map", Node::Map(clusters))])),
         ]),
     )])
 }
@@ -544,6 +550,7 @@ mod tests {
             "failure_policy: FAIL_CLOSED",
             "retriable_status_codes:",
             "include_request_attempt_count: true",
+            "include_attempt_count_in_response: true",
             "\"1\":",
         ] {
             assert!(yaml.contains(want), "missing {want:?} in\n{yaml}");
@@ -575,13 +582,13 @@ mod tests {
             "envoy.extensions.access_loggers.file.v3.FileAccessLog",
             "path: /dev/stdout",
             r#"account: "%FILTER_STATE(wasm.llm_account:PLAIN)%""#,
-            r#"route: "%FILTER_STATE(wasm.llm_route:PLAIN)%""#,
             r#"start_time: "%START_TIME%""#,
             r#"request_id: "%REQ(X-REQUEST-ID)%""#,
             r#"upstream_cluster: "%UPSTREAM_CLUSTER%""#,
         ] {
             assert!(log.contains(want), "missing {want:?} in\n{log}");
         }
+        assert!(!log.contains("wasm.llm_route:"), "the route explanation is part of the account");
         let to_file = generate(
             &demo_json(),
             &Options { access_log_path: "/var/log/llm.log".into(), ..Options::default() },

@@ -9,8 +9,25 @@ pub fn slot_key(k: usize) -> String {
     format!("llm_try_{k}")
 }
 
-/// Filter-state key of the plan record.
-pub const PLAN_KEY: &str = "llm_plan";
+/// Ends the provider slug at the start of a slot's value. The matcher matches slot values by prefix
+/// (`<slug>|`), so slot 0 can carry the plan record after it: one filter-state write fewer per request.
+/// A slug never holds `|`, so exactly one provider's key is a prefix of a value.
+pub const SLOT_END: char = '|';
+
+/// The filter-state value of a slot: the provider slug, [`SLOT_END`], then (slot 0) the plan record.
+pub fn slot_value(provider: &str, record: Option<&str>) -> String {
+    let record = record.unwrap_or("");
+    let mut v = String::with_capacity(provider.len() + 1 + record.len());
+    v.push_str(provider);
+    v.push(SLOT_END);
+    v.push_str(record);
+    v
+}
+
+/// The plan record carried by slot 0's value (`None` when the value has no [`SLOT_END`]).
+pub fn record_of_slot(value: &str) -> Option<&str> {
+    value.split_once(SLOT_END).map(|(_, record)| record)
+}
 
 /// One attempt: which endpoint of which model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +100,15 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn slot_values_start_with_the_matcher_key() {
+        let v = slot_value("alpha", Some("10 2 3\nalpha\t\"x\"\n"));
+        assert!(v.starts_with("alpha|"));
+        assert_eq!(record_of_slot(&v), Some("10 2 3\nalpha\t\"x\"\n"));
+        assert_eq!(slot_value("beta", None), "beta|");
+        assert_eq!(record_of_slot("beta"), None);
+    }
 
     #[test]
     fn record_round_trips() {

@@ -121,7 +121,7 @@ mod tests {
     fn each_attempt_gets_its_provider_model_key_and_host_only() {
         let c = demo();
         let d = body(&c, br#"{"model":"llama","messages":[],"provider":{"sort":"price"}}"#).unwrap();
-        let plan = &d.filter_state.iter().find(|(k, _)| k == crate::plan::PLAN_KEY).unwrap().1;
+        let plan = crate::plan::record_of_slot(&d.filter_state[0].1).unwrap();
         let body = String::from_utf8(d.body).unwrap();
         assert_eq!(body, r#"{"model":"llama-a","messages":[]}"#);
         // Attempt 1: alpha, body untouched. The client's leftovers are scrubbed.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::catalog::tests::demo;
+use crate::plan::{record_of_slot, PlanRecord};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -28,7 +29,7 @@ pub(crate) fn body(c: &Catalog, bytes: &[u8]) -> Result<BodyDecision, ApiError> 
         debug: false,
         app: String::new(),
     };
-    on_request_body(c, bytes, &head, &|_| ProviderHealth::default())
+    on_request_body(c, bytes, &head, &chat_headers(&[]), &|_| ProviderHealth::default())
 }
 
 fn reply_status(v: HeadVerdict) -> u16 {
@@ -92,17 +93,44 @@ fn models_needs_no_key_and_ignores_query() {
 fn body_decision_plans_cheapest_first() {
     let c = demo();
     let d = body(&c, br#"{"model":"meta/llama","messages":[],"stream":true}"#).unwrap();
-    assert_eq!(d.filter_state[0], ("llm_try_0".to_string(), "alpha".to_string()));
-    assert_eq!(d.filter_state[1], ("llm_try_1".to_string(), "beta".to_string()));
-    assert_eq!(d.filter_state[2].0, "llm_plan");
+    assert_eq!(d.filter_state[0].0, "llm_try_0");
+    assert!(d.filter_state[0].1.starts_with("alpha|"), "slot 0 carries the plan: {:?}", d.filter_state);
+    assert!(PlanRecord::decode(record_of_slot(&d.filter_state[0].1).unwrap()).is_some());
+    assert_eq!(d.filter_state[1], ("llm_try_1".to_string(), "beta|".to_string()));
+    assert_eq!(d.filter_state.len(), 2);
     let has = |n: &str, v: &str| d.headers.contains(&(n.to_string(), v.as_bytes().to_vec()));
     assert!(has("x-envoy-max-retries", "1"));
     assert!(has("x-envoy-upstream-rq-per-try-timeout-ms", "10000"));
     assert!(has("content-length", &d.body.len().to_string()));
     // The first attempt's provider headers are set here, so the upstream role has nothing to do on it.
-    let first = if d.filter_state[0].1 == "alpha" { "api.alpha.example" } else { "127.0.0.1:8080" };
+    let first =
+        if d.filter_state[0].1.starts_with("alpha|") { "api.alpha.example" } else { "127.0.0.1:8080" };
     assert!(has(":authority", first), "{:?}", d.headers);
     assert!(has("accept-encoding", "identity"));
+    // The whole map is forwarded in one write: the client's own headers stay, its credentials go, and
+    // every header is there once.
+    assert!(has(":method", "POST") && has("content-type", "application/json; charset=utf-8"));
+    assert!(!d.headers.iter().any(|(n, v)| n == "authorization" && v == b"Bearer sk-test-1"));
+    let mut names: Vec<&str> = d.headers.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    let len = names.len();
+    names.dedup();
+    assert_eq!(names.len(), len, "a header twice in {:?}", d.headers);
+}
+
+#[test]
+fn the_forwarded_map_drops_what_the_head_phase_said() {
+    let c = demo();
+    let headers = chat_headers(&[("x-api-key", "k"), ("x-envoy-max-retries", "9"), ("x-title", "app")]);
+    let HeadVerdict::Chat(head) = on_request_headers(&c, &headers, false) else { panic!() };
+    let healthy = |_: &str| ProviderHealth::default();
+    let d =
+        on_request_body(&c, br#"{"model":"meta/llama","messages":[]}"#, &head, &headers, &healthy).unwrap();
+    let get = |n: &str| d.headers.iter().filter(|(h, _)| h == n).map(|(_, v)| v.clone()).collect::<Vec<_>>();
+    assert!(get("x-api-key").is_empty());
+    assert_eq!(get("x-envoy-max-retries"), [b"1".to_vec()], "ours replaces the client's");
+    assert_eq!(get("x-title"), [b"app".to_vec()]);
+    assert_eq!(get(":path"), [b"/v1/chat/completions".to_vec()], "the provider's path");
 }
 
 #[test]
@@ -116,11 +144,11 @@ fn body_errors() {
 #[test]
 fn upstream_errors_are_replaced_and_headers_allowlisted() {
     let c = demo();
-    let origin = Origin {
-        via_upstream: true,
-        cluster: Some("llm_provider_beta".into()),
-        attempts: Some(2),
-        transport_failure: None,
+    let origin = Origin { via_upstream: true, attempts: Some(2), transport_failure: None };
+    // Attempt 2 went to slot 1: beta.
+    let routed = Routed {
+        plan: vec![Candidate { model: 0, endpoint: 1 }, Candidate { model: 0, endpoint: 2 }],
+        ..Routed::default()
     };
     let ok = h(&[
         (":status", "200"),
@@ -128,24 +156,31 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
         ("x-ratelimit-remaining-requests", "9"),
         ("x-internal", "secret"),
         ("server", "provider"),
+        ("x-envoy-attempt-count", "2"),
     ]);
-    let ResponseVerdict::Forward(out) = on_response_headers(&c, &ok, &origin, &Routed::default()) else {
-        panic!()
-    };
+    assert_eq!(attempts_of(&ok), Some(2));
+    let ResponseVerdict::Forward(out) = on_response_headers(&c, &ok, &origin, &routed) else { panic!() };
     let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        [":status", "content-type", "x-ratelimit-remaining-requests", "x-llm-provider", "x-llm-attempts"]
+        [
+            ":status",
+            "content-type",
+            "x-ratelimit-remaining-requests",
+            "x-llm-provider",
+            "x-llm-attempts",
+            "x-llm-model"
+        ]
     );
     let limited = h(&[(":status", "429"), ("retry-after", "12")]);
     assert_eq!(
-        on_response_headers(&c, &limited, &origin, &Routed::default()),
+        on_response_headers(&c, &limited, &origin, &routed),
         ResponseVerdict::Replace { provider: "beta".into(), status: 429, retry_after: Some(12) }
     );
     // Envoy's own replies pass (local_reply_config shapes them) unless a TLS check failed.
     let local = Origin { via_upstream: false, ..origin.clone() };
     assert!(matches!(
-        on_response_headers(&c, &h(&[(":status", "503")]), &local, &Routed::default()),
+        on_response_headers(&c, &h(&[(":status", "503")]), &local, &routed),
         ResponseVerdict::Forward(_)
     ));
     let tls = Origin {
@@ -155,7 +190,7 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
         ..local
     };
     assert!(matches!(
-        on_response_headers(&c, &h(&[(":status", "503")]), &tls, &Routed::default()),
+        on_response_headers(&c, &h(&[(":status", "503")]), &tls, &routed),
         ResponseVerdict::Replace { status: 0, .. }
     ));
 }

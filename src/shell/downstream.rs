@@ -5,9 +5,9 @@ use super::host::{int_property, string_property};
 use crate::accounting::{Account, ACCOUNT_KEY};
 use crate::catalog::Catalog;
 use crate::downstream::{
-    body_mode, envoy_error_type, error_reply, on_request_body, on_request_headers, on_response_headers,
-    requested_model, response_status, too_large, BodyMode, ChatHead, HeadVerdict, Origin, Reply,
-    ResponseVerdict, Routed,
+    attempts_of, body_mode, envoy_error_type, error_reply, on_request_body, on_request_headers,
+    on_response_headers, requested_model, response_status, too_large, BodyMode, ChatHead, HeadVerdict,
+    Origin, Reply, ResponseVerdict, Routed,
 };
 use crate::health::{shared_key, status, Record};
 use crate::response::{rewrite_completion, Accounted, Served, StreamRewriter};
@@ -30,6 +30,10 @@ pub struct Downstream {
     replacing: Option<(String, u16, Option<u64>)>,
     /// The request-header facts the body phase needs.
     head: Option<ChatHead>,
+    /// The client's request headers, until the body phase writes the forwarded map.
+    request_headers: Vec<(String, Vec<u8>)>,
+    /// A completion's response headers, held until its body (and cost) is known: one write at the end.
+    response_headers: Vec<(String, Vec<u8>)>,
     /// The decision, for the response phase.
     routed: Routed,
     /// What happens to the response body.
@@ -56,6 +60,8 @@ impl Downstream {
             replied: false,
             replacing: None,
             head: None,
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
             routed: Routed::default(),
             body: ResponseBody::Pass,
             account: Account::default(),
@@ -108,15 +114,13 @@ impl HttpContext for Downstream {
         match on_request_headers(&self.catalog, &headers, end_of_stream) {
             HeadVerdict::Reply(r) => self.reply(r),
             HeadVerdict::Chat(head) => {
-                for name in &head.remove {
-                    self.remove_http_request_header(name);
-                }
                 self.account.key_name = head
                     .caller
                     .and_then(|i| self.catalog.keys.get(i))
                     .map_or(String::new(), |k| k.name.clone());
                 self.account.app = head.app.clone();
                 self.head = Some(head);
+                self.request_headers = headers;
                 // Held until the body is complete: the route depends on it.
                 Action::Pause
             }
@@ -148,7 +152,7 @@ impl HttpContext for Downstream {
                 cooldown_remaining_ms: s.cooldown_remaining_ms,
             }
         };
-        let decision = on_request_body(&self.catalog, &body, head, &health);
+        let decision = on_request_body(&self.catalog, &body, head, &self.request_headers, &health);
         if decision.is_err() {
             self.account.requested_model = requested_model(&body);
         }
@@ -159,9 +163,11 @@ impl HttpContext for Downstream {
                     self.set_property(vec![key.as_str()], Some(value.as_bytes()));
                 }
                 self.set_http_request_body(0, size, &d.body);
-                for (name, value) in &d.headers {
-                    self.set_http_request_header_bytes(name, Some(value));
-                }
+                self.set_http_request_headers_bytes(
+                    d.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
+                );
+                self.request_headers = Vec::new();
+                self.account.route = Some(d.route);
                 self.account.requested_model = d.routed.requested_model.clone();
                 self.account.session = d.routed.session.clone();
                 self.account.stream = d.stream;
@@ -179,8 +185,8 @@ impl HttpContext for Downstream {
         let status = response_status(&headers);
         let mut origin = Origin {
             via_upstream: true,
-            cluster: string_property(self, &["xds", "cluster_name"]),
-            attempts: int_property(self, &["upstream", "request_attempt_count"]),
+            attempts: attempts_of(&headers)
+                .or_else(|| int_property(self, &["upstream", "request_attempt_count"])),
             transport_failure: None,
         };
         if status >= 400 {
@@ -212,13 +218,15 @@ impl HttpContext for Downstream {
                 if rewriting {
                     out.retain(|(n, _)| n != "content-length");
                 }
-                self.set_http_response_headers_bytes(
-                    out.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
-                );
-                // A completion's cost goes in a header: hold the headers until the body is complete.
+                // A completion's cost goes in a header: hold the headers until the body is complete and
+                // write them once then.
                 if matches!(self.body, ResponseBody::Completion(_)) && !end_of_stream {
+                    self.response_headers = out;
                     Action::Pause
                 } else {
+                    self.set_http_response_headers_bytes(
+                        out.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
+                    );
                     Action::Continue
                 }
             }
@@ -263,13 +271,18 @@ impl HttpContext for Downstream {
                 }
                 let body = self.get_http_response_body(0, size).unwrap_or_default();
                 let (rewritten, accounted) = rewrite_completion(&body, served);
+                let mut headers = std::mem::take(&mut self.response_headers);
+                let length = rewritten.as_ref().map_or(size, Vec::len);
                 if let Some(new_body) = rewritten {
                     self.set_http_response_body(0, size, &new_body);
-                    self.set_http_response_header("content-length", Some(&new_body.len().to_string()));
                 }
+                headers.push(("content-length".into(), length.to_string().into_bytes()));
                 if let Some(c) = accounted.cost {
-                    self.set_http_response_header("x-llm-cost-usd", Some(&usd_json(c.total_nano as i64)));
+                    headers.push(("x-llm-cost-usd".into(), usd_json(c.total_nano as i64).into_bytes()));
                 }
+                self.set_http_response_headers_bytes(
+                    headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
+                );
                 self.take_usage(accounted);
                 Action::Continue
             }

@@ -1,7 +1,7 @@
 //! The upstream role (inside each provider's cluster, once per attempt): applies that attempt's headers
 //! and, for fallback slots, splices the provider's model name into the replayed body.
 
-use crate::plan::PLAN_KEY;
+use crate::plan::{record_of_slot, slot_key};
 use crate::upstream::{needs_rewrite, prepare};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -26,11 +26,12 @@ impl HttpContext for Upstream {
         if !needs_rewrite(self.get_http_request_header_bytes("x-envoy-attempt-count").as_deref()) {
             return Action::Continue;
         }
-        let plan = self.get_property(vec![PLAN_KEY]).unwrap_or_default();
+        let slot0 = self.get_property(vec![&slot_key(0)]).unwrap_or_default();
+        let plan = std::str::from_utf8(&slot0).ok().and_then(record_of_slot).unwrap_or("");
         let headers = self.get_http_request_headers_bytes();
-        let attempt = super::vm_catalog().ok_or(()).and_then(|c| {
-            prepare(&c, &self.provider, std::str::from_utf8(&plan).unwrap_or(""), &headers).map_err(|_| ())
-        });
+        let attempt = super::vm_catalog()
+            .ok_or(())
+            .and_then(|c| prepare(&c, &self.provider, plan, &headers).map_err(|_| ()));
         match attempt {
             Ok(a) => {
                 for name in &a.remove {
