@@ -384,6 +384,18 @@ pub fn envoy_error_type(status: u16) -> &'static str {
     }
 }
 
+/// The provider a response proves healthy: it answered 2xx itself. Its health record, if any, is cleared
+/// (the logger, filtered to failed attempts, never sees a clean success).
+pub fn recovered_provider<'c>(
+    catalog: &'c Catalog,
+    status: u16,
+    origin: &Origin,
+    routed: &Routed,
+) -> Option<&'c str> {
+    let c = routed.served(origin.attempts).filter(|_| origin.via_upstream && (200..300).contains(&status))?;
+    Some(&catalog.providers[catalog.models[c.model].endpoints[c.endpoint].provider].name)
+}
+
 /// The attempt count Envoy puts on the response (`include_attempt_count_in_response`); `None` when absent.
 pub fn attempts_of(headers: &Headers) -> Option<u64> {
     headers

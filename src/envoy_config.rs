@@ -80,10 +80,7 @@ pub fn generate(catalog_text: &str, opts: &Options) -> Result<String, ConfigErro
             "static_resources",
             map([
                 ("listeners", Node::List(vec![listener(&catalog, catalog_text, opts)])),
-                (
-                    "clusters",
-                    Node::List(catalog.providers.iter().map(|p| cluster(&catalog, p, opts)).collect()),
-                ),
+                ("clusters", Node::List(clusters(&catalog, opts))),
             ]),
         ),
     ]);
@@ -198,9 +195,27 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Node {
 /// The router's `upstream_log`: our wasm access logger, called once per attempt (the only place Envoy
 /// reports every attempt's outcome), feeding the health memory. Its `vm_config` is the filters' own,
 /// byte for byte, so it runs in the same VM per worker and shares the parsed catalog and shared data.
+/// Filtered to the attempts that can be failures (a status of 400 or more, or any response flag): a
+/// clean success, the common case, costs no wasm call (the downstream role clears recovered providers).
 fn health_logger(catalog: &Catalog, opts: &Options) -> Node {
+    let min_status =
+        map([("default_value", int(400)), ("runtime_key", s("llm_router.health_log_min_status"))]);
+    let failed = map([(
+        "or_filter",
+        map([(
+            "filters",
+            Node::List(vec![
+                map([(
+                    "status_code_filter",
+                    map([("comparison", map([("op", s("GE")), ("value", min_status)]))]),
+                )]),
+                map([("response_flag_filter", map([]))]),
+            ]),
+        )]),
+    )]);
     map([
         ("name", s("envoy.access_loggers.wasm")),
+        ("filter", failed),
         (
             "typed_config",
             typed("envoy.extensions.access_loggers.wasm.v3.WasmAccessLog").with(
@@ -345,10 +360,14 @@ fn attempt_matcher(catalog: &Catalog, slots: usize) -> Node {
 
 fn slot_matcher(catalog: &Catalog, k: usize) -> Node {
     // Keys `<slug>|`: a slot's value starts with its provider's (slot 0 carries the plan record after it).
+    // Slot 0 goes to first-choice clusters, later slots to fallback clusters.
     let clusters: Vec<(String, Node)> = catalog
         .providers
         .iter()
-        .map(|p| (slot_value(&p.name, None), map([("action", cluster_action(p))])))
+        .map(|p| {
+            let cluster = if k == 0 { p.cluster_name() } else { p.fallback_cluster_name() };
+            (slot_value(&p.name, None), map([("action", cluster_action(cluster))]))
+        })
         .collect();
     map([(
         "matcher_tree",
@@ -369,13 +388,13 @@ fn slot_matcher(catalog: &Catalog, k: usize) -> Node {
     )])
 }
 
-fn cluster_action(p: &Provider) -> Node {
+fn cluster_action(cluster: String) -> Node {
     map([
         ("name", s("cluster")),
         (
             "typed_config",
             typed("envoy.extensions.router.cluster_specifiers.matcher.v3.ClusterAction")
-                .with("cluster", s(p.cluster_name())),
+                .with("cluster", s(cluster)),
         ),
     ])
 }
@@ -437,8 +456,21 @@ fn mapper(status: u16, message: &str, retry_after: bool) -> Node {
     m
 }
 
-fn cluster(catalog: &Catalog, p: &Provider, opts: &Options) -> Node {
+/// Two clusters per provider, both to its endpoint: the first-choice cluster (slot 0) has no upstream
+/// filter, since the downstream role already prepared the first attempt (Envoy then makes no wasm call at
+/// all in the cluster); the fallback cluster (slots 1…) runs the upstream role. Catalogs whose plans have
+/// a single slot get no fallback clusters.
+fn clusters(catalog: &Catalog, opts: &Options) -> Vec<Node> {
+    let mut out: Vec<Node> = catalog.providers.iter().map(|p| cluster(catalog, p, opts, false)).collect();
+    if catalog.max_plan_len() > 1 {
+        out.extend(catalog.providers.iter().map(|p| cluster(catalog, p, opts, true)));
+    }
+    out
+}
+
+fn cluster(catalog: &Catalog, p: &Provider, opts: &Options, fallback: bool) -> Node {
     let ep = &p.endpoint;
+    let name = if fallback { p.fallback_cluster_name() } else { p.cluster_name() };
     let upstream_config = serde_json::json!({ "provider": p.name }).to_string();
     let protocol = if ep.tls {
         map([("auto_config", map([("http_protocol_options", map([])), ("http2_protocol_options", map([]))]))])
@@ -449,19 +481,21 @@ fn cluster(catalog: &Catalog, p: &Provider, opts: &Options) -> Node {
     if let (Node::Map(o), Node::Map(extra)) = (&mut options, protocol) {
         o.extend(extra);
     }
-    options = options.with(
-        "http_filters",
-        Node::List(vec![
-            wasm_filter("llm_router_upstream", UPSTREAM_ROOT_ID, &upstream_config, catalog, opts),
-            map([
-                ("name", s("envoy.filters.http.upstream_codec")),
-                ("typed_config", typed("envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec")),
+    if fallback {
+        options = options.with(
+            "http_filters",
+            Node::List(vec![
+                wasm_filter("llm_router_upstream", UPSTREAM_ROOT_ID, &upstream_config, catalog, opts),
+                map([
+                    ("name", s("envoy.filters.http.upstream_codec")),
+                    ("typed_config", typed("envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec")),
+                ]),
             ]),
-        ]),
-    );
+        );
+    }
     let limit = 1_000_000;
     let mut c = map([
-        ("name", s(p.cluster_name())),
+        ("name", s(name.as_str())),
         ("type", s(if ep.host_is_ip() { "STATIC" } else { "LOGICAL_DNS" })),
         ("dns_lookup_family", s("V4_PREFERRED")),
         ("connect_timeout", s("5s")),
@@ -481,7 +515,7 @@ fn cluster(catalog: &Catalog, p: &Provider, opts: &Options) -> Node {
         (
             "load_assignment",
             map([
-                ("cluster_name", s(p.cluster_name())),
+                ("cluster_name", s(name)),
                 (
                     "endpoints",
                     Node::List(vec![map([(
@@ -552,11 +586,33 @@ mod tests {
             "include_request_attempt_count: true",
             "include_attempt_count_in_response: true",
             "\"1\":",
+            // The health logger runs only for attempts that can be failures.
+            "- response_flag_filter: {}",
+            "op: GE",
         ] {
             assert!(yaml.contains(want), "missing {want:?} in\n{yaml}");
         }
         assert!(yaml.contains("llm_try_3") && !yaml.contains("llm_try_4"), "one slot per endpoint (4)");
         assert!(!yaml.contains("FAIL_OPEN"));
+    }
+
+    #[test]
+    fn first_choice_clusters_have_no_upstream_filter_and_fallbacks_have_it() {
+        let yaml = generate(&demo_json(), &Options::default()).unwrap();
+        let clusters = format!("\n{}", yaml.split("  clusters:\n").nth(1).unwrap());
+        let blocks: Vec<&str> = clusters.split("\n  - name: ").skip(1).collect();
+        let block = |name: &str| *blocks.iter().find(|b| b.starts_with(&format!("{name}\n"))).unwrap();
+        for p in ["alpha", "beta", "gamma"] {
+            assert!(!block(&format!("llm_provider_{p}")).contains("llm_router_upstream"), "{p}");
+            let fallback = block(&format!("llm_fallback_{p}"));
+            assert!(fallback.contains("root_id: llm_router_upstream") && fallback.contains(p), "{p}");
+        }
+        // Slot 0 routes to first-choice clusters, later slots to fallback clusters.
+        let listener = yaml.split("  clusters:\n").next().unwrap();
+        let slot0 = listener.split("key: wasm.llm_try_0").nth(1).unwrap();
+        assert!(slot0.contains("cluster: llm_provider_alpha") && !slot0.contains("llm_fallback_"));
+        let slot1 = listener.split("key: wasm.llm_try_1").nth(1).unwrap().split("llm_try_2").next().unwrap();
+        assert!(slot1.contains("cluster: llm_fallback_alpha") && !slot1.contains("llm_provider_"));
     }
 
     #[test]

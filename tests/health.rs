@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 const WORKERS: u32 = 2;
 
-/// Providers `cheap` (first choice) and `backup`. Models: `test/chat` on both, `test/backup-only` on backup.
+/// Providers `cheap` (first choice) and `backup`. Models: `test/chat` on both, `test/backup-only` on
+/// backup, `test/cheap-only` on cheap.
 fn router() -> Router {
     let cheap = MockProvider::start("cheap");
     let backup = MockProvider::start("backup");
@@ -26,6 +27,7 @@ fn router() -> Router {
                 endpoint("cheap", "chat@cheap", 1.0),
             ]}),
             json!({"id": "test/backup-only", "endpoints": [endpoint("backup", "only@backup", 2.0)]}),
+            json!({"id": "test/cheap-only", "endpoints": [endpoint("cheap", "only@cheap", 1.0)]}),
         ],
         json!({}),
     );
@@ -135,21 +137,28 @@ fn a_failure_moves_the_provider_last_on_every_worker_and_a_success_clears_it() {
     }
     assert!(r.mock("cheap").requests().is_empty(), "cheap is last, not called while backup answers");
 
-    // backup fails once: cheap, last, serves that request (a success that began after cheap's failure)
-    // and so clears cheap's record.
-    r.mock("backup").set_behavior(status(503, None));
-    let resp = r.chat(&chat);
-    assert_eq!(served_by(&resp), (200, Some("cheap"), Some("2")), "{}", resp.text());
-    r.mock("backup").set_behavior(Behavior::Ok);
-    settle(&r);
-    // backup's own failure is cleared by a success of backup on another model: records are per provider.
-    let resp = r.chat(&chat_body("test/backup-only", false));
-    assert_eq!(served_by(&resp), (200, Some("backup"), Some("1")), "{}", resp.text());
-    settle(&r);
-
-    // Both records clear: cheap first again, everywhere.
+    // cheap answers a request for a model only it serves: a success that began after its failure clears
+    // its record, so cheap is first again everywhere (backup has no record: only the clear explains it).
+    let resp = r.chat(&chat_body("test/cheap-only", false));
+    assert_eq!(served_by(&resp), (200, Some("cheap"), Some("1")), "{}", resp.text());
     for resp in chat_on_both_workers(&r, &chat) {
         assert_eq!(served_by(&resp), (200, Some("cheap"), Some("1")), "{}", resp.text());
+    }
+
+    // Records are per provider: backup fails on its own model…
+    r.mock("backup").set_behavior(status(503, None));
+    assert_eq!(r.chat(&chat_body("test/backup-only", false)).status, 502);
+    r.mock("backup").set_behavior(Behavior::Ok);
+    settle(&r);
+    // …then serves as cheap's fallback, which clears backup's record while cheap's failure is recorded…
+    r.mock("cheap").set_behavior(status(503, None));
+    let resp = r.chat(&chat);
+    assert_eq!(served_by(&resp), (200, Some("backup"), Some("2")), "{}", resp.text());
+    r.mock("cheap").set_behavior(Behavior::Ok);
+    settle(&r);
+    // …so backup is first (with both records kept, the cheaper cheap would be).
+    for resp in chat_on_both_workers(&r, &chat) {
+        assert_eq!(served_by(&resp), (200, Some("backup"), Some("1")), "{}", resp.text());
     }
 }
 

@@ -332,7 +332,7 @@ fn the_access_log_has_one_json_line_per_request_with_the_account() {
     let f = account(fallback);
     assert_eq!((f["provider"].as_str(), f["attempts"].as_u64()), (Some("backup"), Some(2)), "{f}");
     assert_eq!(f["cost_nano_usd"], json!(PROMPT * 3 * NANO + COMPLETION * 4 * NANO));
-    assert_eq!(fallback["upstream_cluster"], "llm_provider_backup");
+    assert_eq!(fallback["upstream_cluster"], "llm_fallback_backup", "fallbacks go through fallback clusters");
 
     assert_eq!(list["path"], "/v1/models");
     assert!(list["account"].is_null(), "no account for a non-chat request: {list}");

@@ -100,14 +100,24 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// The Envoy cluster serving this provider.
+    /// The Envoy cluster serving this provider as a request's first choice (slot 0: the downstream role
+    /// already set its model, key and host, so the cluster has no upstream filter).
     pub fn cluster_name(&self) -> String {
         format!("{CLUSTER_PREFIX}{}", self.name)
     }
+
+    /// The Envoy cluster serving this provider as a fallback (slots 1…: its upstream role rewrites the
+    /// attempt for this provider).
+    pub fn fallback_cluster_name(&self) -> String {
+        format!("{FALLBACK_CLUSTER_PREFIX}{}", self.name)
+    }
 }
 
-/// Prefix of every provider cluster's name; the rest is the provider's slug.
+/// Prefix of every first-choice provider cluster's name; the rest is the provider's slug.
 pub const CLUSTER_PREFIX: &str = "llm_provider_";
+
+/// Prefix of every fallback provider cluster's name; the rest is the provider's slug.
+pub const FALLBACK_CLUSTER_PREFIX: &str = "llm_fallback_";
 
 /// Prices in USD per million tokens (`request`: per request, `image`: per image).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -325,9 +335,13 @@ impl Catalog {
         self.by_provider_name.get(name).copied()
     }
 
-    /// The provider served by an Envoy cluster of ours.
+    /// The provider served by an Envoy cluster of ours (first-choice or fallback).
     pub fn provider_by_cluster(&self, cluster: &str) -> Option<&Provider> {
-        cluster.strip_prefix(CLUSTER_PREFIX).and_then(|n| self.provider(n)).map(|i| &self.providers[i])
+        cluster
+            .strip_prefix(CLUSTER_PREFIX)
+            .or_else(|| cluster.strip_prefix(FALLBACK_CLUSTER_PREFIX))
+            .and_then(|n| self.provider(n))
+            .map(|i| &self.providers[i])
     }
 
     /// The longest plan any request can have: max(`max_attempts`, models a request may list), never more

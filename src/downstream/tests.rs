@@ -206,3 +206,18 @@ fn error_replies_by_provider_status() {
     let e = error_reply("P", 400, None, br#"{"error":{"message":"bad temperature"}}"#);
     assert_eq!((e.status(), e.message()), (400, "P: bad temperature"));
 }
+
+#[test]
+fn only_a_providers_own_2xx_shows_it_recovered() {
+    let c = demo();
+    let routed = Routed {
+        plan: vec![Candidate { model: 0, endpoint: 1 }, Candidate { model: 0, endpoint: 2 }],
+        ..Routed::default()
+    };
+    let origin = |via_upstream, attempts| Origin { via_upstream, attempts, transport_failure: None };
+    assert_eq!(recovered_provider(&c, 200, &origin(true, Some(1)), &routed), Some("alpha"));
+    assert_eq!(recovered_provider(&c, 200, &origin(true, Some(2)), &routed), Some("beta"));
+    assert_eq!(recovered_provider(&c, 503, &origin(true, Some(2)), &routed), None);
+    assert_eq!(recovered_provider(&c, 200, &origin(false, Some(1)), &routed), None, "Envoy's own reply");
+    assert_eq!(recovered_provider(&c, 200, &origin(true, None), &routed), None);
+}

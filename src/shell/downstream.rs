@@ -1,15 +1,15 @@
 //! The downstream role (listener): hands headers and the complete body to the brain and carries out its
 //! decisions (local replies, body splice, filter-state plan, headers), then shapes the final response.
 
-use super::host::{int_property, string_property};
+use super::host::{int_property, string_property, update_health};
 use crate::accounting::{Account, ACCOUNT_KEY};
 use crate::catalog::Catalog;
 use crate::downstream::{
     attempts_of, body_mode, envoy_error_type, error_reply, on_request_body, on_request_headers,
-    on_response_headers, requested_model, response_status, too_large, BodyMode, ChatHead, HeadVerdict,
-    Origin, Reply, ResponseVerdict, Routed,
+    on_response_headers, recovered_provider, requested_model, response_status, too_large, BodyMode, ChatHead,
+    HeadVerdict, Origin, Reply, ResponseVerdict, Routed,
 };
-use crate::health::{shared_key, status, Record};
+use crate::health::{shared_key, status, Outcome, Record};
 use crate::response::{rewrite_completion, Accounted, Served, StreamRewriter};
 use crate::select::ProviderHealth;
 use crate::usage::usd_json;
@@ -204,7 +204,12 @@ impl HttpContext for Downstream {
             self.account.provider =
                 Some(self.catalog.providers[m.endpoints[c.endpoint].provider].name.clone());
         }
-        self.account.ttfb_ms = Some(now_ms(self).saturating_sub(self.start_ms));
+        let now = now_ms(self);
+        self.account.ttfb_ms = Some(now.saturating_sub(self.start_ms));
+        if let Some(p) = recovered_provider(&self.catalog, status, &origin, &self.routed) {
+            // The request began before its attempt: a record stamped after that is kept (conservative).
+            update_health(self, &shared_key(p), Outcome::Success { started_ms: self.start_ms }, now);
+        }
         let action = match on_response_headers(&self.catalog, &headers, &origin, &self.routed) {
             ResponseVerdict::Forward(mut out) => {
                 let content_type =

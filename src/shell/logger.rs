@@ -1,7 +1,9 @@
 //! The access-logger role (`upstream_log` of the router, root id `llm_router_log`): Envoy calls its root
-//! context's `on_log` once per attempt, when it releases the attempt (a failed one before the retry
-//! starts), with that attempt's own stream info. It turns the outcome into an update of the provider's
-//! health record in shared data.
+//! context's `on_log` when it releases an attempt (a failed one before the retry starts), with that
+//! attempt's own stream info. It turns the outcome into an update of the provider's health record in
+//! shared data. The generated config's access-log filter calls it only for attempts with a status of 400
+//! or more or a response flag: a clean success costs no call here (the downstream role clears a
+//! recovered provider's record).
 //!
 //! What Envoy 1.40 shows this logger (each read back from a running Envoy): `xds.cluster_name` = the
 //! attempt's cluster; `response.code` = the provider's status (8-byte integer), absent when no response
@@ -10,16 +12,12 @@
 //! attempt); `request.time` = when the attempt began; the provider's response headers through the
 //! response-header map calls (`NotFound` when there were none).
 
-use super::host::{int_property, string_property};
-use crate::health::{classify, next, shared_key, Outcome, Record, RETRY_AFTER_STATUSES};
+use super::host::{int_property, string_property, update_health};
+use crate::health::{classify, shared_key, Outcome, RETRY_AFTER_STATUSES};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;
-use proxy_wasm::types::{MapType, Status};
+use proxy_wasm::types::MapType;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Compare-and-swap attempts before giving up on one update: only concurrent updates of the same
-/// provider on other workers collide, and losing one outcome under such contention is harmless.
-const CAS_TRIES: usize = 8;
 
 /// Records the outcome of the attempt being logged. Never logs on this path (it runs once per attempt);
 /// anything unreadable means "no update".
@@ -42,26 +40,7 @@ pub fn on_log<C: Context + ?Sized>(ctx: &C) {
     let started = if (200..300).contains(&status) { attempt_start_ms(now).unwrap_or(now) } else { now };
     let outcome = classify(status, flags, retry_after.as_deref(), started);
     if outcome != Outcome::Neutral {
-        update(ctx, &shared_key(&provider.name), outcome, now);
-    }
-}
-
-/// Applies `outcome` to the record under `key` with compare-and-swap, so two workers logging the same
-/// provider at once cannot overwrite each other's update.
-fn update<C: Context + ?Sized>(ctx: &C, key: &str, outcome: Outcome, now: u64) {
-    for _ in 0..CAS_TRIES {
-        let (bytes, cas) = ctx.get_shared_data(key);
-        let prev = bytes.as_deref().and_then(Record::decode);
-        let Some(change) = next(prev, outcome, now) else {
-            return;
-        };
-        // A cleared record is an empty value: shared data has no delete, and the key set stays one per
-        // provider. A key never written has no CAS; the first write to it is unconditional.
-        let value = change.map(|r| r.encode()).unwrap_or_default();
-        match ctx.set_shared_data(key, Some(&value), cas) {
-            Err(Status::CasMismatch) => continue,
-            _ => return,
-        }
+        update_health(ctx, &shared_key(&provider.name), outcome, now);
     }
 }
 
