@@ -2,8 +2,8 @@
 //! request; exported as one filter-state JSON value for Envoy's access log and as Envoy stats.
 
 use crate::catalog::Catalog;
+use crate::text::{push_json_str, push_u64};
 use crate::usage::Usage;
-use serde_json::json;
 
 /// Filter-state key of the account (`wasm.llm_account` in Envoy's access log).
 pub const ACCOUNT_KEY: &str = "llm_account";
@@ -44,29 +44,61 @@ pub struct Account {
 }
 
 impl Account {
-    /// The single JSON object written to filter state (stable field names: the access log prints it).
+    /// The single JSON object written to filter state (stable field names, in alphabetical order: the
+    /// access log prints it). Written by hand: it is built for every request.
     pub fn to_json(&self) -> String {
         let u = self.usage;
-        json!({
-            "key": self.key_name,
-            "app": self.app,
-            "requested_model": self.requested_model,
-            "model": self.model,
-            "provider": self.provider,
-            "attempts": self.attempts,
-            "status": self.status,
-            "error_type": self.error_type,
-            "stream": self.stream,
-            "prompt_tokens": u.map(|u| u.prompt_tokens),
-            "completion_tokens": u.map(|u| u.completion_tokens),
-            "cached_tokens": u.map(|u| u.cached_tokens),
-            "cost_nano_usd": self.cost_nano,
-            "session": self.session,
-            "ttfb_ms": self.ttfb_ms,
-            "duration_ms": self.duration_ms,
-            "route": self.route,
-        })
-        .to_string()
+        let mut out = String::with_capacity(320 + self.route.as_ref().map_or(0, String::len));
+        let field = |out: &mut String, name: &str| {
+            out.push(if out.is_empty() { '{' } else { ',' });
+            out.push('"');
+            out.push_str(name);
+            out.push_str("\":");
+        };
+        let num = |out: &mut String, n: Option<u64>| match n {
+            Some(n) => push_u64(out, n),
+            None => out.push_str("null"),
+        };
+        let text = |out: &mut String, s: Option<&str>| match s {
+            Some(s) => push_json_str(out, s),
+            None => out.push_str("null"),
+        };
+        field(&mut out, "app");
+        push_json_str(&mut out, &self.app);
+        field(&mut out, "attempts");
+        push_u64(&mut out, self.attempts);
+        field(&mut out, "cached_tokens");
+        num(&mut out, u.map(|u| u.cached_tokens));
+        field(&mut out, "completion_tokens");
+        num(&mut out, u.map(|u| u.completion_tokens));
+        field(&mut out, "cost_nano_usd");
+        num(&mut out, self.cost_nano);
+        field(&mut out, "duration_ms");
+        num(&mut out, self.duration_ms);
+        field(&mut out, "error_type");
+        text(&mut out, self.error_type.as_deref());
+        field(&mut out, "key");
+        push_json_str(&mut out, &self.key_name);
+        field(&mut out, "model");
+        text(&mut out, self.model.as_deref());
+        field(&mut out, "prompt_tokens");
+        num(&mut out, u.map(|u| u.prompt_tokens));
+        field(&mut out, "provider");
+        text(&mut out, self.provider.as_deref());
+        field(&mut out, "requested_model");
+        push_json_str(&mut out, &self.requested_model);
+        field(&mut out, "route");
+        text(&mut out, self.route.as_deref());
+        field(&mut out, "session");
+        text(&mut out, self.session.as_deref());
+        field(&mut out, "status");
+        push_u64(&mut out, u64::from(self.status));
+        field(&mut out, "stream");
+        out.push_str(if self.stream { "true" } else { "false" });
+        field(&mut out, "ttfb_ms");
+        num(&mut out, self.ttfb_ms);
+        out.push('}');
+        out
     }
 }
 
@@ -109,6 +141,45 @@ mod tests {
         assert_eq!(app_of(&c, Some(b"random tool"), None), "other");
         assert_eq!(app_of(&c, None, Some(b"https://user@Docs.Example:8443/page?q=1")), "docs.example");
         assert_eq!(app_of(&c, None, None), "");
+    }
+
+    #[test]
+    fn the_account_json_is_what_serde_would_write() {
+        let full = Account {
+            key_name: "team \"a\"".into(),
+            app: "search-ui".into(),
+            requested_model: "llama".into(),
+            model: Some("meta/llama".into()),
+            provider: Some("alpha".into()),
+            attempts: 2,
+            status: 200,
+            error_type: None,
+            stream: true,
+            usage: Some(Usage {
+                prompt_tokens: 11,
+                completion_tokens: 7,
+                cached_tokens: 3,
+                ..Usage::default()
+            }),
+            cost_nano: Some(5330),
+            session: Some("9f6b5258".into()),
+            ttfb_ms: Some(3),
+            duration_ms: Some(40),
+            route: Some("m:weighted(sticky) a=0.750\tb".into()),
+        };
+        for a in [full, Account::default()] {
+            let u = a.usage;
+            let want = serde_json::json!({
+                "key": a.key_name, "app": a.app, "requested_model": a.requested_model, "model": a.model,
+                "provider": a.provider, "attempts": a.attempts, "status": a.status,
+                "error_type": a.error_type, "stream": a.stream,
+                "prompt_tokens": u.map(|u| u.prompt_tokens), "completion_tokens": u.map(|u| u.completion_tokens),
+                "cached_tokens": u.map(|u| u.cached_tokens), "cost_nano_usd": a.cost_nano,
+                "session": a.session, "ttfb_ms": a.ttfb_ms, "duration_ms": a.duration_ms, "route": a.route,
+            });
+            // serde_json's map is sorted: byte-identical text, not just equal values.
+            assert_eq!(a.to_json(), want.to_string());
+        }
     }
 
     #[test]

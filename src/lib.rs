@@ -19,6 +19,7 @@ pub mod request;
 pub mod response;
 pub mod select;
 pub mod session;
+pub mod text;
 pub mod upstream;
 pub mod usage;
 mod yaml;

@@ -78,7 +78,8 @@ pub fn label(value: &str) -> String {
     value.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
 }
 
-/// The stats one finished request moves, in a stable order.
+/// The stats one finished request moves, in a stable order. Names are pushed together, not formatted:
+/// this runs for every request.
 pub fn metrics(a: &Account) -> Vec<Metric> {
     let provider = label(a.provider.as_deref().unwrap_or(""));
     let model = label(a.model.as_deref().unwrap_or(""));
@@ -88,38 +89,40 @@ pub fn metrics(a: &Account) -> Vec<Metric> {
         None
     };
     let error = u64::from(error_type.is_some());
+    let name = |parts: &[&str]| {
+        let mut n = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        parts.iter().for_each(|p| n.push_str(p));
+        n
+    };
     let mut out = Vec::with_capacity(20);
     let mut counter = |name: String, value: u64| out.push(Metric { name, kind: Kind::Counter, value });
 
-    let by_model = format!("{PREFIX}.model.{model}.provider.{provider}");
-    let by_key = format!("{PREFIX}.key.{}.app.{}", label(&a.key_name), label(&a.app));
-    counter(format!("{by_model}.requests"), 1);
-    counter(format!("{by_model}.errors"), error);
-    counter(format!("{by_model}.attempts"), a.attempts);
-    counter(format!("{by_model}.fallbacks"), u64::from(a.attempts > 1));
-    counter(format!("{by_key}.requests"), 1);
-    counter(format!("{by_key}.errors"), error);
+    let by_model = name(&[PREFIX, ".model.", &model, ".provider.", &provider, "."]);
+    let by_key = name(&[PREFIX, ".key.", &label(&a.key_name), ".app.", &label(&a.app), "."]);
+    counter(name(&[&by_model, "requests"]), 1);
+    counter(name(&[&by_model, "errors"]), error);
+    counter(name(&[&by_model, "attempts"]), a.attempts);
+    counter(name(&[&by_model, "fallbacks"]), u64::from(a.attempts > 1));
+    counter(name(&[&by_key, "requests"]), 1);
+    counter(name(&[&by_key, "errors"]), error);
     for family in [&by_model, &by_key] {
         if let Some(u) = a.usage {
-            counter(format!("{family}.prompt_tokens"), u.prompt_tokens);
-            counter(format!("{family}.completion_tokens"), u.completion_tokens);
-            counter(format!("{family}.cached_tokens"), u.cached_tokens);
+            counter(name(&[family, "prompt_tokens"]), u.prompt_tokens);
+            counter(name(&[family, "completion_tokens"]), u.completion_tokens);
+            counter(name(&[family, "cached_tokens"]), u.cached_tokens);
         }
         if let Some(cost) = a.cost_nano {
-            counter(format!("{family}.cost_nano_usd"), cost);
+            counter(name(&[family, "cost_nano_usd"]), cost);
         }
     }
     if let Some(t) = error_type {
-        counter(format!("{PREFIX}.error.{t}.provider.{provider}.requests"), 1);
+        counter(name(&[PREFIX, ".error.", &t, ".provider.", &provider, ".requests"]), 1);
     }
     if a.provider.is_some() {
         for (leaf, value) in [("ttfb_ms", a.ttfb_ms), ("duration_ms", a.duration_ms)] {
             if let Some(value) = value {
-                out.push(Metric {
-                    name: format!("{PREFIX}.provider.{provider}.{leaf}"),
-                    kind: Kind::Histogram,
-                    value,
-                });
+                let name = name(&[PREFIX, ".provider.", &provider, ".", leaf]);
+                out.push(Metric { name, kind: Kind::Histogram, value });
             }
         }
     }

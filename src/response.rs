@@ -4,9 +4,10 @@
 //! with OpenRouter's typed error chunk. Only the top level of each object is touched.
 
 use crate::catalog::Pricing;
-use crate::request::top_level;
+use crate::request::{top_level, Member};
+use crate::text::push_json_str;
 use crate::usage::sse::{Event, Kind, SseParser};
-use crate::usage::{cost, cost_details_json, usage_of, usd_json, Cost, Usage};
+use crate::usage::{cost, push_cost_details, push_usd, usage_of_value, Cost, Usage};
 
 /// Largest SSE event we parse; bigger ones pass through untouched (flagged, never dropped).
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -32,21 +33,32 @@ pub struct Accounted {
 /// Rewrites a non-streamed chat completion. A body that is not a JSON object is left as it is (its usage
 /// is then unknown).
 pub fn rewrite_completion(body: &[u8], served: &Served) -> (Option<Vec<u8>>, Accounted) {
-    let Ok(text) = std::str::from_utf8(body) else {
+    let Some((text, members)) = std::str::from_utf8(body).ok().and_then(|t| Some((t, top_level(t).ok()?.1)))
+    else {
         return (None, Accounted::default());
     };
-    let usage = usage_of(body);
+    let usage = usage_in(&members);
     let accounted = Accounted { usage, cost: usage.map(|u| cost(&u, &served.pricing)) };
-    let out = rebuild(text, served, accounted.cost.as_ref(), true);
-    (out.map(String::into_bytes), accounted)
+    let out = rebuild(&members, text.len(), served, accounted.cost.as_ref(), true);
+    (Some(out.into_bytes()), accounted)
+}
+
+/// The usage in an object's top-level members (see [`crate::usage::usage_of`]).
+fn usage_in(members: &[Member<'_>]) -> Option<Usage> {
+    members.iter().find(|m| m.key == "usage").and_then(|m| usage_of_value(m.value))
 }
 
 /// The object `text` with `model` set, `provider` added, `usage` given its cost (when `cost`), and — for a
 /// completion — `system_fingerprint` present (null when the provider sent none). For a stream chunk a
 /// null `system_fingerprint` is dropped (the chunk schema allows only strings).
-fn rebuild(text: &str, served: &Served, cost: Option<&Cost>, completion: bool) -> Option<String> {
-    let (_, members) = top_level(text).ok()?;
-    let mut out = String::with_capacity(text.len() + 256);
+fn rebuild(
+    members: &[Member<'_>],
+    len: usize,
+    served: &Served,
+    cost: Option<&Cost>,
+    completion: bool,
+) -> String {
+    let mut out = String::with_capacity(len + 256);
     out.push('{');
     let mut first = true;
     let mut push = |out: &mut String, key: &str, value: &str| {
@@ -54,12 +66,12 @@ fn rebuild(text: &str, served: &Served, cost: Option<&Cost>, completion: bool) -
             out.push(',');
         }
         first = false;
-        out.push_str(&serde_json::Value::String(key.to_string()).to_string());
+        push_json_str(out, key);
         out.push(':');
         out.push_str(value);
     };
     let mut fingerprint = false;
-    for m in &members {
+    for m in members {
         match m.key.as_ref() {
             "model" => push(&mut out, "model", &served.model_json),
             "provider" => {}
@@ -84,7 +96,7 @@ fn rebuild(text: &str, served: &Served, cost: Option<&Cost>, completion: bool) -
         push(&mut out, "provider", &served.provider_json);
     }
     out.push('}');
-    Some(out)
+    out
 }
 
 /// The usage object with `cost`, `cost_details`, `cache_discount` and `is_byok` (replacing any the
@@ -92,22 +104,24 @@ fn rebuild(text: &str, served: &Served, cost: Option<&Cost>, completion: bool) -
 fn add_cost(usage: &str, cost: Option<&Cost>) -> Option<String> {
     let cost = cost?;
     let (_, members) = top_level(usage).ok()?;
-    let mut out = String::from("{");
+    let mut out = String::with_capacity(usage.len() + 200);
+    out.push('{');
     for m in members
         .iter()
         .filter(|m| !matches!(m.key.as_ref(), "cost" | "cost_details" | "cache_discount" | "is_byok"))
     {
-        out.push_str(&serde_json::Value::String(m.key.to_string()).to_string());
+        push_json_str(&mut out, &m.key);
         out.push(':');
         out.push_str(m.value);
         out.push(',');
     }
-    out.push_str(&format!(
-        r#""cost":{},"cost_details":{},"cache_discount":{},"is_byok":false}}"#,
-        usd_json(cost.total_nano as i64),
-        cost_details_json(cost),
-        usd_json(cost.cache_discount_nano)
-    ));
+    out.push_str("\"cost\":");
+    push_usd(&mut out, cost.total_nano as i64);
+    out.push_str(",\"cost_details\":");
+    push_cost_details(&mut out, cost);
+    out.push_str(",\"cache_discount\":");
+    push_usd(&mut out, cost.cache_discount_nano);
+    out.push_str(",\"is_byok\":false}");
     Some(out)
 }
 
@@ -191,21 +205,22 @@ impl StreamRewriter {
 
     fn rewrite_chunk(&mut self, data: &[u8]) -> Option<String> {
         let text = std::str::from_utf8(data).ok()?;
-        let usage = usage_of(data);
+        let (_, members) = top_level(text).ok()?;
+        let usage = usage_in(&members);
         let cost = usage.map(|u| cost(&u, &self.served.pricing));
         if usage.is_some() {
             self.accounted = Accounted { usage, cost };
         }
-        if let Ok((_, members)) = top_level(text) {
-            for m in &members {
-                match m.key.as_ref() {
-                    "id" => self.last_id = Some(m.value.to_string()),
-                    "created" => self.last_created = Some(m.value.to_string()),
-                    _ => {}
+        for m in &members {
+            match m.key.as_ref() {
+                "id" if self.last_id.as_deref() != Some(m.value) => self.last_id = Some(m.value.to_string()),
+                "created" if self.last_created.as_deref() != Some(m.value) => {
+                    self.last_created = Some(m.value.to_string())
                 }
+                _ => {}
             }
         }
-        rebuild(text, &self.served, cost.as_ref(), false)
+        Some(rebuild(&members, text.len(), &self.served, cost.as_ref(), false))
     }
 
     fn error_chunk(&self, message: &str) -> String {

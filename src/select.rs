@@ -236,19 +236,24 @@ fn supports(e: &ModelEndpoint, param: &str) -> bool {
 /// Parameters whose support is preferred even without `require_parameters`.
 const PREFERRED_FEATURES: &[&str] = &["tools", "tool_choice", "response_format"];
 
-/// The session seed of a request (sticky draws) and the per-request one (non-sticky draws).
-struct SessionSeed {
+/// The session seed of a request (sticky draws) and what the per-request one (non-sticky draws) is made
+/// of, computed only when a draw needs it (a sticky winner does not).
+struct SessionSeed<'a> {
     sticky: Option<(SessionKey, Source)>,
-    request: [u8; 32],
+    key: SessionKey,
+    request_id: &'a [u8],
 }
 
-impl SessionSeed {
-    fn new(catalog: &Catalog, inp: &Inputs<'_>) -> Result<SessionSeed, ApiError> {
+impl<'a> SessionSeed<'a> {
+    fn new(catalog: &Catalog, inp: &Inputs<'a>) -> Result<SessionSeed<'a>, ApiError> {
         let key_name = inp.caller.and_then(|i| catalog.keys.get(i)).map_or("", |k| k.name.as_str());
         let (key, source) = session_key(inp.request, inp.session_header, key_name)?;
-        let request = request_seed(inp.request_id.unwrap_or_default(), &key);
         let sticky = catalog.routing.sticky_sessions.then_some((key, source));
-        Ok(SessionSeed { sticky, request })
+        Ok(SessionSeed { sticky, key, request_id: inp.request_id.unwrap_or_default() })
+    }
+
+    fn request(&self) -> [u8; 32] {
+        request_seed(self.request_id, &self.key)
     }
 }
 
@@ -261,7 +266,7 @@ fn order(
     health: &[ProviderHealth],
     prefs: &Preferences,
     facts: &Facts,
-    session: &SessionSeed,
+    session: &SessionSeed<'_>,
     explain: &mut String,
 ) -> Vec<usize> {
     let eps = &model.endpoints;
@@ -333,7 +338,7 @@ fn order(
         how = "sticky";
     }
     if winner.is_none() {
-        winner = draw(&session.request);
+        winner = draw(&session.request());
         how = "random";
     }
     let tier_of = |i: usize| survivors.iter().position(|s| *s == i).map_or(u8::MAX, |p| tiers[p]);
@@ -347,7 +352,10 @@ fn order(
     let _ = write!(explain, "weighted({how})");
     for (i, w) in group.iter().zip(&weights) {
         let share = if total > 0.0 { w / total } else { 0.0 };
-        let _ = write!(explain, " {}={:.3}", catalog.providers[eps[*i].provider].name, share);
+        explain.push(' ');
+        explain.push_str(&catalog.providers[eps[*i].provider].name);
+        explain.push('=');
+        crate::text::push_fixed3(explain, share);
     }
     out
 }
@@ -458,7 +466,7 @@ fn finish_explain(
     explain: &mut String,
     plan: &[Candidate],
     excluded: &[(usize, usize, Excluded)],
-    session: &SessionSeed,
+    session: &SessionSeed<'_>,
 ) {
     if let Some((key, source)) = &session.sticky {
         let _ = write!(explain, "; session={}:{}", source.name(), key.short());

@@ -22,7 +22,7 @@ pub struct SessionKey(pub [u8; 32]);
 impl SessionKey {
     /// A short hex prefix for logs and explanations.
     pub fn short(&self) -> String {
-        self.0[..4].iter().map(|b| format!("{b:02x}")).collect()
+        crate::text::hex(&self.0[..4])
     }
 }
 
@@ -66,12 +66,53 @@ pub fn session_key(
         (Source::OpeningMessages, opening_messages(req.get("messages").unwrap_or("[]")))
     };
     let mut h = Sha256::new();
-    h.update(b"llm-router session v1\0");
+    h.update(b"llm-router session v2\0");
     h.update([source as u8]);
     h.update((material.len() as u64).to_le_bytes());
-    h.update(&material);
+    if source == Source::OpeningMessages {
+        // Up to 8 KiB of messages: SHA-256 in wasm (no SHA instructions) costs more than the rest of
+        // the routing decision, so a fast digest of them goes in instead.
+        h.update(fast_digest(&material));
+    } else {
+        h.update(&material);
+    }
     h.update(key_name.as_bytes());
     Ok((SessionKey(h.finalize().into()), source))
+}
+
+/// A fast 128-bit digest: two multiply-rotate lanes over little-endian 8-byte words, each finished with
+/// murmur3's fmix64. Not cryptographic (nothing here needs that: a crafted collision only puts two
+/// conversations on the same provider), but deterministic everywhere and well spread.
+fn fast_digest(data: &[u8]) -> [u8; 16] {
+    const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+    const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+    let len = data.len() as u64;
+    let (mut a, mut b) = (K1 ^ len, K2 ^ len.rotate_left(32));
+    let mut lane = |w: u64| {
+        a = (a ^ w).wrapping_mul(K1).rotate_left(31);
+        b = (b ^ w.rotate_left(23)).wrapping_mul(K2).rotate_left(29);
+    };
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        lane(u64::from_le_bytes(w));
+    }
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    lane(u64::from_le_bytes(w) ^ (rest.len() as u64) << 56);
+    let fmix = |mut k: u64| {
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^ (k >> 33)
+    };
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&fmix(a ^ b.rotate_left(17)).to_le_bytes());
+    out[8..].copy_from_slice(&fmix(b ^ a.rotate_left(41)).to_le_bytes());
+    out
 }
 
 /// A string member of the body; `null` counts as absent, another type is a 400.
@@ -169,6 +210,24 @@ mod tests {
         let req = ChatRequest::parse(body.as_bytes()).unwrap();
         session_key(&req, header.map(str::as_bytes), name)
     }
+
+    #[test]
+    fn fast_digest_is_fixed_and_spreads() {
+        // Golden value: every replica (and the wasm32 build of this test) must compute the same digest.
+        assert_eq!(crate::text::hex(&fast_digest(b"hello, world")), GOLDEN);
+        let base: Vec<u8> = (0..100u8).collect();
+        let mut seen = std::collections::HashSet::new();
+        assert!(seen.insert(fast_digest(&base)));
+        for i in 0..base.len() {
+            let mut flipped = base.clone();
+            flipped[i] ^= 1;
+            assert!(seen.insert(fast_digest(&flipped)), "flip at {i}");
+        }
+        for n in 0..20 {
+            assert!(seen.insert(fast_digest(&vec![0u8; n])), "{n} zero bytes");
+        }
+    }
+    const GOLDEN: &str = "f96d9a99578f7367558a689c80330d68";
 
     #[test]
     fn sources_in_order_of_precedence() {

@@ -8,6 +8,7 @@
 pub mod sse;
 
 use crate::catalog::Pricing;
+use crate::text::{push_u64, push_u64_padded};
 use serde::Deserialize;
 
 /// Token counts of one response, in OpenAI's convention: `prompt_tokens` includes the cached and
@@ -83,7 +84,16 @@ pub fn usage_of(json: &[u8]) -> Option<Usage> {
     if !json.windows(7).any(|w| w == b"\"usage\"") {
         return None;
     }
-    let wire = serde_json::from_slice::<Top>(json).ok()?.usage?;
+    from_wire(serde_json::from_slice::<Top>(json).ok()?.usage?)
+}
+
+/// The usage in the raw JSON text of a `usage` member's value (as [`usage_of`] reads it), for callers that
+/// already split the object's top level.
+pub fn usage_of_value(raw: &str) -> Option<Usage> {
+    from_wire(serde_json::from_str::<Option<WireUsage>>(raw).ok()??)
+}
+
+fn from_wire(wire: WireUsage) -> Option<Usage> {
     let prompt = wire.prompt_tokens_details.as_ref();
     let cached = prompt
         .and_then(|d| d.cached_tokens)
@@ -199,15 +209,26 @@ fn apportion<const N: usize>(total: u64, exact: [f64; N]) -> [u64; N] {
 /// Nano-USD as a JSON number of USD, exact decimal text with no exponent and no trailing zeros:
 /// 0 → `0`, 1234 → `0.000001234`, 10⁹ → `1`, −5·10⁸ → `-0.5`.
 pub fn usd_json(nano: i64) -> String {
+    let mut out = String::with_capacity(16);
+    push_usd(&mut out, nano);
+    out
+}
+
+/// Appends [`usd_json`]`(nano)` (no allocation of its own: the response rewrite calls it per request).
+pub fn push_usd(out: &mut String, nano: i64) {
     let abs = nano.unsigned_abs();
     let whole = abs / NANO_PER_USD;
     let frac = abs % NANO_PER_USD;
-    let sign = if nano < 0 { "-" } else { "" };
-    if frac == 0 {
-        format!("{sign}{whole}")
-    } else {
-        let digits = format!("{frac:09}");
-        format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+    if nano < 0 {
+        out.push('-');
+    }
+    push_u64(out, whole);
+    if frac != 0 {
+        out.push('.');
+        let start = out.len();
+        push_u64_padded(out, frac, 9);
+        let kept = out[start..].trim_end_matches('0').len();
+        out.truncate(start + kept);
     }
 }
 
@@ -217,15 +238,22 @@ pub fn usd_json(nano: i64) -> String {
 /// `CostDetails` (which requires the two parts). A per-request price is only in the total. The provider's
 /// own prices are what we charge, so the upstream cost is the request's `cost`.
 pub fn cost_details_json(cost: &Cost) -> String {
-    let usd = |nano: u64| usd_json(i64::try_from(nano).unwrap_or(i64::MAX));
+    let mut out = String::with_capacity(128);
+    push_cost_details(&mut out, cost);
+    out
+}
+
+/// Appends [`cost_details_json`]`(cost)`.
+pub fn push_cost_details(out: &mut String, cost: &Cost) {
+    let usd = |out: &mut String, nano: u64| push_usd(out, i64::try_from(nano).unwrap_or(i64::MAX));
     let prompt = cost.prompt_nano.saturating_add(cost.cache_read_nano).saturating_add(cost.cache_write_nano);
-    format!(
-        "{{\"upstream_inference_cost\":{},\"upstream_inference_prompt_cost\":{},\
-         \"upstream_inference_completions_cost\":{}}}",
-        usd(cost.total_nano),
-        usd(prompt),
-        usd(cost.completion_nano)
-    )
+    out.push_str("{\"upstream_inference_cost\":");
+    usd(out, cost.total_nano);
+    out.push_str(",\"upstream_inference_prompt_cost\":");
+    usd(out, prompt);
+    out.push_str(",\"upstream_inference_completions_cost\":");
+    usd(out, cost.completion_nano);
+    out.push('}');
 }
 
 #[cfg(test)]

@@ -1,0 +1,120 @@
+//! Text building on the hot path: JSON strings, integers and hex pushed straight into a `String`. In wasm,
+//! `format!` and serde's writers cost a dynamic dispatch per piece and an allocation per call, which the
+//! per-request paths (response rewrite, account, metrics, explanations) paid dozens of times.
+
+/// Appends `s` as a JSON string literal (quotes included), escaped as serde_json escapes it.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            out.push_str("\\u00");
+            push_hex_byte(out, b);
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut String, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for d in &digits[i..] {
+        out.push(char::from(*d));
+    }
+}
+
+/// Appends `n` in decimal, padded with zeros to `width` digits.
+pub fn push_u64_padded(out: &mut String, n: u64, width: usize) {
+    let mut digits = String::new();
+    push_u64(&mut digits, n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(&digits);
+}
+
+/// Appends `x` rounded to 3 decimals (`0.735`), as `{:.3}` would for the non-negative shares we print.
+pub fn push_fixed3(out: &mut String, x: f64) {
+    let milli = (x.max(0.0) * 1000.0).round() as u64;
+    push_u64(out, milli / 1000);
+    out.push('.');
+    push_u64_padded(out, milli % 1000, 3);
+}
+
+/// Appends the two lowercase hex digits of `b`.
+pub fn push_hex_byte(out: &mut String, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(char::from(HEX[usize::from(b >> 4)]));
+    out.push(char::from(HEX[usize::from(b & 0xf)]));
+}
+
+/// `bytes` in lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        push_hex_byte(&mut out, *b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn json_strings_match_serde() {
+        for s in
+            ["", "plain", "quote\" back\\slash", "ctl\u{1}\u{1f}\n\r\t\u{8}\u{c}", "é ü 日本 \u{7f}", "a/b"]
+        {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_match_format() {
+        for n in [0u64, 7, 10, 999, 1000, 123_456_789, u64::MAX] {
+            let mut out = String::new();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
+            let mut padded = String::new();
+            push_u64_padded(&mut padded, n, 9);
+            assert_eq!(padded, format!("{n:09}"));
+        }
+        for x in [0.0, 0.0004, 0.0005, 0.1234, 0.735, 0.9996, 1.0, 12.3456] {
+            let mut out = String::new();
+            push_fixed3(&mut out, x);
+            assert_eq!(out, format!("{x:.3}"), "{x}");
+        }
+        assert_eq!(hex(&[0x00, 0x9f, 0xff]), "009fff");
+    }
+}
