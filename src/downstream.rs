@@ -216,9 +216,8 @@ pub fn body_mode(
     let model = &catalog.models[c.model];
     let endpoint = &model.endpoints[c.endpoint];
     let served = Served {
-        model_json: serde_json::Value::String(model.id.clone()).to_string(),
-        provider_json: serde_json::Value::String(catalog.providers[endpoint.provider].display_name.clone())
-            .to_string(),
+        model_json: model.id_json.clone(),
+        provider_json: catalog.providers[endpoint.provider].display_json.clone(),
         pricing: endpoint.pricing,
     };
     let media = content_type.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();

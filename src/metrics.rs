@@ -78,55 +78,102 @@ pub fn label(value: &str) -> String {
     value.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
 }
 
-/// The stats one finished request moves, in a stable order. Names are pushed together, not formatted:
-/// this runs for every request.
+/// The stats one finished request moves, in a stable order.
 pub fn metrics(a: &Account) -> Vec<Metric> {
-    let provider = label(a.provider.as_deref().unwrap_or(""));
-    let model = label(a.model.as_deref().unwrap_or(""));
-    let error_type = if a.error_type.is_some() || a.status >= 400 {
-        Some(label(a.error_type.as_deref().unwrap_or("unknown")))
-    } else {
-        None
-    };
-    let error = u64::from(error_type.is_some());
+    let mut out = Vec::with_capacity(20);
+    walk(a, |name, kind, value| out.push(Metric { name: name(), kind, value }));
+    out
+}
+
+/// The amounts of [`metrics`]`(a)`, in the same order, without building a name: requests with the same
+/// [`series_key`] move the same stats, so a shell that kept the stat ids of a key only needs these.
+pub fn amounts(a: &Account) -> Vec<u64> {
+    let mut out = Vec::with_capacity(20);
+    walk(a, |_, _, value| out.push(value));
+    out
+}
+
+/// What decides the names (and kinds) [`metrics`] gives: the label values and which families apply. Two
+/// accounts with the same key get the same names in the same order.
+pub fn series_key(a: &Account) -> String {
+    let parts = [
+        a.model.as_deref().unwrap_or(""),
+        a.provider.as_deref().unwrap_or(""),
+        &a.key_name,
+        &a.app,
+        a.error_type.as_deref().unwrap_or(""),
+    ];
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 6);
+    for p in parts {
+        key.push_str(p);
+        key.push('\0');
+    }
+    for flag in [
+        a.provider.is_some(),
+        has_error(a),
+        a.usage.is_some(),
+        a.cost_nano.is_some(),
+        a.ttfb_ms.is_some(),
+        a.duration_ms.is_some(),
+    ] {
+        key.push(if flag { '1' } else { '0' });
+    }
+    key
+}
+
+fn has_error(a: &Account) -> bool {
+    a.error_type.is_some() || a.status >= 400
+}
+
+/// Calls `emit(name, kind, amount)` for each stat of `a`, in order; `name` builds the stat's name when
+/// called (label values sanitized into it).
+fn walk(a: &Account, mut emit: impl FnMut(&dyn Fn() -> String, Kind, u64)) {
+    let provider = || label(a.provider.as_deref().unwrap_or(""));
+    let error_type = || label(a.error_type.as_deref().unwrap_or("unknown"));
+    let error = u64::from(has_error(a));
     let name = |parts: &[&str]| {
         let mut n = String::with_capacity(parts.iter().map(|p| p.len()).sum());
         parts.iter().for_each(|p| n.push_str(p));
         n
     };
-    let mut out = Vec::with_capacity(20);
-    let mut counter = |name: String, value: u64| out.push(Metric { name, kind: Kind::Counter, value });
-
-    let by_model = name(&[PREFIX, ".model.", &model, ".provider.", &provider, "."]);
-    let by_key = name(&[PREFIX, ".key.", &label(&a.key_name), ".app.", &label(&a.app), "."]);
-    counter(name(&[&by_model, "requests"]), 1);
-    counter(name(&[&by_model, "errors"]), error);
-    counter(name(&[&by_model, "attempts"]), a.attempts);
-    counter(name(&[&by_model, "fallbacks"]), u64::from(a.attempts > 1));
-    counter(name(&[&by_key, "requests"]), 1);
-    counter(name(&[&by_key, "errors"]), error);
-    for family in [&by_model, &by_key] {
+    let by_model = |leaf: &str| {
+        let model = label(a.model.as_deref().unwrap_or(""));
+        name(&[PREFIX, ".model.", &model, ".provider.", &provider(), ".", leaf])
+    };
+    let by_key =
+        |leaf: &str| name(&[PREFIX, ".key.", &label(&a.key_name), ".app.", &label(&a.app), ".", leaf]);
+    let counter = Kind::Counter;
+    emit(&|| by_model("requests"), counter, 1);
+    emit(&|| by_model("errors"), counter, error);
+    emit(&|| by_model("attempts"), counter, a.attempts);
+    emit(&|| by_model("fallbacks"), counter, u64::from(a.attempts > 1));
+    emit(&|| by_key("requests"), counter, 1);
+    emit(&|| by_key("errors"), counter, error);
+    let families: [&dyn Fn(&str) -> String; 2] = [&by_model, &by_key];
+    for family in families {
         if let Some(u) = a.usage {
-            counter(name(&[family, "prompt_tokens"]), u.prompt_tokens);
-            counter(name(&[family, "completion_tokens"]), u.completion_tokens);
-            counter(name(&[family, "cached_tokens"]), u.cached_tokens);
+            emit(&|| family("prompt_tokens"), counter, u.prompt_tokens);
+            emit(&|| family("completion_tokens"), counter, u.completion_tokens);
+            emit(&|| family("cached_tokens"), counter, u.cached_tokens);
         }
         if let Some(cost) = a.cost_nano {
-            counter(name(&[family, "cost_nano_usd"]), cost);
+            emit(&|| family("cost_nano_usd"), counter, cost);
         }
     }
-    if let Some(t) = error_type {
-        counter(name(&[PREFIX, ".error.", &t, ".provider.", &provider, ".requests"]), 1);
+    if has_error(a) {
+        emit(
+            &|| name(&[PREFIX, ".error.", &error_type(), ".provider.", &provider(), ".requests"]),
+            counter,
+            1,
+        );
     }
     if a.provider.is_some() {
         for (leaf, value) in [("ttfb_ms", a.ttfb_ms), ("duration_ms", a.duration_ms)] {
             if let Some(value) = value {
-                let name = name(&[PREFIX, ".provider.", &provider, ".", leaf]);
-                out.push(Metric { name, kind: Kind::Histogram, value });
+                emit(&|| name(&[PREFIX, ".provider.", &provider(), ".", leaf]), Kind::Histogram, value);
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -310,9 +357,23 @@ mod tests {
                 ],
             ),
         ];
-        for (what, account, want) in cases {
-            assert_eq!(lines(&account), want, "{what}");
+        for (what, account, want) in &cases {
+            assert_eq!(&lines(account), want, "{what}");
+            let values: Vec<u64> = metrics(account).iter().map(|m| m.value).collect();
+            assert_eq!(amounts(account), values, "{what}: amounts in the order of the names");
         }
+        // Equal series keys, equal names (a shell reuses the stat ids of a key); here every case differs.
+        for (i, (_, a, _)) in cases.iter().enumerate() {
+            for (_, b, _) in &cases[i + 1..] {
+                let names =
+                    |x: &Account| metrics(x).into_iter().map(|m| (m.name, m.kind)).collect::<Vec<_>>();
+                assert_eq!(series_key(a) == series_key(b), names(a) == names(b), "{a:?} / {b:?}");
+            }
+        }
+        let mut other_usage = served();
+        other_usage.usage = Some(Usage { prompt_tokens: 99, ..Usage::default() });
+        other_usage.cost_nano = Some(1);
+        assert_eq!(series_key(&other_usage), series_key(&served()), "amounts are not part of the key");
     }
 
     /// A regex-free check of what the `STATS_TAGS` regexes rely on: label values free of `.`, and the

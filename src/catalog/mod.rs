@@ -97,6 +97,10 @@ pub struct Provider {
     pub ca_file: Option<String>,
     /// Extra headers sent to this provider only (lowercase names).
     pub headers: Vec<(String, String)>,
+    /// Its shared-data key in the health memory ([`crate::health::shared_key`]), made once.
+    pub health_key: String,
+    /// `display_name` as a JSON string literal (the `provider` field of rewritten responses), made once.
+    pub display_json: String,
 }
 
 impl Provider {
@@ -168,6 +172,8 @@ pub struct Model {
     pub input_modalities: Vec<String>,
     pub output_modalities: Vec<String>,
     pub endpoints: Vec<ModelEndpoint>,
+    /// `id` as a JSON string literal (the `model` field of rewritten responses), made once.
+    pub id_json: String,
 }
 
 /// A client key, stored only as the SHA-256 of its bearer token.
@@ -428,6 +434,7 @@ impl Catalog {
             context_length: m.context_length,
             input_modalities: m.input_modalities.unwrap_or_else(|| vec!["text".into()]),
             output_modalities: m.output_modalities.unwrap_or_else(|| vec!["text".into()]),
+            id_json: serde_json::Value::String(m.id.clone()).to_string(),
             id: m.id,
             aliases: m.aliases,
             endpoints,
@@ -535,8 +542,11 @@ fn validate_provider(
         }
         headers.push((lower, value));
     }
+    let display_name = p.display_name.unwrap_or_else(|| p.name.clone());
     Ok(Provider {
-        display_name: p.display_name.unwrap_or_else(|| p.name.clone()),
+        health_key: crate::health::shared_key(&p.name),
+        display_json: serde_json::Value::String(display_name.clone()).to_string(),
+        display_name,
         name: p.name,
         endpoint,
         api_key_env: p.api_key_env,

@@ -9,7 +9,7 @@ use crate::downstream::{
     on_response_headers, recovered_provider, requested_model, response_status, too_large, BodyMode, ChatHead,
     HeadVerdict, Origin, Reply, ResponseVerdict, Routed,
 };
-use crate::health::{shared_key, status, Outcome, Record};
+use crate::health::{status, Outcome, Record};
 use crate::response::{rewrite_completion, Accounted, Served, StreamRewriter};
 use crate::select::ProviderHealth;
 use crate::usage::usd_json;
@@ -44,6 +44,9 @@ pub struct Downstream {
     accounted: bool,
     /// When the request's headers arrived, ms since the epoch.
     start_ms: u64,
+    /// Providers (catalog indices) that had a health record when the request was planned: only their
+    /// 2xx can clear one (a record written later is newer than the request, so a success keeps it).
+    had_record: Vec<usize>,
 }
 
 /// The response body's treatment, with its state.
@@ -67,6 +70,7 @@ impl Downstream {
             account: Account::default(),
             accounted: false,
             start_ms: 0,
+            had_record: Vec::new(),
         }
     }
 
@@ -144,8 +148,16 @@ impl HttpContext for Downstream {
         // The request's start is recent enough for the health memory (its windows are seconds long).
         let now_ms = self.start_ms;
         let window = self.catalog.routing.outage_window_seconds;
+        let had_record = std::cell::RefCell::new(Vec::new());
         let health = |provider: &str| {
-            let record = self.get_shared_data(&shared_key(provider)).0.and_then(|b| Record::decode(&b));
+            let Some(i) = self.catalog.provider(provider) else {
+                return ProviderHealth::default();
+            };
+            let key = &self.catalog.providers[i].health_key;
+            let record = self.get_shared_data(key).0.and_then(|b| Record::decode(&b));
+            if record.is_some() {
+                had_record.borrow_mut().push(i);
+            }
             let s = status(record, now_ms, window);
             ProviderHealth {
                 recently_failed: s.recently_failed,
@@ -153,6 +165,7 @@ impl HttpContext for Downstream {
             }
         };
         let decision = on_request_body(&self.catalog, &body, head, &self.request_headers, &health);
+        self.had_record = had_record.into_inner();
         if decision.is_err() {
             self.account.requested_model = requested_model(&body);
         }
@@ -207,8 +220,11 @@ impl HttpContext for Downstream {
         let now = now_ms(self);
         self.account.ttfb_ms = Some(now.saturating_sub(self.start_ms));
         if let Some(p) = recovered_provider(&self.catalog, status, &origin, &self.routed) {
-            // The request began before its attempt: a record stamped after that is kept (conservative).
-            update_health(self, &shared_key(p), Outcome::Success { started_ms: self.start_ms }, now);
+            if let Some(i) = self.had_record.iter().copied().find(|i| self.catalog.providers[*i].name == p) {
+                // The request began before its attempt: a record stamped after that is kept (conservative).
+                let key = &self.catalog.providers[i].health_key;
+                update_health(self, key, Outcome::Success { started_ms: self.start_ms }, now);
+            }
         }
         let action = match on_response_headers(&self.catalog, &headers, &origin, &self.routed) {
             ResponseVerdict::Forward(mut out) => {

@@ -13,7 +13,7 @@
 //! response-header map calls (`NotFound` when there were none).
 
 use super::host::{int_property, string_property, update_health};
-use crate::health::{classify, shared_key, Outcome, RETRY_AFTER_STATUSES};
+use crate::health::{classify, Outcome, RETRY_AFTER_STATUSES};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;
 use proxy_wasm::types::MapType;
@@ -40,7 +40,7 @@ pub fn on_log<C: Context + ?Sized>(ctx: &C) {
     let started = if (200..300).contains(&status) { attempt_start_ms(now).unwrap_or(now) } else { now };
     let outcome = classify(status, flags, retry_after.as_deref(), started);
     if outcome != Outcome::Neutral {
-        update_health(ctx, &shared_key(&provider.name), outcome, now);
+        update_health(ctx, &provider.health_key, outcome, now);
     }
 }
 

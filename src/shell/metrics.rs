@@ -7,7 +7,7 @@
 //! for the same counter or histogram.
 
 use crate::accounting::Account;
-use crate::metrics::{metrics, Kind};
+use crate::metrics::{amounts, metrics, series_key, Kind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use std::cell::RefCell;
@@ -41,6 +41,9 @@ type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 thread_local! {
     /// The id of every stat this VM has defined, by name.
     static IDS: RefCell<FnvMap<String, u32>> = RefCell::new(FnvMap::default());
+    /// The stats (id, kind) of each series key seen, in `metrics` order: a request of a known series moves
+    /// them without building a name (the key count is bounded like the label values).
+    static SERIES: RefCell<FnvMap<String, Vec<(u32, Kind)>>> = RefCell::new(FnvMap::default());
     /// Counter increments not yet given to Envoy, by stat id.
     static PENDING: RefCell<FnvMap<u32, i64>> = RefCell::new(FnvMap::default());
 }
@@ -54,15 +57,49 @@ pub fn flush() {
     });
 }
 
-/// Moves the stats of one finished request. A counter increment of 0 only defines the stat (so every
-/// series of the request's labels exists from its first request on); it costs no further host call.
+/// Moves the stats of one finished request. The first request of a series (`series_key`) defines its
+/// stats and keeps their ids; later ones only add their amounts. A counter increment of 0 only defines
+/// the stat (so every series of the request's labels exists from its first request on).
 ///
 /// Envoy answers `define_metric` with an error only for an unknown metric type or an unreadable name,
 /// neither of which can happen here, so the SDK's panic on that path is unreachable; failed increments
 /// and records are ignored (a stat is never worth failing a request for).
 pub fn record(account: &Account) {
+    SERIES.with(|series| {
+        let mut series = series.borrow_mut();
+        let key = series_key(account);
+        if !series.contains_key(&key) {
+            let Some(stats) = define(account) else {
+                return;
+            };
+            series.insert(key.clone(), stats);
+        }
+        let Some(stats) = series.get(&key) else {
+            return;
+        };
+        for ((id, kind), value) in stats.iter().zip(amounts(account)) {
+            match kind {
+                Kind::Counter => {
+                    if let Ok(n) = i64::try_from(value) {
+                        if n > 0 {
+                            PENDING.with(|p| *p.borrow_mut().entry(*id).or_insert(0) += n);
+                        }
+                    }
+                }
+                Kind::Histogram => {
+                    let _ = hostcalls::record_metric(*id, value);
+                }
+            }
+        }
+    });
+}
+
+/// Defines (or finds) the stats of `account`'s series; `None` when Envoy refused one (then nothing is
+/// cached and the next request of the series tries again).
+fn define(account: &Account) -> Option<Vec<(u32, Kind)>> {
     IDS.with(|ids| {
         let mut ids = ids.borrow_mut();
+        let mut out = Vec::with_capacity(20);
         for m in metrics(account) {
             let id = match ids.get(&m.name) {
                 Some(id) => *id,
@@ -71,25 +108,13 @@ pub fn record(account: &Account) {
                         Kind::Counter => MetricType::Counter,
                         Kind::Histogram => MetricType::Histogram,
                     };
-                    let Ok(id) = hostcalls::define_metric(kind, &m.name) else {
-                        continue;
-                    };
+                    let id = hostcalls::define_metric(kind, &m.name).ok()?;
                     ids.insert(m.name, id);
                     id
                 }
             };
-            match m.kind {
-                Kind::Counter => {
-                    if let Ok(n) = i64::try_from(m.value) {
-                        if n > 0 {
-                            PENDING.with(|p| *p.borrow_mut().entry(id).or_insert(0) += n);
-                        }
-                    }
-                }
-                Kind::Histogram => {
-                    let _ = hostcalls::record_metric(id, m.value);
-                }
-            }
+            out.push((id, m.kind));
         }
-    });
+        Some(out)
+    })
 }
