@@ -154,16 +154,27 @@ pub struct BodyDecision {
     pub body: Vec<u8>,
     /// Filter-state values: one per slot for the route matcher, slot 0's carrying the plan record.
     pub filter_state: Vec<(String, String)>,
-    /// The whole request header map to forward, written in one host call: the client's headers without
-    /// its credentials and routing headers, plus slot 0's provider headers (host, path, key,
-    /// content-length), the retry count and the per-try timeout.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Which of the client's request headers are forwarded (indices): all but its credentials, its
+    /// routing headers and the ones `set` replaces.
+    pub keep: Vec<usize>,
+    /// Headers the router sets: slot 0's provider headers (host, path, key, content-length), the retry
+    /// count and the per-try timeout. [`BodyDecision::headers`] joins both into the forwarded map.
+    pub set: Vec<(String, Vec<u8>)>,
     /// What the response phase needs to know about the decision.
     pub routed: Routed,
     /// The client asked for a stream.
     pub stream: bool,
     /// How the route was chosen, for the account (always; `routed.explain` only on request).
     pub route: String,
+}
+
+impl BodyDecision {
+    /// The whole request header map to forward (written in one host call), borrowing the client's
+    /// `headers` (the ones the decision was made with) and ours.
+    pub fn headers<'a>(&'a self, client: &'a Headers) -> Vec<(&'a str, &'a [u8])> {
+        let kept = self.keep.iter().filter_map(|i| client.get(*i)).map(|(n, v)| (n.as_str(), v.as_slice()));
+        kept.chain(self.set.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).collect()
+    }
 }
 
 /// The decision as the response phase sees it.
@@ -269,12 +280,12 @@ pub fn on_request_body(
     let mut set = provider_headers(first_provider, new_body.len());
     set.push(("x-envoy-max-retries".into(), (plan.len() - 1).to_string().into_bytes()));
     set.push(("x-envoy-upstream-rq-per-try-timeout-ms".into(), timeout.to_string().into_bytes()));
-    let mut forwarded: Vec<(String, Vec<u8>)> = headers
-        .iter()
-        .filter(|(n, _)| !head.remove.contains(n) && !set.iter().any(|(s, _)| s == n))
-        .cloned()
+    let keep = (0..headers.len())
+        .filter(|i| {
+            let n = &headers[*i].0;
+            !head.remove.contains(n) && !set.iter().any(|(s, _)| s == n)
+        })
         .collect();
-    forwarded.extend(set);
     let routed = Routed {
         plan,
         explain: head.debug.then(|| explain.clone()),
@@ -286,14 +297,7 @@ pub fn on_request_body(
         requested_model: req.requested_model().to_string(),
         session,
     };
-    Ok(BodyDecision {
-        body: new_body,
-        filter_state,
-        headers: forwarded,
-        routed,
-        stream: req.stream,
-        route: explain,
-    })
+    Ok(BodyDecision { body: new_body, filter_state, keep, set, routed, stream: req.stream, route: explain })
 }
 
 /// The model a body asks for (`model`, else the first of `models`), for accounting requests that fail

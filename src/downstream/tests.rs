@@ -23,7 +23,7 @@ fn chat_headers(extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
 pub(crate) fn body(c: &Catalog, bytes: &[u8]) -> Result<BodyDecision, ApiError> {
     let head = ChatHead {
         caller: Some(0),
-        remove: vec![],
+        remove: vec!["authorization".into()],
         session_header: None,
         request_id: None,
         debug: false,
@@ -90,32 +90,41 @@ fn models_needs_no_key_and_ignores_query() {
 }
 
 #[test]
-fn body_decision_plans_cheapest_first() {
+fn body_decision_plans_the_two_cheap_providers_and_prepares_the_first() {
     let c = demo();
     let d = body(&c, br#"{"model":"meta/llama","messages":[],"stream":true}"#).unwrap();
+    let client = chat_headers(&[]);
+    let headers: Vec<(String, Vec<u8>)> =
+        d.headers(&client).into_iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
     assert_eq!(d.filter_state[0].0, "llm_try_0");
-    assert!(d.filter_state[0].1.starts_with("alpha|"), "slot 0 carries the plan: {:?}", d.filter_state);
-    assert!(PlanRecord::decode(record_of_slot(&d.filter_state[0].1).unwrap()).is_some());
-    assert_eq!(d.filter_state[1], ("llm_try_1".to_string(), "beta|".to_string()));
+    // The weighted draw (1/price²) puts alpha or beta first; gamma (the priciest) is never in a 2-slot plan.
+    let (first, second) =
+        if d.filter_state[0].1.starts_with("alpha|") { ("alpha", "beta") } else { ("beta", "alpha") };
+    assert!(d.filter_state[0].1.starts_with(&format!("{first}|")), "{:?}", d.filter_state);
+    assert!(
+        PlanRecord::decode(record_of_slot(&d.filter_state[0].1).unwrap()).is_some(),
+        "slot 0 carries the plan"
+    );
+    assert_eq!(d.filter_state[1], ("llm_try_1".to_string(), format!("{second}|")));
     assert_eq!(d.filter_state.len(), 2);
-    let has = |n: &str, v: &str| d.headers.contains(&(n.to_string(), v.as_bytes().to_vec()));
+    let has = |n: &str, v: &str| headers.contains(&(n.to_string(), v.as_bytes().to_vec()));
     assert!(has("x-envoy-max-retries", "1"));
     assert!(has("x-envoy-upstream-rq-per-try-timeout-ms", "10000"));
     assert!(has("content-length", &d.body.len().to_string()));
     // The first attempt's provider headers are set here, so the upstream role has nothing to do on it.
     let first =
         if d.filter_state[0].1.starts_with("alpha|") { "api.alpha.example" } else { "127.0.0.1:8080" };
-    assert!(has(":authority", first), "{:?}", d.headers);
+    assert!(has(":authority", first), "{headers:?}");
     assert!(has("accept-encoding", "identity"));
     // The whole map is forwarded in one write: the client's own headers stay, its credentials go, and
     // every header is there once.
     assert!(has(":method", "POST") && has("content-type", "application/json; charset=utf-8"));
-    assert!(!d.headers.iter().any(|(n, v)| n == "authorization" && v == b"Bearer sk-test-1"));
-    let mut names: Vec<&str> = d.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(!headers.iter().any(|(n, v)| n == "authorization" && v == b"Bearer sk-test-1"));
+    let mut names: Vec<&str> = headers.iter().map(|(n, _)| n.as_str()).collect();
     names.sort();
     let len = names.len();
     names.dedup();
-    assert_eq!(names.len(), len, "a header twice in {:?}", d.headers);
+    assert_eq!(names.len(), len, "a header twice in {headers:?}");
 }
 
 #[test]
@@ -126,11 +135,15 @@ fn the_forwarded_map_drops_what_the_head_phase_said() {
     let healthy = |_: &str| ProviderHealth::default();
     let d =
         on_request_body(&c, br#"{"model":"meta/llama","messages":[]}"#, &head, &headers, &healthy).unwrap();
-    let get = |n: &str| d.headers.iter().filter(|(h, _)| h == n).map(|(_, v)| v.clone()).collect::<Vec<_>>();
-    assert!(get("x-api-key").is_empty());
+    let forwarded = d.headers(&headers);
+    let get =
+        |n: &str| forwarded.iter().filter(|(h, _)| *h == n).map(|(_, v)| v.to_vec()).collect::<Vec<_>>();
+    assert!(!get("x-api-key").contains(&b"k".to_vec()), "the client's key is not forwarded");
     assert_eq!(get("x-envoy-max-retries"), [b"1".to_vec()], "ours replaces the client's");
     assert_eq!(get("x-title"), [b"app".to_vec()]);
-    assert_eq!(get(":path"), [b"/v1/chat/completions".to_vec()], "the provider's path");
+    let path = get(":path");
+    assert!(path.len() == 1 && path[0].ends_with(b"/v1/chat/completions"), "the provider's path");
+    assert_ne!(path[0], b"/api/v1/chat/completions?x=1".to_vec());
 }
 
 #[test]

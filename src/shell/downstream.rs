@@ -176,9 +176,7 @@ impl HttpContext for Downstream {
                     self.set_property(vec![key.as_str()], Some(value.as_bytes()));
                 }
                 self.set_http_request_body(0, size, &d.body);
-                self.set_http_request_headers_bytes(
-                    d.headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
-                );
+                self.set_http_request_headers_bytes(d.headers(&self.request_headers));
                 self.request_headers = Vec::new();
                 self.account.route = Some(d.route);
                 self.account.requested_model = d.routed.requested_model.clone();
