@@ -272,7 +272,8 @@ fn order(
     let eps = &model.endpoints;
     let price = |i: usize| eps[i].pricing.rank_price();
     let by_price = |a: &usize, b: &usize| price(*a).total_cmp(&price(*b)).then(a.cmp(b));
-    let _ = write!(explain, "{}:", ascii_safe(&model.id, 200));
+    push_ascii_safe(explain, &model.id, 200);
+    explain.push(':');
     let mut out: Vec<usize> = survivors.to_vec();
     // A provider that failed moments ago goes last in every mode but an explicit `order`.
     let failed = |i: usize| survivors.iter().position(|s| *s == i).is_some_and(|p| health[p].recently_failed);
@@ -349,7 +350,9 @@ fn order(
             .then(by_price(a, b))
     });
     let total: f64 = weights.iter().sum();
-    let _ = write!(explain, "weighted({how})");
+    explain.push_str("weighted(");
+    explain.push_str(how);
+    explain.push(')');
     for (i, w) in group.iter().zip(&weights) {
         let share = if total > 0.0 { w / total } else { 0.0 };
         explain.push(' ');
@@ -469,13 +472,17 @@ fn finish_explain(
     session: &SessionSeed<'_>,
 ) {
     if let Some((key, source)) = &session.sticky {
-        let _ = write!(explain, "; session={}:{}", source.name(), key.short());
+        explain.push_str("; session=");
+        explain.push_str(source.name());
+        explain.push(':');
+        explain.push_str(&key.short());
     }
     explain.push_str("; plan=");
     for (k, c) in plan.iter().enumerate() {
-        let e = &catalog.models[c.model].endpoints[c.endpoint];
-        let sep = if k == 0 { "" } else { "," };
-        let _ = write!(explain, "{sep}{}@{}", catalog.providers[e.provider].name, e.pricing.rank_price());
+        if k > 0 {
+            explain.push(',');
+        }
+        explain.push_str(&catalog.models[c.model].endpoints[c.endpoint].plan_label);
     }
     if !excluded.is_empty() {
         explain.push_str("; excluded=");
@@ -489,7 +496,14 @@ fn finish_explain(
 
 /// Visible ASCII only (header-safe), at most `max` bytes.
 fn ascii_safe(s: &str, max: usize) -> String {
-    s.chars().take(max).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect()
+    let mut out = String::new();
+    push_ascii_safe(&mut out, s, max);
+    out
+}
+
+/// Appends [`ascii_safe`]`(s, max)`.
+fn push_ascii_safe(out: &mut String, s: &str, max: usize) {
+    out.extend(s.chars().take(max).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }));
 }
 
 #[cfg(test)]

@@ -4,10 +4,7 @@
 
 use crate::error::ApiError;
 use crate::request::ChatRequest;
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use std::fmt;
 
 /// Longest accepted `session_id` / `x-session-id`, in bytes.
 pub const MAX_SESSION_ID: usize = 256;
@@ -154,35 +151,67 @@ fn opening_messages(messages: &str) -> Vec<u8> {
 }
 
 /// The raw JSON of the first system/developer message and of the first other message, scanning only
-/// as far as needed (the rest of the array is skipped without building values).
+/// as far as needed: the body was validated when its top level was split, so the array's elements are
+/// found by tracking strings and nesting alone, and the messages after these two are never read.
 fn first_messages(messages: &str) -> (Option<&str>, Option<&str>) {
-    struct Scan;
-    impl<'de> Visitor<'de> for Scan {
-        type Value = (Option<&'de str>, Option<&'de str>);
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an array of messages")
+    #[derive(serde::Deserialize)]
+    struct Role<'a> {
+        #[serde(borrow)]
+        role: Option<&'a str>,
+    }
+    let (mut system, mut first) = (None, None);
+    for m in array_elements(messages) {
+        let role = serde_json::from_str::<Role<'_>>(m).ok().and_then(|r| r.role);
+        match role {
+            Some("system") | Some("developer") => system = system.or(Some(m)),
+            _ => first = first.or(Some(m)),
         }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let (mut system, mut first) = (None, None);
-            while system.is_none() || first.is_none() {
-                let Some(m) = seq.next_element::<&'de RawValue>()? else { break };
-                #[derive(serde::Deserialize)]
-                struct Role<'a> {
-                    #[serde(borrow)]
-                    role: Option<&'a str>,
-                }
-                let role = serde_json::from_str::<Role<'_>>(m.get()).ok().and_then(|r| r.role);
-                match role {
-                    Some("system") | Some("developer") => system = system.or(Some(m.get())),
-                    _ => first = first.or(Some(m.get())),
-                }
-            }
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok((system, first))
+        if system.is_some() && first.is_some() {
+            break;
         }
     }
-    let mut de = serde_json::Deserializer::from_str(messages);
-    de.deserialize_seq(Scan).unwrap_or((None, None))
+    (system, first)
+}
+
+/// The elements of a JSON array given as valid JSON text, raw and trimmed, lazily; nothing for text
+/// that is not an array.
+fn array_elements(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let lead = text.len() - text.trim_start().len();
+    let mut at = if bytes.get(lead) == Some(&b'[') { lead + 1 } else { bytes.len() };
+    std::iter::from_fn(move || {
+        // An element starts after whitespace (and the comma before it).
+        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b',') {
+            at += 1;
+        }
+        if at >= bytes.len() || bytes[at] == b']' {
+            return None;
+        }
+        let start = at;
+        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+        while at < bytes.len() {
+            let b = bytes[at];
+            if in_string {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_string = false;
+                }
+            } else {
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' | b',' if depth == 0 => break,
+                    b'}' | b']' => depth -= 1,
+                    _ => {}
+                }
+            }
+            at += 1;
+        }
+        Some(text[start..at].trim_end())
+    })
 }
 
 /// A uniform draw in (0, 1) for one candidate: the seed (SHA-256 output, so uniformly random) mixed with
@@ -221,6 +250,20 @@ mod tests {
     fn key(body: &str, header: Option<&str>, name: &str) -> Result<(SessionKey, Source), ApiError> {
         let req = ChatRequest::parse(body.as_bytes()).unwrap();
         session_key(&req, header.map(str::as_bytes), name)
+    }
+
+    #[test]
+    fn array_elements_split_valid_json_arrays() {
+        fn all(t: &str) -> Vec<&str> {
+            array_elements(t).collect()
+        }
+        assert!(all("[]").is_empty() && all(" [ ] ").is_empty());
+        assert!(all(r#"{"not":"an array"}"#).is_empty());
+        // Every element of a serde-valid array, as serde sees it: strings with brackets, commas, quotes
+        // and backslashes; nesting; scalars.
+        let text = r#" [ {"role":"system","content":"a \"quoted\" ], } \\"} , {"role":"user","content":[{"type":"text","text":"x,]"}]},3,null,"s\\",[[],{}] ] "#;
+        let raw: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(text).unwrap();
+        assert_eq!(all(text), raw.iter().map(|r| r.get()).collect::<Vec<_>>());
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct ModelEndpoint {
     pub model: String,
     /// `model` as a JSON string literal, ready to splice into a body.
     pub model_json: String,
+    /// `<provider>@<rank price>`, as route explanations list the plan (made once).
+    pub plan_label: String,
     pub pricing: Pricing,
     pub quantization: Option<String>,
     pub context_length: Option<u64>,
@@ -407,18 +409,20 @@ impl Catalog {
                     }
                 }
             }
+            let pricing = Pricing {
+                prompt: p.prompt,
+                completion: p.completion,
+                cache_read: p.cache_read,
+                cache_write: p.cache_write,
+                request: p.request,
+                image: p.image,
+            };
             endpoints.push(ModelEndpoint {
                 provider,
                 model_json: serde_json::Value::String(e.model.clone()).to_string(),
+                plan_label: format!("{}@{}", self.providers[provider].name, pricing.rank_price()),
                 model: e.model,
-                pricing: Pricing {
-                    prompt: p.prompt,
-                    completion: p.completion,
-                    cache_read: p.cache_read,
-                    cache_write: p.cache_write,
-                    request: p.request,
-                    image: p.image,
-                },
+                pricing,
                 quantization: e.quantization,
                 context_length: e.context_length,
                 max_completion_tokens: e.max_completion_tokens,
