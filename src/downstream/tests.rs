@@ -29,7 +29,7 @@ pub(crate) fn body(c: &Catalog, bytes: &[u8]) -> Result<BodyDecision, ApiError> 
         debug: false,
         app: String::new(),
     };
-    on_request_body(c, bytes, &head, &chat_headers(&[]), &|_| ProviderHealth::default())
+    on_request_body(c, bytes, &head, &|_| ProviderHealth::default())
 }
 
 fn reply_status(v: HeadVerdict) -> u16 {
@@ -133,8 +133,7 @@ fn the_forwarded_map_drops_what_the_head_phase_said() {
     let headers = chat_headers(&[("x-api-key", "k"), ("x-envoy-max-retries", "9"), ("x-title", "app")]);
     let HeadVerdict::Chat(head) = on_request_headers(&c, &headers, false) else { panic!() };
     let healthy = |_: &str| ProviderHealth::default();
-    let d =
-        on_request_body(&c, br#"{"model":"meta/llama","messages":[]}"#, &head, &headers, &healthy).unwrap();
+    let d = on_request_body(&c, br#"{"model":"meta/llama","messages":[]}"#, &head, &healthy).unwrap();
     let forwarded = d.headers(&headers);
     let get =
         |n: &str| forwarded.iter().filter(|(h, _)| *h == n).map(|(_, v)| v.to_vec()).collect::<Vec<_>>();

@@ -30,8 +30,6 @@ pub struct Downstream {
     replacing: Option<(String, u16, Option<u64>)>,
     /// The request-header facts the body phase needs.
     head: Option<ChatHead>,
-    /// The client's request headers, until the body phase writes the forwarded map.
-    request_headers: Vec<(String, Vec<u8>)>,
     /// A completion's response headers, held until its body (and cost) is known: one write at the end.
     response_headers: Vec<(String, Vec<u8>)>,
     /// The decision, for the response phase.
@@ -63,7 +61,6 @@ impl Downstream {
             replied: false,
             replacing: None,
             head: None,
-            request_headers: Vec::new(),
             response_headers: Vec::new(),
             routed: Routed::default(),
             body: ResponseBody::Pass,
@@ -124,7 +121,6 @@ impl HttpContext for Downstream {
                     .map_or(String::new(), |k| k.name.clone());
                 self.account.app = head.app.clone();
                 self.head = Some(head);
-                self.request_headers = headers;
                 // Held until the body is complete: the route depends on it.
                 Action::Pause
             }
@@ -164,7 +160,7 @@ impl HttpContext for Downstream {
                 cooldown_remaining_ms: s.cooldown_remaining_ms,
             }
         };
-        let decision = on_request_body(&self.catalog, &body, head, &self.request_headers, &health);
+        let decision = on_request_body(&self.catalog, &body, head, &health);
         self.had_record = had_record.into_inner();
         if decision.is_err() {
             self.account.requested_model = requested_model(&body);
@@ -176,8 +172,12 @@ impl HttpContext for Downstream {
                     self.set_property(vec![key.as_str()], Some(value.as_bytes()));
                 }
                 self.set_http_request_body(0, size, &d.body);
-                self.set_http_request_headers_bytes(d.headers(&self.request_headers));
-                self.request_headers = Vec::new();
+                for name in &d.remove {
+                    self.remove_http_request_header(name);
+                }
+                for (name, value) in &d.set {
+                    self.set_http_request_header_bytes(name, Some(value));
+                }
                 self.account.route = Some(d.route);
                 self.account.requested_model = d.routed.requested_model.clone();
                 self.account.session = d.routed.session.clone();
