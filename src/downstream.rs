@@ -273,7 +273,9 @@ pub fn on_request_body(
         .slots
         .iter()
         .enumerate()
-        .map(|(k, (provider, _))| (slot_key(k), slot_value(provider, (k == 0).then_some(encoded.as_str()))))
+        .map(|(k, (provider, _))| {
+            (slot_key(k).into_owned(), slot_value(provider, (k == 0).then_some(encoded.as_str())))
+        })
         .collect();
     let timeout =
         if req.stream { catalog.routing.first_byte_timeout_ms } else { catalog.routing.response_timeout_ms };

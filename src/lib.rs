@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod downstream;
 pub mod envoy_config;
 pub mod error;
+pub mod fnv;
 pub mod health;
 pub mod metrics;
 pub mod plan;

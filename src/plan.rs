@@ -5,8 +5,13 @@ use crate::catalog::Catalog;
 use std::ops::Range;
 
 /// Filter-state key of slot `k` (read by the route's matcher: attempt k+1 goes to that provider's cluster).
-pub fn slot_key(k: usize) -> String {
-    format!("llm_try_{k}")
+pub fn slot_key(k: usize) -> std::borrow::Cow<'static, str> {
+    // The first slots, written for every request, without formatting.
+    const KEYS: [&str; 4] = ["llm_try_0", "llm_try_1", "llm_try_2", "llm_try_3"];
+    match KEYS.get(k) {
+        Some(key) => (*key).into(),
+        None => format!("llm_try_{k}").into(),
+    }
 }
 
 /// Ends the provider slug at the start of a slot's value. The matcher matches slot values by prefix

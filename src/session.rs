@@ -154,15 +154,9 @@ fn opening_messages(messages: &str) -> Vec<u8> {
 /// as far as needed: the body was validated when its top level was split, so the array's elements are
 /// found by tracking strings and nesting alone, and the messages after these two are never read.
 fn first_messages(messages: &str) -> (Option<&str>, Option<&str>) {
-    #[derive(serde::Deserialize)]
-    struct Role<'a> {
-        #[serde(borrow)]
-        role: Option<&'a str>,
-    }
     let (mut system, mut first) = (None, None);
     for m in array_elements(messages) {
-        let role = serde_json::from_str::<Role<'_>>(m).ok().and_then(|r| r.role);
-        match role {
+        match role(m).as_deref() {
             Some("system") | Some("developer") => system = system.or(Some(m)),
             _ => first = first.or(Some(m)),
         }
@@ -171,6 +165,75 @@ fn first_messages(messages: &str) -> (Option<&str>, Option<&str>) {
         }
     }
     (system, first)
+}
+
+/// The `role` of a message (valid JSON text), read without parsing the rest of it: members are walked
+/// structurally up to `role`, which chat clients put first.
+fn role(message: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let bytes = message.as_bytes();
+    let mut at = message.len() - message.trim_start().len();
+    if bytes.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    loop {
+        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b',') {
+            at += 1;
+        }
+        if bytes.get(at) != Some(&b'"') {
+            return None; // `}`: no role
+        }
+        let key_end = value_end(bytes, at);
+        let key = &message[at..key_end];
+        at = key_end;
+        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b':') {
+            at += 1;
+        }
+        let end = value_end(bytes, at);
+        let value = message[at..end].trim_end();
+        at = end;
+        if key == "\"role\"" || (key.contains('\\') && serde_json::from_str::<String>(key).ok()? == "role") {
+            return serde_json::from_str::<Option<std::borrow::Cow<'_, str>>>(value).ok()?;
+        }
+    }
+}
+
+/// Where the JSON value starting at `start` ends (exclusive): at the `,`, `}` or `]` closing its
+/// container, past a string's closing quote, or at the end. The text is valid JSON: strings and
+/// nesting are all that must be tracked.
+fn value_end(bytes: &[u8], start: usize) -> usize {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut at = start;
+    while at < bytes.len() {
+        let b = bytes[at];
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+                if depth == 0 {
+                    return at + 1;
+                }
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' | b',' if depth == 0 => return at,
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return at + 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        at += 1;
+    }
+    at
 }
 
 /// The elements of a JSON array given as valid JSON text, raw and trimmed, lazily; nothing for text
@@ -188,28 +251,7 @@ fn array_elements(text: &str) -> impl Iterator<Item = &str> {
             return None;
         }
         let start = at;
-        let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-        while at < bytes.len() {
-            let b = bytes[at];
-            if in_string {
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == b'"' {
-                    in_string = false;
-                }
-            } else {
-                match b {
-                    b'"' => in_string = true,
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' | b',' if depth == 0 => break,
-                    b'}' | b']' => depth -= 1,
-                    _ => {}
-                }
-            }
-            at += 1;
-        }
+        at = value_end(bytes, at);
         Some(text[start..at].trim_end())
     })
 }
@@ -264,6 +306,24 @@ mod tests {
         let text = r#" [ {"role":"system","content":"a \"quoted\" ], } \\"} , {"role":"user","content":[{"type":"text","text":"x,]"}]},3,null,"s\\",[[],{}] ] "#;
         let raw: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(text).unwrap();
         assert_eq!(all(text), raw.iter().map(|r| r.get()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn roles_are_read_like_serde_reads_them() {
+        for (m, want) in [
+            (r#"{"role":"system","content":"x"}"#, Some("system")),
+            (r#" { "content" : {"role":"nested"} , "role" : "developer" } "#, Some("developer")),
+            (r#"{"content":"a \"role\": \"system\"","role":"user"}"#, Some("user")),
+            (r#"{"\u0072ole":"system"}"#, Some("system")),
+            (r#"{"role":"sys\u0074em"}"#, Some("system")),
+            (r#"{"role":null}"#, None),
+            (r#"{"content":"x"}"#, None),
+            (r#"{}"#, None),
+            (r#"["role","system"]"#, None),
+            (r#"3"#, None),
+        ] {
+            assert_eq!(role(m).as_deref(), want, "{m}");
+        }
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub fn prepare(
 fn attempt_headers(p: &Provider, content_length: usize) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(6 + p.headers.len());
     out.push((":authority".into(), p.endpoint.authority.clone().into_bytes()));
-    out.push((":path".into(), format!("{}/chat/completions", p.endpoint.path_prefix).into_bytes()));
+    out.push((":path".into(), p.chat_path.clone().into_bytes()));
     out.push(("accept-encoding".into(), b"identity".to_vec()));
     out.push(("content-length".into(), content_length.to_string().into_bytes()));
     if let Some(auth) = &p.auth_value {

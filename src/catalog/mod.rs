@@ -9,10 +9,10 @@ mod raw;
 
 pub use endpoint::Endpoint;
 
+use crate::fnv::FnvMap;
 use raw::{RawCatalog, RawEndpoint, RawKey, RawModel, RawProvider, RawRouting};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::fmt;
 
 /// A catalog that failed validation: the field path and what is wrong with it.
@@ -99,6 +99,8 @@ pub struct Provider {
     pub headers: Vec<(String, String)>,
     /// Its shared-data key in the health memory ([`crate::health::shared_key`]), made once.
     pub health_key: String,
+    /// The `:path` of its chat completions endpoint, made once.
+    pub chat_path: String,
     /// `display_name` as a JSON string literal (the `provider` field of rewritten responses), made once.
     pub display_json: String,
 }
@@ -211,8 +213,8 @@ pub struct Catalog {
     pub provider_header_names: Vec<String>,
     /// The rendered `GET /models` body.
     pub models_json: String,
-    by_model_name: HashMap<String, usize>,
-    by_provider_name: HashMap<String, usize>,
+    by_model_name: FnvMap<String, usize>,
+    by_provider_name: FnvMap<String, usize>,
 }
 
 /// Request parameters OpenRouter's API knows (`supported_parameters` values).
@@ -273,8 +275,8 @@ impl Catalog {
             routing: parse_routing(&raw.routing)?,
             provider_header_names: Vec::new(),
             models_json: String::new(),
-            by_model_name: HashMap::new(),
-            by_provider_name: HashMap::new(),
+            by_model_name: FnvMap::default(),
+            by_provider_name: FnvMap::default(),
         };
         for (i, p) in providers.into_iter().enumerate() {
             let provider = validate_provider(p, &format!("providers[{i}]"), env)?;
@@ -549,6 +551,7 @@ fn validate_provider(
     let display_name = p.display_name.unwrap_or_else(|| p.name.clone());
     Ok(Provider {
         health_key: crate::health::shared_key(&p.name),
+        chat_path: format!("{}/chat/completions", endpoint.path_prefix),
         display_json: serde_json::Value::String(display_name.clone()).to_string(),
         display_name,
         name: p.name,

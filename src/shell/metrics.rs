@@ -7,36 +7,15 @@
 //! for the same counter or histogram.
 
 use crate::accounting::Account;
+use crate::fnv::FnvMap;
 use crate::metrics::{amounts, metrics, series_key, Kind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 /// How often counters reach Envoy: a request's increments are summed in the VM and flushed on the
 /// downstream role's tick, which saves about ten host calls per request. Histograms are recorded at once.
 pub const FLUSH_PERIOD_MS: u64 = 1000;
-
-/// FNV-1a: the ~20 lookups per request hash long stat names, which SipHash (the default, built against
-/// hash flooding: these names come from our catalog, not from clients) made a visible cost in wasm.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
 thread_local! {
     /// The id of every stat this VM has defined, by name.
