@@ -4,7 +4,6 @@
 
 use crate::error::ApiError;
 use crate::request::ChatRequest;
-use sha2::{Digest, Sha256};
 
 /// Longest accepted `session_id` / `x-session-id`, in bytes.
 pub const MAX_SESSION_ID: usize = 256;
@@ -62,19 +61,28 @@ pub fn session_key(
     } else {
         (Source::OpeningMessages, opening_messages(req.get("messages").unwrap_or("[]")))
     };
-    let mut h = Sha256::new();
-    h.update(b"llm-router session v2\0");
-    h.update([source as u8]);
-    h.update((material.len() as u64).to_le_bytes());
-    if source == Source::OpeningMessages {
-        // Up to 8 KiB of messages: SHA-256 in wasm (no SHA instructions) costs more than the rest of
-        // the routing decision, so a fast digest of them goes in instead.
-        h.update(fast_digest(&material));
-    } else {
-        h.update(&material);
-    }
-    h.update(key_name.as_bytes());
-    Ok((SessionKey(h.finalize().into()), source))
+    // SHA-256 in wasm (no SHA instructions) cost more than the rest of the routing decision; the key
+    // only has to spread sessions evenly and identically on every replica (see `fast_digest`).
+    let mut input = Vec::with_capacity(material.len() + key_name.len() + 32);
+    input.extend_from_slice(b"llm-router session v3\0");
+    input.push(source as u8);
+    input.extend_from_slice(&(material.len() as u64).to_le_bytes());
+    input.extend_from_slice(&material);
+    input.extend_from_slice(key_name.as_bytes());
+    Ok((SessionKey(expand(fast_digest(&input))), source))
+}
+
+/// 32 well-mixed bytes from a 128-bit digest: the digest, then two fmix64 of its words crossed.
+fn expand(d: [u8; 16]) -> [u8; 32] {
+    let (mut w0, mut w1) = ([0u8; 8], [0u8; 8]);
+    w0.copy_from_slice(&d[..8]);
+    w1.copy_from_slice(&d[8..]);
+    let (a, b) = (u64::from_le_bytes(w0), u64::from_le_bytes(w1));
+    let mut out = [0u8; 32];
+    out[..16].copy_from_slice(&d);
+    out[16..24].copy_from_slice(&fmix64(a ^ b.rotate_left(7) ^ 0x243f_6a88_85a3_08d3).to_le_bytes());
+    out[24..].copy_from_slice(&fmix64(b ^ a.rotate_left(13) ^ 0x1319_8a2e_0370_7344).to_le_bytes());
+    out
 }
 
 /// A fast 128-bit digest: two multiply-rotate lanes over little-endian 8-byte words, each finished with
@@ -211,7 +219,11 @@ fn value_end(bytes: &[u8], start: usize) -> usize {
                 escaped = false;
             } else if b == b'\\' {
                 escaped = true;
-            } else if b == b'"' {
+            } else if b != b'"' {
+                // Most of a message is string content: skip to its next quote or backslash at once.
+                at += bytes[at..].iter().position(|c| *c == b'"' || *c == b'\\').unwrap_or(bytes.len() - at);
+                continue;
+            } else {
                 in_string = false;
                 if depth == 0 {
                     return at + 1;
@@ -276,11 +288,11 @@ pub fn uniform(seed: &[u8; 32], provider: &str, model_id: &str) -> f64 {
 
 /// Per-request entropy for a non-sticky draw, from `x-request-id`.
 pub fn request_seed(request_id: &[u8], fallback: &SessionKey) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"llm-router request v1\0");
-    h.update(request_id);
-    h.update(fallback.0);
-    h.finalize().into()
+    let mut input = Vec::with_capacity(request_id.len() + 56);
+    input.extend_from_slice(b"llm-router request v2\0");
+    input.extend_from_slice(request_id);
+    input.extend_from_slice(&fallback.0);
+    expand(fast_digest(&input))
 }
 
 #[cfg(test)]
