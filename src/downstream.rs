@@ -5,7 +5,7 @@ use crate::auth::{authenticate, Caller};
 use crate::catalog::Catalog;
 use crate::error::ApiError;
 use crate::plan::{slot_key, slot_value, Candidate, PlanRecord};
-use crate::request::ChatRequest;
+use crate::request::{ChatRequest, Rewritten};
 use crate::response::Served;
 use crate::select::{route, Inputs, ProviderHealth, Route};
 use crate::upstream::provider_headers;
@@ -150,8 +150,8 @@ pub fn too_large(catalog: &Catalog) -> ApiError {
 /// Everything the shell does once the body is complete.
 #[derive(Debug, PartialEq)]
 pub struct BodyDecision {
-    /// The body the providers receive (slot 0's model name spliced in).
-    pub body: Vec<u8>,
+    /// The body the providers receive (slot 0's model name spliced in), as an edit of the client's.
+    pub body: Rewritten,
     /// Filter-state values: one per slot for the route matcher, slot 0's carrying the plan record.
     pub filter_state: Vec<(String, String)>,
     /// Client request headers to remove: its credentials and routing headers (those `set` does not
@@ -266,8 +266,8 @@ pub fn on_request_body(
     let Route { plan, explain, session } = route(catalog, &inputs)?;
     let first = plan[0];
     let first_model = &catalog.models[first.model].endpoints[first.endpoint].model_json;
-    let (new_body, model_range) = req.rewrite(first_model, req.stream);
-    let record = PlanRecord::new(catalog, &plan, new_body.len(), model_range);
+    let new_body = req.rewrite_prefix(first_model, req.stream);
+    let record = PlanRecord::new(catalog, &plan, new_body.len, new_body.model_range.clone());
     let encoded = record.encode();
     let filter_state: Vec<(String, String)> = record
         .slots
@@ -281,7 +281,7 @@ pub fn on_request_body(
         if req.stream { catalog.routing.first_byte_timeout_ms } else { catalog.routing.response_timeout_ms };
     // Slot 0's provider headers go on now, so the first attempt needs no work in the upstream role.
     let first_provider = &catalog.providers[catalog.models[first.model].endpoints[first.endpoint].provider];
-    let mut set = provider_headers(first_provider, new_body.len());
+    let mut set = provider_headers(first_provider, new_body.len);
     set.push(("x-envoy-max-retries".into(), (plan.len() - 1).to_string().into_bytes()));
     set.push(("x-envoy-upstream-rq-per-try-timeout-ms".into(), timeout.to_string().into_bytes()));
     let remove = head.remove.iter().filter(|n| !set.iter().any(|(s, _)| s == *n)).cloned().collect();

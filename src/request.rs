@@ -19,6 +19,30 @@ pub struct Member<'a> {
     pub value_range: Range<usize>,
 }
 
+/// The body a provider receives, as an edit of the client's: `prefix` replaces the client body's first
+/// `replaced` bytes, the rest stays byte for byte (what Envoy's buffer replacement from offset 0 does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewritten {
+    /// The new first bytes.
+    pub prefix: Vec<u8>,
+    /// How many of the client body's first bytes they replace.
+    pub replaced: usize,
+    /// The new body's length.
+    pub len: usize,
+    /// Byte range of the model value in the new body.
+    pub model_range: Range<usize>,
+}
+
+impl Rewritten {
+    /// The whole new body, given the client's.
+    pub fn apply(&self, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(body.get(self.replaced..).unwrap_or_default());
+        out
+    }
+}
+
 /// A parsed chat completion request body.
 #[derive(Debug)]
 pub struct ChatRequest<'a> {
@@ -93,6 +117,13 @@ impl<'a> ChatRequest<'a> {
     /// usage at the end of a stream; every other byte as the client sent it. Returns the new body and the
     /// byte range of the model value inside it.
     pub fn rewrite(&self, model_json: &str, stream_usage: bool) -> (Vec<u8>, Range<usize>) {
+        let r = self.rewrite_prefix(model_json, stream_usage);
+        (r.apply(self.body.as_bytes()), r.model_range)
+    }
+
+    /// [`ChatRequest::rewrite`] as an edit of the client's body: only the bytes up to the last change are
+    /// rebuilt (the model usually comes first, so for a large conversation that is a few dozen bytes).
+    pub fn rewrite_prefix(&self, model_json: &str, stream_usage: bool) -> Rewritten {
         const INCLUDE_USAGE: &str = r#","stream_options":{"include_usage":true}"#;
         // Edits are (range of the old body, replacement, is the model), applied in body order.
         let mut edits: Vec<(Range<usize>, Cow<'_, str>, bool)> = Vec::new();
@@ -124,7 +155,7 @@ impl<'a> ChatRequest<'a> {
             edits.push((end..end, INCLUDE_USAGE.into(), false));
             edits.sort_by_key(|e| (e.0.start, e.0.end));
         }
-        let mut out = Vec::with_capacity(self.body.len() + model_json.len() + INCLUDE_USAGE.len() + 12);
+        let mut out = Vec::with_capacity(model_json.len() + INCLUDE_USAGE.len() + 64);
         let bytes = self.body.as_bytes();
         let mut model_range = 0..0;
         let mut pos = 0;
@@ -153,8 +184,8 @@ impl<'a> ChatRequest<'a> {
             out.extend_from_slice(replacement.as_bytes());
             pos = range.end;
         }
-        out.extend_from_slice(&bytes[pos..]);
-        (out, model_range)
+        let len = out.len() + (bytes.len() - pos);
+        Rewritten { prefix: out, replaced: pos, len, model_range }
     }
 
     /// The bytes to delete to remove member `i`: from the end of the previous value (taking the comma before
@@ -284,6 +315,21 @@ mod tests {
         assert_eq!(&out[range], model, "model range points at the model in {out}");
         serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
         out
+    }
+
+    #[test]
+    fn only_the_edited_prefix_is_rebuilt() {
+        let tail = format!(r#","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(100_000));
+        let body = format!(r#"{{"model":"llama","provider":{{"sort":"price"}}{tail}"#);
+        let req = ChatRequest::parse(body.as_bytes()).unwrap();
+        let r = req.rewrite_prefix(r#""native""#, true);
+        assert!(r.replaced < 60 && r.prefix.len() < 100, "{r:?}");
+        let whole = r.apply(body.as_bytes());
+        assert_eq!(whole.len(), r.len);
+        assert_eq!(
+            String::from_utf8(whole).unwrap(),
+            format!(r#"{{"model":"native","stream_options":{{"include_usage":true}}{tail}"#)
+        );
     }
 
     #[test]

@@ -120,9 +120,10 @@ mod tests {
     #[test]
     fn each_attempt_gets_its_provider_model_key_and_host_only() {
         let c = demo();
-        let d = body(&c, br#"{"model":"llama","messages":[],"provider":{"sort":"price"}}"#).unwrap();
+        let sent = br#"{"model":"llama","messages":[],"provider":{"sort":"price"}}"#;
+        let d = body(&c, sent).unwrap();
         let plan = crate::plan::record_of_slot(&d.filter_state[0].1).unwrap();
-        let body = String::from_utf8(d.body).unwrap();
+        let body = String::from_utf8(d.body.apply(sent)).unwrap();
         assert_eq!(body, r#"{"model":"llama-a","messages":[]}"#);
         // Attempt 1: alpha, body untouched. The client's leftovers are scrubbed.
         let base = h(&[

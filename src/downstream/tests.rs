@@ -110,7 +110,7 @@ fn body_decision_plans_the_two_cheap_providers_and_prepares_the_first() {
     let has = |n: &str, v: &str| headers.contains(&(n.to_string(), v.as_bytes().to_vec()));
     assert!(has("x-envoy-max-retries", "1"));
     assert!(has("x-envoy-upstream-rq-per-try-timeout-ms", "10000"));
-    assert!(has("content-length", &d.body.len().to_string()));
+    assert!(has("content-length", &d.body.len.to_string()));
     // The first attempt's provider headers are set here, so the upstream role has nothing to do on it.
     let first =
         if d.filter_state[0].1.starts_with("alpha|") { "api.alpha.example" } else { "127.0.0.1:8080" };

@@ -171,7 +171,8 @@ impl HttpContext for Downstream {
                 for (key, value) in &d.filter_state {
                     self.set_property(vec![key.as_str()], Some(value.as_bytes()));
                 }
-                self.set_http_request_body(0, size, &d.body);
+                // Only the edited prefix goes back: the rest of the buffer stays in Envoy.
+                self.set_http_request_body(0, d.body.replaced, &d.body.prefix);
                 for name in &d.remove {
                     self.remove_http_request_header(name);
                 }
