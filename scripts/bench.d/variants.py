@@ -4,7 +4,8 @@ of the router taken out, so that the CPU each part costs is the difference to th
 
   no-access-log  without the listener's access log (one JSON line per request with the account)
   no-logger    without the router's upstream_log (the wasm access logger keeping the health memory)
-  no-upstream  without the upstream wasm filter in the provider clusters (model splice, keys, headers)
+  no-upstream  without the upstream wasm filter in the fallback clusters (model splice, keys, headers on
+               retries; first attempts go to clusters without wasm, so this saves little by design)
   downstream   without both: only the downstream filter (auth, parse, plan, response rewriting)
 
 Usage: variants.py ROUTER_YAML OUT_DIR PORT1..PORT4 ADMIN1..ADMIN4: writes OUT_DIR/router-<variant>.yaml,
