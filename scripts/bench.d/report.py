@@ -75,6 +75,7 @@ ANATOMY = {
     "downstream": "downstream filter only (neither of the two above)",
     "auth-none": "without client auth (auth: none)",
     "sticky-off": "without sticky sessions",
+    "skeleton": "same host calls, no routing work (the design's floor)",
 }
 
 
@@ -97,16 +98,18 @@ def anatomy(lines, out, elapsed):
             rows[name] = {
                 "cpu_us_per_req": med(vals),
                 "minus_bare": med([r[name] - r["bare"] for r in rounds if name in r]),
+                "ratio": med([r[name] / r["bare"] for r in rounds if name in r and r["bare"] > 0]),
                 "router_minus_this": med([r["router"] - r[name] for r in rounds if name in r]),
                 "rounds": vals,
             }
         result[sc] = rows
         print(f"\n{SCENARIOS[sc]}, c=1, Envoy --concurrency 1, {len(rounds)} rounds (medians; µs of Envoy CPU per request)")
-        print(f"  {'variant':<62} {'CPU':>7} {'− bare':>8} {'saved':>7}")
+        print(f"  {'variant':<62} {'CPU':>7} {'ratio':>6} {'− bare':>8} {'saved':>7}")
         for name, r in rows.items():
-            print(f"  {ANATOMY[name]:<62} {r['cpu_us_per_req']:>7.1f} {r['minus_bare']:>+8.1f} {r['router_minus_this']:>7.1f}")
-    print("\n'− bare': what the variant costs over bare Envoy; 'saved': what the full router costs over it,"
-          " i.e. the part taken out")
+            print(f"  {ANATOMY[name]:<62} {r['cpu_us_per_req']:>7.1f} {r['ratio']:>6.2f} {r['minus_bare']:>+8.1f}"
+                  f" {r['router_minus_this']:>7.1f}")
+    print("\n'ratio' and '− bare': what the variant costs against bare Envoy; 'saved': what the full router"
+          " costs over it, i.e. the part taken out (for the skeleton: the router's own work)")
     with open(out, "w") as f:
         json.dump({"elapsed_s": elapsed, "scenarios": result}, f, indent=1)
     print(f"results: {out} ({elapsed} s)")
