@@ -264,11 +264,12 @@ fn array_elements(text: &str) -> impl Iterator<Item = &str> {
         }
         let start = at;
         at = value_end(bytes, at);
-        Some(text[start..at].trim_end())
+        // Only invalid JSON (a stray `}`) yields an empty element: stop rather than yield it forever.
+        (at > start).then(|| text[start..at].trim_end())
     })
 }
 
-/// A uniform draw in (0, 1) for one candidate: the seed (SHA-256 output, so uniformly random) mixed with
+/// A uniform draw in (0, 1) for one candidate: the seed (a well-mixed digest, uniformly spread) mixed with
 /// a digest of (provider slug, model id) through two rounds of fmix64, so neither catalog positions nor
 /// other candidates affect it (editing the catalog moves no other session). No SHA-256 per candidate: in
 /// wasm each block costs about half a microsecond.
@@ -313,6 +314,10 @@ mod tests {
         }
         assert!(all("[]").is_empty() && all(" [ ] ").is_empty());
         assert!(all(r#"{"not":"an array"}"#).is_empty());
+        // Invalid JSON never reaches here (the body is validated first), but must still end.
+        for bad in ["[}]", "[1}]", "[1,}", "[", "[\"open"] {
+            assert!(array_elements(bad).take(10).count() < 10, "{bad}");
+        }
         // Every element of a serde-valid array, as serde sees it: strings with brackets, commas, quotes
         // and backslashes; nesting; scalars.
         let text = r#" [ {"role":"system","content":"a \"quoted\" ], } \\"} , {"role":"user","content":[{"type":"text","text":"x,]"}]},3,null,"s\\",[[],{}] ] "#;

@@ -59,7 +59,8 @@ pub fn push_u64_padded(out: &mut String, n: u64, width: usize) {
     out.push_str(&digits);
 }
 
-/// Appends `x` rounded to 3 decimals (`0.735`), as `{:.3}` would for the non-negative shares we print.
+/// Appends `x` rounded to 3 decimals (`0.735`) for the shares route explanations print: like `{:.3}` but
+/// for exact binary ties (which round up here) and for NaN or negatives (printed as 0).
 pub fn push_fixed3(out: &mut String, x: f64) {
     let milli = (x.max(0.0) * 1000.0).round() as u64;
     push_u64(out, milli / 1000);
