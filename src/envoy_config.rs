@@ -137,6 +137,8 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Node {
     let hcm = typed("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager")
         .with("stat_prefix", s("llm_router"))
         .with("codec_type", s("AUTO"))
+        // HTTP/1.1 clients' chunked trailers reach the filter, which routes such a request on them.
+        .with("http_protocol_options", http1())
         .with("local_reply_config", local_replies(catalog))
         .with("access_log", Node::List(vec![access_log(opts)]))
         .with(
@@ -456,6 +458,12 @@ fn mapper(status: u16, message: &str, retry_after: bool) -> Node {
     m
 }
 
+/// HTTP/1.1 towards a provider: its trailers reach the filter (and a response that ends with them is
+/// finished there), as an HTTP/2 provider's do.
+fn http1() -> Node {
+    map([("enable_trailers", Node::Bool(true))])
+}
+
 /// Two clusters per provider, both to its endpoint: the first-choice cluster (slot 0) has no upstream
 /// filter, since the downstream role already prepared the first attempt (Envoy then makes no wasm call at
 /// all in the cluster); the fallback cluster (slots 1…) runs the upstream role. Catalogs whose plans have
@@ -473,9 +481,9 @@ fn cluster(catalog: &Catalog, p: &Provider, opts: &Options, fallback: bool) -> N
     let name = if fallback { p.fallback_cluster_name() } else { p.cluster_name() };
     let upstream_config = serde_json::json!({ "provider": p.name }).to_string();
     let protocol = if ep.tls {
-        map([("auto_config", map([("http_protocol_options", map([])), ("http2_protocol_options", map([]))]))])
+        map([("auto_config", map([("http_protocol_options", http1()), ("http2_protocol_options", map([]))]))])
     } else {
-        map([("explicit_http_config", map([("http_protocol_options", map([]))]))])
+        map([("explicit_http_config", map([("http_protocol_options", http1())]))])
     };
     let mut options = typed("envoy.extensions.upstreams.http.v3.HttpProtocolOptions");
     if let (Node::Map(o), Node::Map(extra)) = (&mut options, protocol) {

@@ -73,6 +73,9 @@ pub enum Behavior {
     /// Streams stop after this many events without `data: [DONE]`: ending the response cleanly, or with
     /// `reset`, closing the connection mid-response. Non-streamed requests answer as `Ok`.
     Cut { after_events: usize, reset: bool },
+    /// A non-streamed completion sent chunked and ended by a trailer (`x-mock-trailer: done`), as HTTP/2
+    /// providers may end theirs (Envoy passes HTTP/1 trailers on with `enable_trailers`).
+    Trailers,
 }
 
 struct HoldState {
@@ -557,6 +560,7 @@ fn handle<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<(
                     write_response(out, 404, &[], body.as_bytes(), !req.keep_alive)
                 }
                 Behavior::Ok => complete(req, out, shared),
+                Behavior::Trailers => complete_with_trailer(req, out, shared),
                 Behavior::Cut { after_events, reset } => {
                     complete_cut(req, out, shared, Some((after_events, reset)))
                 }
@@ -572,6 +576,25 @@ fn handle<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<(
             write_response(out, 405, &allow, body.as_bytes(), !req.keep_alive)
         }
     }
+}
+
+/// See [`Behavior::Trailers`].
+fn complete_with_trailer<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<()> {
+    let content = js(&format!("Hello from {}", shared.name));
+    let body = format!(
+        r#"{{"id":"chatcmpl-trailer","object":"chat.completion","created":{},"model":"native","choices":[{{"index":0,"message":{{"role":"assistant","content":{content}}},"finish_reason":"stop"}}],"usage":{USAGE_JSON}}}"#,
+        unix_secs()
+    );
+    let mut msg = String::from(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
+         trailer: x-mock-trailer\r\nx-mock-secret: internal\r\n",
+    );
+    if !req.keep_alive {
+        msg.push_str("connection: close\r\n");
+    }
+    msg.push_str(&format!("\r\n{:x}\r\n{body}\r\n0\r\nx-mock-trailer: done\r\n\r\n", body.len()));
+    out.write_all(msg.as_bytes())?;
+    out.flush()
 }
 
 fn complete<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<()> {

@@ -52,6 +52,11 @@ fn post(port: u16, body: &[u8]) -> Response {
 
 /// Sends a chunked request by hand (the harness client always sends content-length).
 fn post_chunked(port: u16, body: &[u8]) -> (u16, String) {
+    post_chunked_with_trailer(port, body, "")
+}
+
+/// A chunked POST whose last chunk is followed by `trailer` (e.g. `x-client-trailer: 1\r\n`).
+fn post_chunked_with_trailer(port: u16, body: &[u8], trailer: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let head = format!(
@@ -64,7 +69,7 @@ fn post_chunked(port: u16, body: &[u8]) -> (u16, String) {
         s.write_all(chunk).unwrap();
         s.write_all(b"\r\n").unwrap();
     }
-    let _ = s.write_all(b"0\r\n\r\n");
+    let _ = s.write_all(format!("0\r\n{trailer}\r\n").as_bytes());
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).to_string();
@@ -101,6 +106,20 @@ fn a_body_at_the_limit_is_retried_intact() {
     assert_eq!(got[0].json(), want);
     let (status, _) = post_chunked(r.envoy.port, &body);
     assert_eq!(status, 200);
+}
+
+#[test]
+fn a_chunked_body_ended_by_trailers_is_routed_without_the_client_key() {
+    // The last body chunk does not end the stream when trailers follow: the body is routed on them.
+    let r = limited_router();
+    let body = body_of_len(1000);
+    let (status, text) = post_chunked_with_trailer(r.envoy.port, &body, "x-client-trailer: 1\r\n");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("x-llm-provider: first"), "{text}");
+    let got = r.mock("first").requests();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["model"], "m@first");
+    assert!(got[0].header("authorization").is_none_or(|v| !v.contains(CLIENT_KEY)), "{:?}", got[0].headers);
 }
 
 fn tls_router(cert: &str) -> (Router, TlsFront) {

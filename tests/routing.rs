@@ -191,6 +191,25 @@ fn stream_events_arrive_one_at_a_time() {
 }
 
 #[test]
+fn a_completion_ended_by_trailers_is_still_rewritten_and_its_headers_filtered() {
+    // HTTP/2 providers may end a response with trailers: the last body chunk then does not end the
+    // stream, and the completion (held for its cost header) must be finished on the trailers.
+    let r = two_providers();
+    r.mock("cheap").set_behavior(Behavior::Trailers);
+    let mut body = chat_body("chat", false);
+    body["provider"] = json!({"sort": "price"});
+    let resp = r.chat(&body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.header("x-llm-provider"), Some("cheap"));
+    assert_eq!(resp.header("x-mock-secret"), None, "the provider's headers are still allowlisted");
+    assert!(resp.header("x-llm-cost-usd").is_some(), "the cost header is written");
+    let v = resp.json();
+    assert_eq!(v["model"], "test/chat", "the completion is rewritten: {v}");
+    assert!(v["usage"]["cost"].is_number(), "{v}");
+    assert_eq!(resp.header("content-length"), Some(resp.text().len().to_string().as_str()));
+}
+
+#[test]
 fn all_candidates_failing_give_json_errors() {
     let r = two_providers();
     let cases = [

@@ -138,55 +138,21 @@ impl HttpContext for Downstream {
             return Action::Pause;
         }
         let body = self.get_http_request_body(0, size).unwrap_or_default();
-        let Some(head) = self.head.as_ref() else {
+        self.route_body(&body)
+    }
+
+    /// Trailers end a request whose last body chunk did not (HTTP/2 clients; HTTP/1 chunked trailers):
+    /// the body is complete now, and must be routed like any other.
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        if self.replied || self.head.is_none() {
             return Action::Continue;
-        };
-        // The request's start is recent enough for the health memory (its windows are seconds long).
-        let now_ms = self.start_ms;
-        let window = self.catalog.routing.outage_window_seconds;
-        let had_record = std::cell::RefCell::new(Vec::new());
-        let health = |provider: &str| {
-            let Some(i) = self.catalog.provider(provider) else {
-                return ProviderHealth::default();
-            };
-            let key = &self.catalog.providers[i].health_key;
-            let record = self.get_shared_data(key).0.and_then(|b| Record::decode(&b));
-            if record.is_some() {
-                had_record.borrow_mut().push(i);
-            }
-            let s = status(record, now_ms, window);
-            ProviderHealth {
-                recently_failed: s.recently_failed,
-                cooldown_remaining_ms: s.cooldown_remaining_ms,
-            }
-        };
-        let decision = on_request_body(&self.catalog, &body, head, &health);
-        self.had_record = had_record.into_inner();
-        if decision.is_err() {
-            self.account.requested_model = requested_model(&body);
         }
-        match decision {
-            Err(e) => self.reply(e.into()),
-            Ok(d) => {
-                for (key, value) in &d.filter_state {
-                    self.set_property(vec![key.as_str()], Some(value.as_bytes()));
-                }
-                // Only the edited prefix goes back: the rest of the buffer stays in Envoy.
-                self.set_http_request_body(0, d.body.replaced, &d.body.prefix);
-                for name in &d.remove {
-                    self.remove_http_request_header(name);
-                }
-                for (name, value) in &d.set {
-                    self.set_http_request_header_bytes(name, Some(value));
-                }
-                self.account.route = Some(d.route);
-                self.account.requested_model = d.routed.requested_model.clone();
-                self.account.session = d.routed.session.clone();
-                self.account.stream = d.stream;
-                self.routed = d.routed;
-                Action::Continue
-            }
+        // Envoy reads no further than the buffered body.
+        let body = self.get_http_request_body(0, usize::MAX).unwrap_or_default();
+        if body.len() as u64 > self.catalog.routing.max_request_bytes {
+            return self.reply(too_large(&self.catalog).into());
         }
+        self.route_body(&body)
     }
 
     fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
@@ -271,59 +237,127 @@ impl HttpContext for Downstream {
     }
 
     fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
-        if let Some((provider, status, retry_after)) = &self.replacing {
+        if self.replacing.is_some() || matches!(self.body, ResponseBody::Completion(_)) {
             if !end_of_stream {
                 return Action::Pause;
             }
             let body = self.get_http_response_body(0, size).unwrap_or_default();
-            let e = error_reply(provider, *status, *retry_after, &body);
-            self.set_http_response_body(0, size, e.body().as_bytes());
-            self.finish_account();
+            self.complete_held(&body);
             return Action::Continue;
         }
-        let mut state = std::mem::replace(&mut self.body, ResponseBody::Pass);
-        let action = match &mut state {
-            ResponseBody::Pass => Action::Continue,
-            ResponseBody::Completion(served) => {
-                if !end_of_stream {
-                    self.body = state;
-                    return Action::Pause;
-                }
-                let body = self.get_http_response_body(0, size).unwrap_or_default();
-                let (rewritten, accounted) = rewrite_completion(&body, served);
-                let mut headers = std::mem::take(&mut self.response_headers);
-                let length = rewritten.as_ref().map_or(size, Vec::len);
-                if let Some(new_body) = rewritten {
-                    self.set_http_response_body(0, size, &new_body);
-                }
-                headers.push(("content-length".into(), length.to_string().into_bytes()));
-                if let Some(c) = accounted.cost {
-                    headers.push(("x-llm-cost-usd".into(), usd_json(c.total_nano as i64).into_bytes()));
-                }
-                self.set_http_response_headers_bytes(
-                    headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
-                );
-                self.take_usage(accounted);
-                Action::Continue
+        if matches!(self.body, ResponseBody::Stream(_)) {
+            let chunk = self.get_http_response_body(0, size).unwrap_or_default();
+            let ResponseBody::Stream(rewriter) = &mut self.body else {
+                return Action::Continue;
+            };
+            let mut out = rewriter.feed(&chunk).to_vec();
+            if end_of_stream {
+                out.extend_from_slice(rewriter.finish());
             }
-            ResponseBody::Stream(rewriter) => {
-                let chunk = self.get_http_response_body(0, size).unwrap_or_default();
-                let mut out = rewriter.feed(&chunk).to_vec();
-                if end_of_stream {
-                    out.extend_from_slice(rewriter.finish());
-                }
-                self.set_http_response_body(0, size, &out);
-                Action::Continue
-            }
-        };
-        self.body = state;
+            self.set_http_response_body(0, size, &out);
+        }
         if end_of_stream {
             self.finish_account();
         }
-        action
+        Action::Continue
+    }
+
+    /// Trailers end a response whose last body chunk did not (HTTP/2 providers): a held completion or
+    /// error is complete now, with the whole buffered body.
+    fn on_http_response_trailers(&mut self, _n: usize) -> Action {
+        if self.replacing.is_some() || matches!(self.body, ResponseBody::Completion(_)) {
+            // Envoy reads no further than the buffered body.
+            let body = self.get_http_response_body(0, usize::MAX).unwrap_or_default();
+            self.complete_held(&body);
+        }
+        Action::Continue
     }
 
     fn on_log(&mut self) {
+        self.finish_account();
+    }
+}
+
+impl Downstream {
+    /// Routes a complete request body: the plan, the provider's body and headers, or a local error.
+    fn route_body(&mut self, body: &[u8]) -> Action {
+        let Some(head) = self.head.as_ref() else {
+            return Action::Continue;
+        };
+        // The request's start is recent enough for the health memory (its windows are seconds long).
+        let now_ms = self.start_ms;
+        let window = self.catalog.routing.outage_window_seconds;
+        let had_record = std::cell::RefCell::new(Vec::new());
+        let health = |provider: &str| {
+            let Some(i) = self.catalog.provider(provider) else {
+                return ProviderHealth::default();
+            };
+            let key = &self.catalog.providers[i].health_key;
+            let record = self.get_shared_data(key).0.and_then(|b| Record::decode(&b));
+            if record.is_some() {
+                had_record.borrow_mut().push(i);
+            }
+            let s = status(record, now_ms, window);
+            ProviderHealth {
+                recently_failed: s.recently_failed,
+                cooldown_remaining_ms: s.cooldown_remaining_ms,
+            }
+        };
+        let decision = on_request_body(&self.catalog, body, head, &health);
+        self.had_record = had_record.into_inner();
+        if decision.is_err() {
+            self.account.requested_model = requested_model(body);
+        }
+        match decision {
+            Err(e) => self.reply(e.into()),
+            Ok(d) => {
+                for (key, value) in &d.filter_state {
+                    self.set_property(vec![key.as_str()], Some(value.as_bytes()));
+                }
+                // Only the edited prefix goes back: the rest of the buffer stays in Envoy.
+                self.set_http_request_body(0, d.body.replaced, &d.body.prefix);
+                for name in &d.remove {
+                    self.remove_http_request_header(name);
+                }
+                for (name, value) in &d.set {
+                    self.set_http_request_header_bytes(name, Some(value));
+                }
+                self.account.route = Some(d.route);
+                self.account.requested_model = d.routed.requested_model.clone();
+                self.account.session = d.routed.session.clone();
+                self.account.stream = d.stream;
+                self.routed = d.routed;
+                Action::Continue
+            }
+        }
+    }
+
+    /// Finishes a held response once its body is complete: a provider error replaced by ours, or a
+    /// completion rewritten, its held headers written once (with its length and cost), and accounted.
+    fn complete_held(&mut self, body: &[u8]) {
+        if let Some((provider, status, retry_after)) = self.replacing.take() {
+            let e = error_reply(&provider, status, retry_after, body);
+            self.set_http_response_body(0, body.len(), e.body().as_bytes());
+            self.finish_account();
+            return;
+        }
+        let ResponseBody::Completion(served) = std::mem::replace(&mut self.body, ResponseBody::Pass) else {
+            return;
+        };
+        let (rewritten, accounted) = rewrite_completion(body, &served);
+        let mut headers = std::mem::take(&mut self.response_headers);
+        let length = rewritten.as_ref().map_or(body.len(), Vec::len);
+        if let Some(new_body) = rewritten {
+            self.set_http_response_body(0, body.len(), &new_body);
+        }
+        headers.push(("content-length".into(), length.to_string().into_bytes()));
+        if let Some(c) = accounted.cost {
+            headers.push(("x-llm-cost-usd".into(), usd_json(c.total_nano as i64).into_bytes()));
+        }
+        self.set_http_response_headers_bytes(
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
+        );
+        self.take_usage(accounted);
         self.finish_account();
     }
 }
