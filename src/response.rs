@@ -7,7 +7,7 @@ use crate::catalog::Pricing;
 use crate::request::{top_level, Member};
 use crate::text::push_json_str;
 use crate::usage::sse::{Event, Kind, SseParser};
-use crate::usage::{cost, push_cost_details, push_usd, usage_of_value, Cost, Usage};
+use crate::usage::{cost, push_cost_details, push_usd, usage_in, Cost, Usage};
 
 /// Largest SSE event we parse; bigger ones pass through untouched (flagged, never dropped).
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -41,11 +41,6 @@ pub fn rewrite_completion(body: &[u8], served: &Served) -> (Option<Vec<u8>>, Acc
     let accounted = Accounted { usage, cost: usage.map(|u| cost(&u, &served.pricing)) };
     let out = rebuild(&members, text.len(), served, accounted.cost.as_ref(), true);
     (Some(out.into_bytes()), accounted)
-}
-
-/// The usage in an object's top-level members (see [`crate::usage::usage_of`]).
-fn usage_in(members: &[Member<'_>]) -> Option<Usage> {
-    members.iter().find(|m| m.key == "usage").and_then(|m| usage_of_value(m.value))
 }
 
 /// The object `text` with `model` set, `provider` added, `usage` given its cost (when `cost`), and — for a

@@ -8,6 +8,7 @@
 pub mod sse;
 
 use crate::catalog::Pricing;
+use crate::request::{top_level, Member};
 use crate::text::{push_u64, push_u64_padded};
 use serde::Deserialize;
 
@@ -61,13 +62,6 @@ struct CompletionDetails {
     reasoning_tokens: Option<u64>,
 }
 
-/// The top level of a completion or chunk: only `usage` is read.
-#[derive(Deserialize)]
-struct Top {
-    #[serde(default)]
-    usage: Option<WireUsage>,
-}
-
 /// The `usage` member of a chat completion or stream chunk (a top-level JSON object), if present and
 /// well-formed: `prompt_tokens` and `completion_tokens` non-negative integers, plus
 /// `prompt_tokens_details.cached_tokens` / `.cache_write_tokens` and
@@ -84,12 +78,13 @@ pub fn usage_of(json: &[u8]) -> Option<Usage> {
     if !json.windows(7).any(|w| w == b"\"usage\"") {
         return None;
     }
-    from_wire(serde_json::from_slice::<Top>(json).ok()?.usage?)
+    usage_in(&top_level(std::str::from_utf8(json).ok()?).ok()?.1)
 }
 
-/// The usage in the raw JSON text of a `usage` member's value (as [`usage_of`] reads it), for callers that
-/// already split the object's top level.
-pub fn usage_of_value(raw: &str) -> Option<Usage> {
+/// The usage among an object's top-level members (split by [`top_level`]), as [`usage_of`] reads it: for
+/// callers that split the object anyway.
+pub fn usage_in(members: &[Member<'_>]) -> Option<Usage> {
+    let raw = members.iter().find(|m| m.key == "usage")?.value;
     from_wire(serde_json::from_str::<Option<WireUsage>>(raw).ok()??)
 }
 
@@ -232,18 +227,11 @@ pub fn push_usd(out: &mut String, nano: i64) {
     }
 }
 
-/// `cost` as JSON: `upstream_inference_cost` (everything the provider charges: `total_nano`),
+/// Appends `cost` as JSON: `upstream_inference_cost` (everything the provider charges: `total_nano`),
 /// `upstream_inference_prompt_cost` (uncached, cached and cache-write prompt tokens) and
 /// `upstream_inference_completions_cost` (completion tokens), USD numbers via [`usd_json`]: OpenRouter's
 /// `CostDetails` (which requires the two parts). A per-request price is only in the total. The provider's
 /// own prices are what we charge, so the upstream cost is the request's `cost`.
-pub fn cost_details_json(cost: &Cost) -> String {
-    let mut out = String::with_capacity(128);
-    push_cost_details(&mut out, cost);
-    out
-}
-
-/// Appends [`cost_details_json`]`(cost)`.
 pub fn push_cost_details(out: &mut String, cost: &Cost) {
     let usd = |out: &mut String, nano: u64| push_usd(out, i64::try_from(nano).unwrap_or(i64::MAX));
     let prompt = cost.prompt_nano.saturating_add(cost.cache_read_nano).saturating_add(cost.cache_write_nano);

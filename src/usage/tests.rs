@@ -803,6 +803,13 @@ fn usd_json_is_exact_decimal() {
     }
 }
 
+/// `cost` as the JSON `push_cost_details` appends.
+fn details_json(cost: &Cost) -> String {
+    let mut out = String::new();
+    push_cost_details(&mut out, cost);
+    out
+}
+
 #[test]
 fn cost_details_json_is_openrouter_s_cost_details() {
     let c = cost(
@@ -815,11 +822,11 @@ fn cost_details_json_is_openrouter_s_cost_details() {
         },
     );
     assert_eq!(
-        cost_details_json(&c),
+        details_json(&c),
         r#"{"upstream_inference_cost":0.00955,"upstream_inference_prompt_cost":0.00705,"upstream_inference_completions_cost":0.0015}"#
     );
     assert_eq!(
-        cost_details_json(&Cost::default()),
+        details_json(&Cost::default()),
         r#"{"upstream_inference_cost":0,"upstream_inference_prompt_cost":0,"upstream_inference_completions_cost":0}"#
     );
 }
@@ -843,7 +850,7 @@ fn cost_details_json_validates_against_the_vendored_schema() {
             .expect("schema compiles")
     };
     let c = cost(&usage(1000, 500, 200, 0, 0), &Pricing { cache_read: Some(0.3), ..pricing(3.0, 15.0) });
-    let details: serde_json::Value = serde_json::from_str(&cost_details_json(&c)).expect("JSON");
+    let details: serde_json::Value = serde_json::from_str(&details_json(&c)).expect("JSON");
     let errors: Vec<String> = validator("CostDetails").iter_errors(&details).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?}");
     let usage_json = format!(
@@ -851,7 +858,7 @@ fn cost_details_json_validates_against_the_vendored_schema() {
             "prompt_tokens_details":{{"cached_tokens":200}},"completion_tokens_details":{{"reasoning_tokens":0}},
             "cost_details":{}}}"#,
         usd_json(c.total_nano as i64),
-        cost_details_json(&c)
+        details_json(&c)
     );
     let value: serde_json::Value = serde_json::from_str(&usage_json).expect("JSON");
     let errors: Vec<String> = validator("ChatUsage").iter_errors(&value).map(|e| e.to_string()).collect();
