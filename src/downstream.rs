@@ -169,18 +169,6 @@ pub struct BodyDecision {
     pub route: String,
 }
 
-impl BodyDecision {
-    /// The request header map a provider receives once `remove` and `set` are applied to the client's
-    /// `headers` (the ones the decision was made with).
-    pub fn headers<'a>(&'a self, client: &'a Headers) -> Vec<(&'a str, &'a [u8])> {
-        let kept = client
-            .iter()
-            .filter(|(n, _)| !self.remove.contains(n) && !self.set.iter().any(|(s, _)| s == n))
-            .map(|(n, v)| (n.as_str(), v.as_slice()));
-        kept.chain(self.set.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).collect()
-    }
-}
-
 /// The decision as the response phase sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routed {

@@ -114,15 +114,9 @@ impl<'a> ChatRequest<'a> {
 
     /// The body a provider receives: `model` set to `model_json` (a JSON string literal), the router-only
     /// fields removed and, with `stream_usage`, `stream_options.include_usage` set so the provider reports
-    /// usage at the end of a stream; every other byte as the client sent it. Returns the new body and the
-    /// byte range of the model value inside it.
-    pub fn rewrite(&self, model_json: &str, stream_usage: bool) -> (Vec<u8>, Range<usize>) {
-        let r = self.rewrite_prefix(model_json, stream_usage);
-        (r.apply(self.body.as_bytes()), r.model_range)
-    }
-
-    /// [`ChatRequest::rewrite`] as an edit of the client's body: only the bytes up to the last change are
-    /// rebuilt (the model usually comes first, so for a large conversation that is a few dozen bytes).
+    /// usage at the end of a stream; every other byte as the client sent it. Returned as an edit of the
+    /// client's body ([`Rewritten`]): only the bytes up to the last change are rebuilt (the model usually
+    /// comes first, so for a large conversation that is a few dozen bytes).
     pub fn rewrite_prefix(&self, model_json: &str, stream_usage: bool) -> Rewritten {
         const INCLUDE_USAGE: &str = r#","stream_options":{"include_usage":true}"#;
         // Edits are (range of the old body, replacement, is the model), applied in body order.
@@ -310,7 +304,8 @@ mod tests {
 
     fn rewrite(body: &str, model: &str) -> String {
         let req = ChatRequest::parse(body.as_bytes()).unwrap();
-        let (out, range) = req.rewrite(model, false);
+        let r = req.rewrite_prefix(model, false);
+        let (out, range) = (r.apply(body.as_bytes()), r.model_range);
         let out = String::from_utf8(out).unwrap();
         assert_eq!(&out[range], model, "model range points at the model in {out}");
         serde_json::from_str::<serde_json::Value>(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
@@ -392,7 +387,8 @@ mod tests {
     fn streams_ask_the_provider_for_usage() {
         let stream = |body: &str| {
             let req = ChatRequest::parse(body.as_bytes()).unwrap();
-            let (out, range) = req.rewrite(r#""x""#, true);
+            let r = req.rewrite_prefix(r#""x""#, true);
+            let (out, range) = (r.apply(body.as_bytes()), r.model_range);
             let out = String::from_utf8(out).unwrap();
             assert_eq!(&out[range], r#""x""#);
             out

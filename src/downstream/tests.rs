@@ -19,6 +19,16 @@ fn chat_headers(extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
     v
 }
 
+/// The request header map a provider receives once the shell applies `d.remove` and `d.set` (replacing)
+/// to the client's `headers`.
+fn forwarded<'a>(d: &'a BodyDecision, client: &'a Headers) -> Vec<(&'a str, &'a [u8])> {
+    let kept = client
+        .iter()
+        .filter(|(n, _)| !d.remove.contains(n) && !d.set.iter().any(|(s, _)| s == n))
+        .map(|(n, v)| (n.as_str(), v.as_slice()));
+    kept.chain(d.set.iter().map(|(n, v)| (n.as_str(), v.as_slice()))).collect()
+}
+
 /// The body phase for key `team-a`, everyone healthy.
 pub(crate) fn body(c: &Catalog, bytes: &[u8]) -> Result<BodyDecision, ApiError> {
     let head = ChatHead {
@@ -95,7 +105,7 @@ fn body_decision_plans_the_two_cheap_providers_and_prepares_the_first() {
     let d = body(&c, br#"{"model":"meta/llama","messages":[],"stream":true}"#).unwrap();
     let client = chat_headers(&[]);
     let headers: Vec<(String, Vec<u8>)> =
-        d.headers(&client).into_iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
+        forwarded(&d, &client).into_iter().map(|(n, v)| (n.to_string(), v.to_vec())).collect();
     assert_eq!(d.filter_state[0].0, "llm_try_0");
     // The weighted draw (1/price²) puts alpha or beta first; gamma (the priciest) is never in a 2-slot plan.
     let (first, second) =
@@ -134,9 +144,8 @@ fn the_forwarded_map_drops_what_the_head_phase_said() {
     let HeadVerdict::Chat(head) = on_request_headers(&c, &headers, false) else { panic!() };
     let healthy = |_: &str| ProviderHealth::default();
     let d = on_request_body(&c, br#"{"model":"meta/llama","messages":[]}"#, &head, &healthy).unwrap();
-    let forwarded = d.headers(&headers);
-    let get =
-        |n: &str| forwarded.iter().filter(|(h, _)| *h == n).map(|(_, v)| v.to_vec()).collect::<Vec<_>>();
+    let sent = forwarded(&d, &headers);
+    let get = |n: &str| sent.iter().filter(|(h, _)| *h == n).map(|(_, v)| v.to_vec()).collect::<Vec<_>>();
     assert!(!get("x-api-key").contains(&b"k".to_vec()), "the client's key is not forwarded");
     assert_eq!(get("x-envoy-max-retries"), [b"1".to_vec()], "ours replaces the client's");
     assert_eq!(get("x-title"), [b"app".to_vec()]);
