@@ -185,18 +185,14 @@ fn role(message: &str) -> Option<std::borrow::Cow<'_, str>> {
     }
     at += 1;
     loop {
-        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b',') {
-            at += 1;
-        }
+        at = skip(bytes, at, b',');
         if bytes.get(at) != Some(&b'"') {
             return None; // `}`: no role
         }
         let key_end = value_end(bytes, at);
         let key = &message[at..key_end];
         at = key_end;
-        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b':') {
-            at += 1;
-        }
+        at = skip(bytes, at, b':');
         let end = value_end(bytes, at);
         let value = message[at..end].trim_end();
         at = end;
@@ -204,6 +200,15 @@ fn role(message: &str) -> Option<std::borrow::Cow<'_, str>> {
             return serde_json::from_str::<Option<std::borrow::Cow<'_, str>>>(value).ok()?;
         }
     }
+}
+
+/// The first position from `at` that is neither whitespace nor `separator` (`,` between elements or
+/// members, `:` after a key).
+fn skip(bytes: &[u8], mut at: usize, separator: u8) -> usize {
+    while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == separator) {
+        at += 1;
+    }
+    at
 }
 
 /// Where the JSON value starting at `start` ends (exclusive): at the `,`, `}` or `]` closing its
@@ -256,9 +261,7 @@ fn array_elements(text: &str) -> impl Iterator<Item = &str> {
     let mut at = if bytes.get(lead) == Some(&b'[') { lead + 1 } else { bytes.len() };
     std::iter::from_fn(move || {
         // An element starts after whitespace (and the comma before it).
-        while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b',') {
-            at += 1;
-        }
+        at = skip(bytes, at, b',');
         if at >= bytes.len() || bytes[at] == b']' {
             return None;
         }
