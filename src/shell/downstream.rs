@@ -103,6 +103,88 @@ impl Downstream {
         self.set_property(vec![ACCOUNT_KEY], Some(self.account.to_json().as_bytes()));
         super::metrics::record(&self.account);
     }
+
+    /// Routes a complete request body: the plan, the provider's body and headers, or a local error.
+    fn route_body(&mut self, body: &[u8]) -> Action {
+        let Some(head) = self.head.as_ref() else {
+            return Action::Continue;
+        };
+        // The request's start is recent enough for the health memory (its windows are seconds long).
+        let now_ms = self.start_ms;
+        let window = self.catalog.routing.outage_window_seconds;
+        let had_record = std::cell::RefCell::new(Vec::new());
+        let health = |provider: &str| {
+            let Some(i) = self.catalog.provider(provider) else {
+                return ProviderHealth::default();
+            };
+            let key = &self.catalog.providers[i].health_key;
+            let record = self.get_shared_data(key).0.and_then(|b| Record::decode(&b));
+            if record.is_some() {
+                had_record.borrow_mut().push(i);
+            }
+            let s = status(record, now_ms, window);
+            ProviderHealth {
+                recently_failed: s.recently_failed,
+                cooldown_remaining_ms: s.cooldown_remaining_ms,
+            }
+        };
+        let decision = on_request_body(&self.catalog, body, head, &health);
+        self.had_record = had_record.into_inner();
+        if decision.is_err() {
+            self.account.requested_model = requested_model(body);
+        }
+        match decision {
+            Err(e) => self.reply(e.into()),
+            Ok(d) => {
+                for (key, value) in &d.filter_state {
+                    self.set_property(vec![key.as_str()], Some(value.as_bytes()));
+                }
+                // Only the edited prefix goes back: the rest of the buffer stays in Envoy.
+                self.set_http_request_body(0, d.body.replaced, &d.body.prefix);
+                for name in &d.remove {
+                    self.remove_http_request_header(name);
+                }
+                for (name, value) in &d.set {
+                    self.set_http_request_header_bytes(name, Some(value));
+                }
+                self.account.route = Some(d.route);
+                self.account.requested_model = d.routed.requested_model.clone();
+                self.account.session = d.routed.session.clone();
+                self.account.stream = d.stream;
+                self.routed = d.routed;
+                Action::Continue
+            }
+        }
+    }
+
+    /// Finishes a held response once its body is complete: a provider error replaced by ours, or a
+    /// completion rewritten, its held headers written once (with its length and cost), and accounted.
+    fn complete_held(&mut self, body: &[u8]) {
+        if let Some((provider, status, retry_after)) = self.replacing.take() {
+            let e = error_reply(&provider, status, retry_after, body);
+            self.set_http_response_body(0, body.len(), e.body().as_bytes());
+            self.finish_account();
+            return;
+        }
+        let ResponseBody::Completion(served) = std::mem::replace(&mut self.body, ResponseBody::Pass) else {
+            return;
+        };
+        let (rewritten, accounted) = rewrite_completion(body, &served);
+        let mut headers = std::mem::take(&mut self.response_headers);
+        let length = rewritten.as_ref().map_or(body.len(), Vec::len);
+        if let Some(new_body) = rewritten {
+            self.set_http_response_body(0, body.len(), &new_body);
+        }
+        headers.push(("content-length".into(), length.to_string().into_bytes()));
+        if let Some(c) = accounted.cost {
+            headers.push(("x-llm-cost-usd".into(), usd_json(c.total_nano as i64).into_bytes()));
+        }
+        self.set_http_response_headers_bytes(
+            headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
+        );
+        self.take_usage(accounted);
+        self.finish_account();
+    }
 }
 
 impl Context for Downstream {}
@@ -274,90 +356,6 @@ impl HttpContext for Downstream {
     }
 
     fn on_log(&mut self) {
-        self.finish_account();
-    }
-}
-
-impl Downstream {
-    /// Routes a complete request body: the plan, the provider's body and headers, or a local error.
-    fn route_body(&mut self, body: &[u8]) -> Action {
-        let Some(head) = self.head.as_ref() else {
-            return Action::Continue;
-        };
-        // The request's start is recent enough for the health memory (its windows are seconds long).
-        let now_ms = self.start_ms;
-        let window = self.catalog.routing.outage_window_seconds;
-        let had_record = std::cell::RefCell::new(Vec::new());
-        let health = |provider: &str| {
-            let Some(i) = self.catalog.provider(provider) else {
-                return ProviderHealth::default();
-            };
-            let key = &self.catalog.providers[i].health_key;
-            let record = self.get_shared_data(key).0.and_then(|b| Record::decode(&b));
-            if record.is_some() {
-                had_record.borrow_mut().push(i);
-            }
-            let s = status(record, now_ms, window);
-            ProviderHealth {
-                recently_failed: s.recently_failed,
-                cooldown_remaining_ms: s.cooldown_remaining_ms,
-            }
-        };
-        let decision = on_request_body(&self.catalog, body, head, &health);
-        self.had_record = had_record.into_inner();
-        if decision.is_err() {
-            self.account.requested_model = requested_model(body);
-        }
-        match decision {
-            Err(e) => self.reply(e.into()),
-            Ok(d) => {
-                for (key, value) in &d.filter_state {
-                    self.set_property(vec![key.as_str()], Some(value.as_bytes()));
-                }
-                // Only the edited prefix goes back: the rest of the buffer stays in Envoy.
-                self.set_http_request_body(0, d.body.replaced, &d.body.prefix);
-                for name in &d.remove {
-                    self.remove_http_request_header(name);
-                }
-                for (name, value) in &d.set {
-                    self.set_http_request_header_bytes(name, Some(value));
-                }
-                self.account.route = Some(d.route);
-                self.account.requested_model = d.routed.requested_model.clone();
-                self.account.session = d.routed.session.clone();
-                self.account.stream = d.stream;
-                self.routed = d.routed;
-                Action::Continue
-            }
-        }
-    }
-
-    /// Finishes a held response once its body is complete: a provider error replaced by ours, or a
-    /// completion rewritten, its held headers written once (with its length and cost), and accounted.
-    fn complete_held(&mut self, body: &[u8]) {
-        if let Some((provider, status, retry_after)) = self.replacing.take() {
-            let e = error_reply(&provider, status, retry_after, body);
-            self.set_http_response_body(0, body.len(), e.body().as_bytes());
-            self.finish_account();
-            return;
-        }
-        let ResponseBody::Completion(served) = std::mem::replace(&mut self.body, ResponseBody::Pass) else {
-            return;
-        };
-        let (rewritten, accounted) = rewrite_completion(body, &served);
-        let mut headers = std::mem::take(&mut self.response_headers);
-        let length = rewritten.as_ref().map_or(body.len(), Vec::len);
-        if let Some(new_body) = rewritten {
-            self.set_http_response_body(0, body.len(), &new_body);
-        }
-        headers.push(("content-length".into(), length.to_string().into_bytes()));
-        if let Some(c) = accounted.cost {
-            headers.push(("x-llm-cost-usd".into(), usd_json(c.total_nano as i64).into_bytes()));
-        }
-        self.set_http_response_headers_bytes(
-            headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
-        );
-        self.take_usage(accounted);
         self.finish_account();
     }
 }
