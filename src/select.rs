@@ -144,9 +144,10 @@ pub fn route(catalog: &Catalog, inp: &Inputs<'_>) -> Result<Route, ApiError> {
     if plan.is_empty() {
         return Err(nothing_fits(catalog, &models, &excluded, shortest_cooldown));
     }
-    finish_explain(catalog, &mut explain, &plan, &excluded, &session);
-    let session = session.sticky.map(|(key, _)| key.short());
-    Ok(Route { plan, explain, session })
+    // The session's short hash: in the explanation and, for the account, on its own.
+    let sticky = session.sticky.map(|(key, source)| (key.short(), source));
+    finish_explain(catalog, &mut explain, &plan, &excluded, sticky.as_ref());
+    Ok(Route { plan, explain, session: sticky.map(|(short, _)| short) })
 }
 
 /// Request facts the filters need.
@@ -469,13 +470,13 @@ fn finish_explain(
     explain: &mut String,
     plan: &[Candidate],
     excluded: &[(usize, usize, Excluded)],
-    session: &SessionSeed<'_>,
+    sticky: Option<&(String, Source)>,
 ) {
-    if let Some((key, source)) = &session.sticky {
+    if let Some((short, source)) = sticky {
         explain.push_str("; session=");
         explain.push_str(source.name());
         explain.push(':');
-        explain.push_str(&key.short());
+        explain.push_str(short);
     }
     explain.push_str("; plan=");
     for (k, c) in plan.iter().enumerate() {
