@@ -109,6 +109,13 @@ fn chat_on_both_workers(r: &Router, body: &Value) -> Vec<Response> {
     vec![first, second]
 }
 
+/// One request on each worker: both served by `provider` at the first attempt.
+fn first_choice_everywhere(r: &Router, body: &Value, provider: &str) {
+    for resp in chat_on_both_workers(r, body) {
+        assert_eq!(served_by(&resp), (200, Some(provider), Some("1")), "{}", resp.text());
+    }
+}
+
 fn served_by(resp: &Response) -> (u16, Option<&str>, Option<&str>) {
     (resp.status, resp.header("x-llm-provider"), resp.header("x-llm-attempts"))
 }
@@ -119,9 +126,7 @@ fn a_failure_moves_the_provider_last_on_every_worker_and_a_success_clears_it() {
     let chat = chat_body("test/chat", false);
 
     // Healthy: cheap first.
-    for resp in chat_on_both_workers(&r, &chat) {
-        assert_eq!(served_by(&resp), (200, Some("cheap"), Some("1")), "{}", resp.text());
-    }
+    first_choice_everywhere(&r, &chat, "cheap");
 
     // cheap fails once: that request falls back to backup…
     r.mock("cheap").set_behavior(status(503, None));
@@ -132,18 +137,14 @@ fn a_failure_moves_the_provider_last_on_every_worker_and_a_success_clears_it() {
 
     // …and every later plan, on either worker, tries backup first although cheap has recovered.
     r.mock("cheap").clear();
-    for resp in chat_on_both_workers(&r, &chat) {
-        assert_eq!(served_by(&resp), (200, Some("backup"), Some("1")), "{}", resp.text());
-    }
+    first_choice_everywhere(&r, &chat, "backup");
     assert!(r.mock("cheap").requests().is_empty(), "cheap is last, not called while backup answers");
 
     // cheap answers a request for a model only it serves: a success that began after its failure clears
     // its record, so cheap is first again everywhere (backup has no record: only the clear explains it).
     let resp = r.chat(&chat_body("test/cheap-only", false));
     assert_eq!(served_by(&resp), (200, Some("cheap"), Some("1")), "{}", resp.text());
-    for resp in chat_on_both_workers(&r, &chat) {
-        assert_eq!(served_by(&resp), (200, Some("cheap"), Some("1")), "{}", resp.text());
-    }
+    first_choice_everywhere(&r, &chat, "cheap");
 
     // Records are per provider: backup fails on its own model…
     r.mock("backup").set_behavior(status(503, None));
@@ -157,9 +158,7 @@ fn a_failure_moves_the_provider_last_on_every_worker_and_a_success_clears_it() {
     r.mock("cheap").set_behavior(Behavior::Ok);
     settle(&r);
     // …so backup is first (with both records kept, the cheaper cheap would be).
-    for resp in chat_on_both_workers(&r, &chat) {
-        assert_eq!(served_by(&resp), (200, Some("backup"), Some("1")), "{}", resp.text());
-    }
+    first_choice_everywhere(&r, &chat, "backup");
 }
 
 #[test]
@@ -176,9 +175,7 @@ fn retry_after_excludes_the_provider_and_all_cooling_down_is_a_local_429() {
 
     // Next requests, on both workers, leave cheap out entirely.
     r.mock("cheap").clear();
-    for resp in chat_on_both_workers(&r, &chat) {
-        assert_eq!(served_by(&resp), (200, Some("backup"), Some("1")), "{}", resp.text());
-    }
+    first_choice_everywhere(&r, &chat, "backup");
     // Excluded, not merely last: when backup fails, cheap is still not tried.
     r.mock("backup").set_behavior(status(500, None));
     let resp = r.chat(&chat);
