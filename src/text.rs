@@ -51,12 +51,11 @@ pub fn push_u64(out: &mut String, n: u64) {
 
 /// Appends `n` in decimal, padded with zeros to `width` digits.
 pub fn push_u64_padded(out: &mut String, n: u64, width: usize) {
-    let mut digits = String::new();
-    push_u64(&mut digits, n);
-    for _ in digits.len()..width {
+    let digits = std::iter::successors(Some(n), |k| (*k >= 10).then_some(k / 10)).count();
+    for _ in digits..width {
         out.push('0');
     }
-    out.push_str(&digits);
+    push_u64(out, n);
 }
 
 /// Appends `x` rounded to 3 decimals (`0.735`) for the shares route explanations print: like `{:.3}` but
