@@ -1,16 +1,16 @@
 //! llm-router: an OpenRouter-class LLM router that runs inside Envoy as a proxy-wasm filter.
 //!
 //! The brain (every module here but `shell`) is plain Rust with no proxy-wasm types: catalog, request view,
-//! candidate ranking, per-attempt rewrites, errors, `/models`, and the Envoy config generator. The shell
-//! (feature `shell`, wasm32-wasip1 only) moves bytes and headers between Envoy and the brain.
+//! candidate ranking, per-attempt rewrites, errors, `/models`. The shell (wasm32-wasip1 only) moves bytes
+//! and headers between Envoy and the brain.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod accounting;
 pub mod auth;
 pub mod catalog;
 pub mod downstream;
-pub mod envoy_config;
 pub mod error;
+pub mod filter;
 pub mod fnv;
 pub mod health;
 pub mod metrics;
@@ -23,10 +23,6 @@ pub mod session;
 pub mod text;
 pub mod upstream;
 pub mod usage;
-mod yaml;
 
-#[cfg(feature = "cli")]
-pub mod mock;
-
-#[cfg(feature = "shell")]
+#[cfg(target_os = "wasi")]
 mod shell;

@@ -1,13 +1,11 @@
 //! The checked-in Envoy examples are exactly the generator's output for their catalogs, and Envoy 1.40
 //! accepts every one of them (`--mode validate`, which also loads the filter and its catalog).
 
-#![cfg(feature = "cli")]
-
 mod common;
 
 use common::envoy;
 use llm_router::catalog::Catalog;
-use llm_router::envoy_config::{generate, Options};
+use llm_router_cli::envoy_config::{generate, Options};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,13 +1,12 @@
 //! The health memory end to end, with two Envoy workers (two wasm VMs, one process-wide shared data): every
 //! attempt's outcome, recorded by our `upstream_log` access logger, steers the next plans on every worker.
 //! A failure moves the provider last, a `Retry-After` excludes it until the cool-down ends, a 2xx clears it.
-#![cfg(feature = "cli")]
 
 mod common;
 
 use common::http::Response;
 use common::router::{catalog, chat_body, endpoint, provider, Router};
-use llm_router::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

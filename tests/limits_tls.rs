@@ -1,5 +1,4 @@
 //! Request size limits, provider TLS verification, and catalogs Envoy must refuse at load.
-#![cfg(feature = "cli")]
 
 mod common;
 
@@ -7,8 +6,8 @@ use common::envoy::{certs_dir, start_expect_failure, wasm_path, TlsFront};
 use common::http::{request, Response};
 use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
 use common::schema::assert_valid;
-use llm_router::envoy_config::{generate, Options};
-use llm_router::mock::{Behavior, MockProvider};
+use llm_router_cli::envoy_config::{generate, Options};
+use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;

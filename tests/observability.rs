@@ -1,13 +1,12 @@
 //! Observability end to end: each kind of request moves our Envoy stats by exactly its amounts (requests,
 //! attempts, fallbacks, tokens, cost = tokens × the catalog's prices, errors by class), `/stats/prometheus`
 //! shows them as labelled series, and the access log has one JSON line per request with the account.
-#![cfg(feature = "cli")]
 
 mod common;
 
 use common::http;
 use common::router::{catalog, provider, Router, CLIENT_KEY};
-use llm_router::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,6 +1,5 @@
 //! Provider preferences, variants, key policies, model fallback lists and route explanations, end to end
 //! through Envoy: what each provider received and what the client got.
-#![cfg(feature = "cli")]
 
 mod common;
 
@@ -8,7 +7,7 @@ use common::http::{post_json, request, Response};
 use common::router::{endpoint, provider, Router, CLIENT_KEY};
 use common::schema::assert_valid;
 use llm_router::auth::hash_token;
-use llm_router::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
 
 const CAREFUL_KEY: &str = "sk-careful-client";

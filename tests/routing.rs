@@ -1,12 +1,11 @@
 //! End to end through a real Envoy: model resolution, per-attempt rewrites, keys, fallback, streaming.
-#![cfg(feature = "cli")]
 
 mod common;
 
 use common::http::{open_stream, request};
 use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
 use common::schema::assert_valid;
-use llm_router::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 

@@ -1,12 +1,11 @@
 //! Sticky sessions without shared state: two separately started Envoys (think two replicas, or one
 //! before and after a restart) send each conversation to the same provider.
-#![cfg(feature = "cli")]
 
 mod common;
 
 use common::http::request;
 use common::router::{catalog, provider, Router, CLIENT_KEY};
-use llm_router::mock::MockProvider;
+use llm_router_testkit::mock::MockProvider;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 

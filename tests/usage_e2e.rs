@@ -1,13 +1,12 @@
 //! Usage and cost through Envoy: OpenRouter-shaped bodies and chunks (validated against its schemas),
 //! `usage.cost` from the mock's token counts × the catalog's prices, streams cut by the provider.
-#![cfg(feature = "cli")]
 
 mod common;
 
 use common::http::{open_stream, request};
 use common::router::{catalog, chat_body, provider, Router, CLIENT_KEY};
 use common::schema::assert_valid;
-use llm_router::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
 
 /// The mock reports 11 prompt and 7 completion tokens; prices $0.5 and $1.5 per million:

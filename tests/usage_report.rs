@@ -1,6 +1,5 @@
 //! `scripts/usage-report` on a fixture access log with known numbers (tests/fixtures/access-log.jsonl: five
 //! chats and one `GET /v1/models`, in the generated config's format), and its doctests.
-#![cfg(feature = "cli")]
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};

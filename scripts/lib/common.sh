@@ -108,15 +108,15 @@ ensure_envoy() {
 build_wasm() {
   local root
   root=$(repo_root)
-  (cd "$root" && cargo build --release --target wasm32-wasip1 --features shell --lib)
+  (cd "$root" && cargo build --release --target wasm32-wasip1 -p llm-router --lib)
   LLM_ROUTER_WASM="$root/target/wasm32-wasip1/release/llm_router.wasm"
   [[ -f "$LLM_ROUTER_WASM" ]] || die "build produced no $LLM_ROUTER_WASM"
   export LLM_ROUTER_WASM
 }
 
-# build_cli: target/release/llm-router and target/release/mock-provider.
+# build_cli: the tools: target/release/llm-router, mock-provider and bench-load.
 build_cli() {
-  (cd "$(repo_root)" && cargo build --release --features cli --bins)
+  (cd "$(repo_root)" && cargo build --release -p llm-router-cli -p llm-router-testkit -p llm-router-bench --bins)
 }
 
 # ensure_wasm_bindgen_runner: a wasm-bindgen-test-runner matching Cargo.lock's wasm-bindgen;

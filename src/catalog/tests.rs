@@ -3,27 +3,7 @@ use super::*;
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 /// A small catalog used by the brain's tests: key `sk-test-1`, three providers, `max_attempts` 2.
-pub(crate) const DEMO: &str = r#"{
-  "providers": [
-    {"name": "alpha", "display_name": "Alpha", "endpoint": "https://api.alpha.example/v1", "api_key_env": "ALPHA_KEY"},
-    {"name": "beta", "endpoint": "http://127.0.0.1:8080/openai/v1/", "api_key_env": "BETA_KEY",
-     "auth_header": "X-Api-Key", "auth_scheme": "", "headers": {"X-Beta-Version": "2"}},
-    {"name": "gamma", "endpoint": "http://gamma.local"}
-  ],
-  "models": [
-    {"id": "meta/llama", "aliases": ["llama"], "context_length": 1000, "endpoints": [
-      {"provider": "gamma", "model": "llama-g", "pricing": {"prompt": 1, "completion": 1}},
-      {"provider": "alpha", "model": "llama-a", "pricing": {"prompt": 0.1, "completion": 0.2},
-       "supported_parameters": ["tools", "max_tokens"]},
-      {"provider": "beta", "model": "llama-b", "pricing": {"prompt": 0.5, "completion": 0.5, "cache_read": 0.1}}
-    ]},
-    {"id": "openai/gpt", "endpoints": [
-      {"provider": "beta", "model": "gpt\"quoted", "pricing": {"prompt": 2, "completion": 8}}
-    ]}
-  ],
-  "keys": [{"name": "team-a", "sha256": "SHA"}],
-  "routing": {"max_attempts": 2}
-}"#;
+pub(crate) const DEMO: &str = include_str!("../../tests/fixtures/catalog.json");
 
 pub(crate) fn demo_json() -> String {
     DEMO.replace("SHA", &crate::auth::hash_token("sk-test-1"))

@@ -1,17 +1,14 @@
 //! Tests of the test harness itself: the mock provider, the HTTP client, and
 //! running Envoy (plain and as a TLS front).
-#![cfg(feature = "cli")]
-
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::envoy::{self, certs_dir, Envoy, TlsFront};
-use common::http::{self, open_stream, post_json, request};
-use llm_router::mock::{Behavior, MockProvider};
+use llm_router_testkit::envoy::{self, certs_dir, Envoy, TlsFront};
+use llm_router_testkit::http::{self, open_stream, post_json, request};
+use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
 
 const CHAT: &str = "/v1/chat/completions";

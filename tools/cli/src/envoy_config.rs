@@ -2,12 +2,13 @@
 //! downstream role, the retry policy and the attempt → slot → cluster matcher, and local replies in our JSON
 //! error shape. Generated from the same catalog the filter reads, so the two never disagree.
 
-use crate::accounting::ACCOUNT_KEY;
-use crate::catalog::{Catalog, ConfigError, Provider};
-use crate::downstream::{envoy_error_type, too_large};
-use crate::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, STATS_TAGS};
-use crate::plan::{slot_key, slot_value};
 use crate::yaml::{int, map, s, Node};
+use llm_router::accounting::ACCOUNT_KEY;
+use llm_router::catalog::{Catalog, ConfigError, Provider};
+use llm_router::downstream::{envoy_error_type, too_large};
+pub use llm_router::filter::{DOWNSTREAM_ROOT_ID, LOGGER_ROOT_ID, UPSTREAM_ROOT_ID, VM_ID};
+use llm_router::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, STATS_TAGS};
+use llm_router::plan::{slot_key, slot_value};
 
 /// Where the generated Envoy listens and what it loads.
 #[derive(Debug, Clone)]
@@ -55,14 +56,6 @@ impl Default for Options {
     }
 }
 
-/// The `vm_id` every instance of the filter shares (one VM per worker, one parsed catalog).
-pub const VM_ID: &str = "llm_router";
-/// Root id of the downstream role (listener).
-pub const DOWNSTREAM_ROOT_ID: &str = "llm_router";
-/// Root id of the upstream role (provider clusters).
-pub const UPSTREAM_ROOT_ID: &str = "llm_router_upstream";
-/// Root id of the access-logger role (the router's `upstream_log`: every attempt's outcome).
-pub const LOGGER_ROOT_ID: &str = "llm_router_log";
 /// Header added to replies our retry policy's 503 mapper produces.
 const RETRY_AFTER_SECONDS: &str = "1";
 /// Head-room of Envoy's own buffers above `routing.max_request_bytes`, so a body at the limit is still
@@ -573,9 +566,12 @@ fn tls_socket(p: &Provider, ca_bundle: &str) -> Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::tests::demo_json;
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// The brain's test catalog (key `sk-test-1`), shared with its unit tests.
+    fn demo_json() -> String {
+        include_str!("../../../tests/fixtures/catalog.json")
+            .replace("SHA", &llm_router::auth::hash_token("sk-test-1"))
+    }
 
     #[test]
     fn generates_clusters_slots_and_secret_free_config() {

@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use llm_router::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::{Behavior, MockProvider};
 
 const USAGE: &str =
     "usage: mock-provider --port N --name NAME [--status CODE] [--chunks N] [--chunk-delay-ms MS]";

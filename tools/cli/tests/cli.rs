@@ -1,11 +1,10 @@
 //! The `llm-router` command line: offline route explanations, config generation errors, key hashing.
-#![cfg(feature = "cli")]
 
 use std::process::Command;
 
 fn run(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_llm-router"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .args(args)
         .output()
         .unwrap();
@@ -56,7 +55,7 @@ fn generate_names_the_bad_field_and_hash_key_matches_the_demo_key() {
     assert!(!success);
     assert!(out.contains("models[0].endpoints[0].provider: unknown provider \"q\""), "{out}");
     let (_, out) = run(&["hash-key", "sk-demo-llm-router"]);
-    let demo =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/demo-catalog.json")).unwrap();
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../envoy/demo-catalog.json"))
+        .unwrap();
     assert!(demo.contains(out.trim()), "{out}");
 }

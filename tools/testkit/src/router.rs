@@ -3,8 +3,8 @@
 
 use super::envoy::{wasm_path, Envoy};
 use super::http::{self, Response};
-use llm_router::envoy_config::{generate, Options};
-use llm_router::mock::MockProvider;
+use crate::mock::MockProvider;
+use llm_router_cli::envoy_config::{generate, Options};
 use serde_json::{json, Value};
 
 /// The client key every fixture accepts.

@@ -38,7 +38,7 @@ pub fn envoy_bin() -> PathBuf {
 pub fn wasm_path() -> PathBuf {
     let path = match std::env::var_os("LLM_ROUTER_WASM").filter(|v| !v.is_empty()) {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/wasm32-wasip1/release/llm_router.wasm"),
+        None => workspace_root().join("target/wasm32-wasip1/release/llm_router.wasm"),
     };
     if !path.is_file() {
         panic!(
@@ -49,6 +49,11 @@ pub fn wasm_path() -> PathBuf {
         );
     }
     path
+}
+
+/// The repository's root (this crate is tools/testkit).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A fresh, empty directory under the system temp dir.
@@ -410,5 +415,5 @@ impl TlsFront {
 
 /// The directory of the committed test certificates (tests/certs).
 pub fn certs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/certs")
+    workspace_root().join("tests/certs")
 }

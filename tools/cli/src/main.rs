@@ -1,7 +1,7 @@
 //! llm-router's command line: generate the Envoy config from a catalog, check a catalog, hash a client key.
 
 use llm_router::catalog::Catalog;
-use llm_router::envoy_config::{generate, Options};
+use llm_router_cli::envoy_config::{generate, Options};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage:

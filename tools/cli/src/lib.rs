@@ -1,0 +1,5 @@
+//! llm-router's tooling library: the Envoy config generator (and, behind the `llm-router` binary, the
+//! command line around it). Never part of the filter.
+
+pub mod envoy_config;
+mod yaml;
