@@ -6,7 +6,7 @@ mod common;
 use common::http::{post_json, request, Response};
 use common::router::{endpoint, provider, Router, CLIENT_KEY};
 use common::schema::assert_valid;
-use llm_router::auth::hash_token;
+use llm_router::catalog::hash_token;
 use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
 

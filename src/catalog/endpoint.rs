@@ -26,10 +26,7 @@ impl Endpoint {
         } else {
             return Err(format!("\"{url}\" must start with http:// or https://"));
         };
-        let (hostport, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
+        let (hostport, path) = rest.find('/').and_then(|i| rest.split_at_checked(i)).unwrap_or((rest, ""));
         if path.contains(['?', '#']) || path.bytes().any(|b| !(b'!'..=b'~').contains(&b)) {
             return Err(format!("\"{url}\": the path must be plain (no query, fragment or spaces)"));
         }
@@ -56,9 +53,7 @@ impl Endpoint {
 
 fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let host = &rest[..end];
-        let after = &rest[end + 1..];
+        let (host, after) = rest.split_once(']')?;
         let port = if after.is_empty() { None } else { Some(after.strip_prefix(':')?) };
         host.parse::<std::net::Ipv6Addr>().ok()?;
         (host, port)

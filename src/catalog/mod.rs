@@ -4,37 +4,24 @@
 //! (`models[3].endpoints[0].provider: unknown provider "deepinfar"`). After that it is only read.
 
 mod endpoint;
+pub mod fields;
+mod ids;
+mod keys;
 pub mod models_api;
+pub mod policy;
 mod raw;
 
 pub use endpoint::Endpoint;
+pub use fields::FieldError;
+pub use ids::{EndpointRef, KeyId, ModelId, ProviderId};
+pub use keys::{hash_token, ClientKey};
 
 use crate::fnv::FnvMap;
+use ids::id;
 use raw::{RawCatalog, RawEndpoint, RawKey, RawModel, RawProvider, RawRouting};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::fmt;
-
-/// A catalog that failed validation: the field path and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Where in the document, e.g. `providers[1].endpoint`.
-    pub path: String,
-    /// What is wrong; never contains a secret.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Looks up an environment variable of Envoy's process (provider keys).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -97,7 +84,8 @@ pub struct Provider {
     pub ca_file: Option<String>,
     /// Extra headers sent to this provider only (lowercase names).
     pub headers: Vec<(String, String)>,
-    /// Its shared-data key in the health memory ([`crate::health::shared_key`]), made once.
+    /// Its shared-data key in the health memory (`llm_router.health.<name>`: one key per provider, so the
+    /// key count stays fixed, since shared data has no expiry), made once.
     pub health_key: String,
     /// The `:path` of its chat completions endpoint, made once.
     pub chat_path: String,
@@ -146,14 +134,16 @@ impl Pricing {
 /// One provider serving one model.
 #[derive(Debug, Clone)]
 pub struct ModelEndpoint {
-    /// Index into `Catalog::providers`.
-    pub provider: usize,
+    /// The provider serving it.
+    pub provider: ProviderId,
     /// The provider's native model name.
     pub model: String,
     /// `model` as a JSON string literal, ready to splice into a body.
     pub model_json: String,
     /// `<provider>@<rank price>`, as route explanations list the plan (made once).
     pub plan_label: String,
+    /// `<provider slug>\0<model id>`: what a weighted draw hashes for this endpoint (made once).
+    pub draw_key: Vec<u8>,
     pub pricing: Pricing,
     pub quantization: Option<String>,
     pub context_length: Option<u64>,
@@ -180,15 +170,6 @@ pub struct Model {
     pub id_json: String,
 }
 
-/// A client key, stored only as the SHA-256 of its bearer token.
-#[derive(Debug, Clone)]
-pub struct ClientKey {
-    pub name: String,
-    pub sha256: [u8; 32],
-    /// The floor every request made with this key is held to.
-    pub policy: crate::prefs::KeyPolicy,
-}
-
 /// Routing defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Routing {
@@ -213,8 +194,8 @@ pub struct Catalog {
     pub provider_header_names: Vec<String>,
     /// The rendered `GET /models` body.
     pub models_json: String,
-    by_model_name: FnvMap<String, usize>,
-    by_provider_name: FnvMap<String, usize>,
+    by_model_name: FnvMap<String, ModelId>,
+    by_provider_name: FnvMap<String, ProviderId>,
 }
 
 /// Request parameters OpenRouter's API knows (`supported_parameters` values).
@@ -254,13 +235,16 @@ pub const INPUT_MODALITIES: &[&str] = &["text", "image", "file", "audio", "video
 pub const OUTPUT_MODALITIES: &[&str] =
     &["text", "image", "embeddings", "audio", "video", "rerank", "speech", "transcription"];
 
+/// Most models a request may list (`model` plus `models`); bounds the generated matcher's slots.
+pub const MAX_MODELS: usize = 8;
+
 /// Largest number of attempts a request may make (bounds the generated matcher).
 pub const MAX_ATTEMPTS_LIMIT: u32 = 10;
 
 impl Catalog {
     /// Parses and validates a catalog. With `env`, every provider's `api_key_env` must be set (the filter);
     /// without, keys are not read (the config generator).
-    pub fn parse(json: &[u8], env: Option<EnvLookup<'_>>) -> Result<Catalog, ConfigError> {
+    pub fn parse(json: &[u8], env: Option<EnvLookup<'_>>) -> Result<Catalog, FieldError> {
         let raw: RawCatalog =
             serde_json::from_slice(json).map_err(|e| err("", format!("invalid catalog: {e}")))?;
         let providers = parse_list::<RawProvider>(&raw.providers, "providers")?;
@@ -280,7 +264,7 @@ impl Catalog {
         };
         for (i, p) in providers.into_iter().enumerate() {
             let provider = validate_provider(p, &format!("providers[{i}]"), env)?;
-            if catalog.by_provider_name.insert(provider.name.clone(), i).is_some() {
+            if catalog.by_provider_name.insert(provider.name.clone(), ProviderId(id(i))).is_some() {
                 return Err(err(
                     &format!("providers[{i}].name"),
                     format!("duplicate provider \"{}\"", provider.name),
@@ -296,7 +280,7 @@ impl Catalog {
             let path = format!("models[{i}]");
             let model = catalog.validate_model(m, &path)?;
             for (j, name) in std::iter::once(&model.id).chain(model.aliases.iter()).enumerate() {
-                if catalog.by_model_name.insert(name.clone(), i).is_some() {
+                if catalog.by_model_name.insert(name.clone(), ModelId(id(i))).is_some() {
                     let field =
                         if j == 0 { format!("{path}.id") } else { format!("{path}.aliases[{}]", j - 1) };
                     return Err(err(&field, format!("model name \"{name}\" is already used")));
@@ -311,7 +295,7 @@ impl Catalog {
         };
         let keys = if raw.keys.is_null() { Vec::new() } else { parse_list::<RawKey>(&raw.keys, "keys")? };
         for (i, k) in keys.into_iter().enumerate() {
-            let key = validate_key(k, &format!("keys[{i}]"), &catalog.providers)?;
+            let key = keys::validate_key(k, &format!("keys[{i}]"), &catalog.providers)?;
             if catalog.keys.iter().any(|other| other.name == key.name) {
                 return Err(err(&format!("keys[{i}].name"), format!("duplicate key name \"{}\"", key.name)));
             }
@@ -336,12 +320,12 @@ impl Catalog {
     }
 
     /// The model named by `name` (id or alias).
-    pub fn model(&self, name: &str) -> Option<usize> {
+    pub fn model_named(&self, name: &str) -> Option<ModelId> {
         self.by_model_name.get(name).copied()
     }
 
     /// The provider whose slug is `name`.
-    pub fn provider(&self, name: &str) -> Option<usize> {
+    pub fn provider_named(&self, name: &str) -> Option<ProviderId> {
         self.by_provider_name.get(name).copied()
     }
 
@@ -350,18 +334,18 @@ impl Catalog {
         cluster
             .strip_prefix(CLUSTER_PREFIX)
             .or_else(|| cluster.strip_prefix(FALLBACK_CLUSTER_PREFIX))
-            .and_then(|n| self.provider(n))
-            .map(|i| &self.providers[i])
+            .and_then(|n| self.provider_named(n))
+            .map(|p| self.provider(p))
     }
 
     /// The longest plan any request can have: max(`max_attempts`, models a request may list), never more
     /// than the catalog's endpoints (a plan holds each model's endpoint once). Bounds the matcher's slots.
     pub fn max_plan_len(&self) -> usize {
         let endpoints: usize = self.models.iter().map(|m| m.endpoints.len()).sum();
-        (self.routing.max_attempts as usize).max(crate::select::MAX_MODELS).min(endpoints).max(1)
+        (self.routing.max_attempts as usize).max(MAX_MODELS).min(endpoints).max(1)
     }
 
-    fn validate_model(&self, m: RawModel, path: &str) -> Result<Model, ConfigError> {
+    fn validate_model(&self, m: RawModel, path: &str) -> Result<Model, FieldError> {
         check_model_name(&m.id, &format!("{path}.id"))?;
         for (j, a) in m.aliases.iter().enumerate() {
             check_model_name(a, &format!("{path}.aliases[{j}]"))?;
@@ -379,7 +363,7 @@ impl Catalog {
         let mut endpoints = Vec::with_capacity(raw_endpoints.len());
         for (j, e) in raw_endpoints.into_iter().enumerate() {
             let epath = format!("{path}.endpoints[{j}]");
-            let provider = self.provider(&e.provider).ok_or_else(|| {
+            let provider = self.provider_named(&e.provider).ok_or_else(|| {
                 err(&format!("{epath}.provider"), format!("unknown provider \"{}\"", e.provider))
             })?;
             if endpoints.iter().any(|x: &ModelEndpoint| x.provider == provider) {
@@ -422,7 +406,8 @@ impl Catalog {
             endpoints.push(ModelEndpoint {
                 provider,
                 model_json: serde_json::Value::String(e.model.clone()).to_string(),
-                plan_label: format!("{}@{}", self.providers[provider].name, pricing.rank_price()),
+                plan_label: format!("{}@{}", self.provider(provider).name, pricing.rank_price()),
+                draw_key: format!("{}\0{}", self.provider(provider).name, m.id).into_bytes(),
                 model: e.model,
                 pricing,
                 quantization: e.quantization,
@@ -448,12 +433,12 @@ impl Catalog {
     }
 }
 
-fn err(path: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { path: path.to_string(), message: message.into() }
+fn err(path: &str, message: impl Into<String>) -> FieldError {
+    FieldError::new(path, message)
 }
 
 /// Deserializes a JSON array element by element so an error names the element's index.
-fn parse_list<T: DeserializeOwned>(value: &serde_json::Value, path: &str) -> Result<Vec<T>, ConfigError> {
+fn parse_list<T: DeserializeOwned>(value: &serde_json::Value, path: &str) -> Result<Vec<T>, FieldError> {
     let items = value.as_array().ok_or_else(|| err(path, "must be an array"))?;
     items
         .iter()
@@ -462,7 +447,7 @@ fn parse_list<T: DeserializeOwned>(value: &serde_json::Value, path: &str) -> Res
         .collect()
 }
 
-fn parse_routing(value: &serde_json::Value) -> Result<Routing, ConfigError> {
+fn parse_routing(value: &serde_json::Value) -> Result<Routing, FieldError> {
     let raw = if value.is_null() {
         RawRouting::default()
     } else {
@@ -489,11 +474,7 @@ fn parse_routing(value: &serde_json::Value) -> Result<Routing, ConfigError> {
     Ok(routing)
 }
 
-fn validate_provider(
-    p: RawProvider,
-    path: &str,
-    env: Option<EnvLookup<'_>>,
-) -> Result<Provider, ConfigError> {
+fn validate_provider(p: RawProvider, path: &str, env: Option<EnvLookup<'_>>) -> Result<Provider, FieldError> {
     if p.name.is_empty()
         || !p.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
     {
@@ -550,7 +531,7 @@ fn validate_provider(
     }
     let display_name = p.display_name.unwrap_or_else(|| p.name.clone());
     Ok(Provider {
-        health_key: crate::health::shared_key(&p.name),
+        health_key: format!("llm_router.health.{}", p.name),
         chat_path: format!("{}/chat/completions", endpoint.path_prefix),
         display_json: serde_json::Value::String(display_name.clone()).to_string(),
         display_name,
@@ -566,34 +547,7 @@ fn validate_provider(
     })
 }
 
-fn validate_key(k: RawKey, path: &str, providers: &[Provider]) -> Result<ClientKey, ConfigError> {
-    if k.name.is_empty() || !k.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        return Err(err(&format!("{path}.name"), "must be a non-empty name of [A-Za-z0-9._-]"));
-    }
-    let sha256 = decode_sha256(&k.sha256).ok_or_else(|| {
-        err(&format!("{path}.sha256"), "must be 64 hex digits (the SHA-256 of the bearer token)")
-    })?;
-    let policy = match &k.policy {
-        Some(v) => crate::prefs::parse_key_policy(v, &format!("{path}.policy"), providers)?,
-        None => crate::prefs::KeyPolicy::default(),
-    };
-    Ok(ClientKey { name: k.name, sha256, policy })
-}
-
-fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
-    let bytes = hex.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16);
-        out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
-    }
-    Some(out)
-}
-
-fn check_known(values: &[String], known: &[&str], path: &str) -> Result<(), ConfigError> {
+fn check_known(values: &[String], known: &[&str], path: &str) -> Result<(), FieldError> {
     for (i, v) in values.iter().enumerate() {
         if !known.contains(&v.as_str()) {
             return Err(err(
@@ -605,7 +559,7 @@ fn check_known(values: &[String], known: &[&str], path: &str) -> Result<(), Conf
     Ok(())
 }
 
-fn check_model_name(name: &str, path: &str) -> Result<(), ConfigError> {
+fn check_model_name(name: &str, path: &str) -> Result<(), FieldError> {
     // Visible ASCII: model ids travel in response headers (`x-llm-model`).
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(err(path, "must be a non-empty name of visible ASCII characters (no spaces)"));

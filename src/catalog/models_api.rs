@@ -5,7 +5,8 @@ use serde_json::{json, Value};
 
 /// Renders the whole list (no pagination: `links.next` is null).
 pub fn render(catalog: &Catalog) -> String {
-    let data: Vec<Value> = catalog.models.iter().map(render_model).collect();
+    // Every model has an endpoint (validated at load), so none is left out.
+    let data: Vec<Value> = catalog.models.iter().filter_map(render_model).collect();
     json!({
         "data": data,
         "total_count": catalog.models.len(),
@@ -14,21 +15,20 @@ pub fn render(catalog: &Catalog) -> String {
     .to_string()
 }
 
-fn render_model(model: &Model) -> Value {
+fn render_model(model: &Model) -> Option<Value> {
     // The price shown is the default first choice's: the cheapest endpoint.
-    let top = cheapest(&model.endpoints);
+    let top = cheapest(&model.endpoints)?;
     let p = &top.pricing;
-    let mut pricing = json!({
-        "prompt": per_token(p.prompt),
-        "completion": per_token(p.completion),
-        "request": per_request(p.request.unwrap_or(0.0)),
-        "image": per_request(p.image.unwrap_or(0.0)),
-    });
+    let mut pricing = serde_json::Map::new();
+    pricing.insert("prompt".into(), per_token(p.prompt).into());
+    pricing.insert("completion".into(), per_token(p.completion).into());
+    pricing.insert("request".into(), per_request(p.request.unwrap_or(0.0)).into());
+    pricing.insert("image".into(), per_request(p.image.unwrap_or(0.0)).into());
     if let Some(v) = p.cache_read {
-        pricing["input_cache_read"] = per_token(v).into();
+        pricing.insert("input_cache_read".into(), per_token(v).into());
     }
     if let Some(v) = p.cache_write {
-        pricing["input_cache_write"] = per_token(v).into();
+        pricing.insert("input_cache_write".into(), per_token(v).into());
     }
     let context_length =
         model.context_length.or_else(|| model.endpoints.iter().filter_map(|e| e.context_length).max());
@@ -41,7 +41,7 @@ fn render_model(model: &Model) -> Value {
         }
     }
     let modality = format!("{}->{}", model.input_modalities.join("+"), model.output_modalities.join("+"));
-    json!({
+    Some(json!({
         "id": model.id,
         "canonical_slug": model.id,
         "name": model.name,
@@ -64,17 +64,14 @@ fn render_model(model: &Model) -> Value {
         "default_parameters": null,
         "supported_voices": null,
         "links": { "details": format!("/api/v1/models/{}/endpoints", model.id) },
-    })
+    }))
 }
 
-fn cheapest(endpoints: &[ModelEndpoint]) -> &ModelEndpoint {
-    let mut best = &endpoints[0];
-    for e in &endpoints[1..] {
-        if e.pricing.rank_price() < best.pricing.rank_price() {
-            best = e;
-        }
-    }
-    best
+/// The cheapest endpoint (the first of equals).
+fn cheapest(endpoints: &[ModelEndpoint]) -> Option<&ModelEndpoint> {
+    endpoints
+        .iter()
+        .reduce(|best, e| if e.pricing.rank_price() < best.pricing.rank_price() { e } else { best })
 }
 
 /// USD per million tokens → USD per token as a decimal string ("0.00000023").

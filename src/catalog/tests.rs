@@ -6,7 +6,13 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 pub(crate) const DEMO: &str = include_str!("../../tests/fixtures/catalog.json");
 
 pub(crate) fn demo_json() -> String {
-    DEMO.replace("SHA", &crate::auth::hash_token("sk-test-1"))
+    DEMO.replace("SHA", &hash_token("sk-test-1"))
+}
+
+/// The endpoint of model `model` served by `provider` (test helper).
+pub(crate) fn endpoint(c: &Catalog, model: &str, provider: &str) -> EndpointRef {
+    let m = c.model_named(model).unwrap();
+    c.endpoints_of(m).find(|e| c.provider_of(*e).name == provider).unwrap()
 }
 
 fn env(name: &str) -> Option<String> {
@@ -30,8 +36,8 @@ fn demo_parses_with_defaults_and_index() {
     let c = demo();
     assert_eq!(c.routing.max_attempts, 2);
     assert_eq!(c.routing.max_request_bytes, 8 * 1024 * 1024);
-    assert_eq!(c.model("llama"), c.model("meta/llama"));
-    assert_eq!(c.model("nope"), None);
+    assert_eq!(c.model_named("llama"), c.model_named("meta/llama"));
+    assert_eq!(c.model_named("nope"), None);
     let beta = &c.providers[1];
     assert_eq!(beta.auth_header, "x-api-key");
     assert_eq!(beta.auth_value.as_ref().unwrap().expose(), "beta-secret");

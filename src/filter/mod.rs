@@ -1,5 +1,29 @@
-//! The filter's roles. One `.wasm` plays each of them, told apart by the plugin's root id, all in one VM
-//! per Envoy worker (every instance has the same `vm_config`).
+//! The filter's roles as state machines over a [`host::Host`]: one `.wasm` plays each of them, told apart
+//! by the plugin's root id, all in one VM per Envoy worker (every instance has the same `vm_config`).
+//!
+//! - [`downstream::Downstream`] (listener, one per request): checks, routes, prepares the first attempt,
+//!   shapes the response, accounts.
+//! - [`upstream::Upstream`] (fallback clusters, one per attempt): applies a fallback attempt.
+//! - [`logger::log_attempt`] (the router's `upstream_log`): keeps the health memory.
+//!
+//! [`Vm`] holds what the roles of one VM share: the catalog (parsed once, by the downstream role's
+//! configuration) and the stats registry.
+
+pub mod attempt;
+pub mod downstream;
+pub mod health_memory;
+pub mod host;
+pub mod logger;
+pub mod stats;
+pub mod upstream;
+
+use crate::catalog::{Catalog, EnvLookup};
+use downstream::Downstream;
+use host::Host;
+use stats::Stats;
+use std::cell::RefCell;
+use std::rc::Rc;
+use upstream::Upstream;
 
 /// The `vm_id` every instance of the filter shares (one VM per worker, one parsed catalog).
 pub const VM_ID: &str = "llm_router";
@@ -9,3 +33,88 @@ pub const DOWNSTREAM_ROOT_ID: &str = "llm_router";
 pub const UPSTREAM_ROOT_ID: &str = "llm_router_upstream";
 /// Root id of the access-logger role (the router's `upstream_log`: every attempt's outcome).
 pub const LOGGER_ROOT_ID: &str = "llm_router_log";
+
+/// The role a plugin instance plays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// The listener's filter; its configuration is the catalog.
+    Downstream,
+    /// A fallback cluster's filter, for this provider.
+    Upstream(Rc<str>),
+    /// The router's `upstream_log`.
+    Logger,
+}
+
+impl Role {
+    /// How often the host should call [`Vm::tick`] for this role (only the downstream role flushes stats).
+    pub fn tick_period_ms(&self) -> Option<u64> {
+        matches!(self, Role::Downstream).then_some(stats::FLUSH_PERIOD_MS)
+    }
+}
+
+/// The upstream role's configuration: which provider its cluster serves.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamConfig {
+    provider: String,
+}
+
+/// What the roles of one VM share.
+#[derive(Debug, Default)]
+pub struct Vm {
+    /// Set by the downstream role's configuration; the upstream and logger roles (same VM) read it at
+    /// request time, since clusters may be configured first.
+    catalog: Option<Rc<Catalog>>,
+    stats: Rc<RefCell<Stats>>,
+}
+
+impl Vm {
+    /// Configures one plugin instance: its role from `root_id`, its `configuration` validated (the
+    /// catalog for the downstream role, with provider keys from `env`). An error names the bad field;
+    /// the host then refuses the configuration.
+    pub fn configure(
+        &mut self,
+        root_id: &[u8],
+        configuration: &[u8],
+        env: EnvLookup<'_>,
+    ) -> Result<Role, String> {
+        match root_id {
+            id if id == DOWNSTREAM_ROOT_ID.as_bytes() => {
+                let catalog =
+                    Catalog::parse(configuration, Some(env)).map_err(|e| format!("invalid catalog: {e}"))?;
+                self.catalog = Some(Rc::new(catalog));
+                Ok(Role::Downstream)
+            }
+            id if id == UPSTREAM_ROOT_ID.as_bytes() => {
+                serde_json::from_slice::<UpstreamConfig>(configuration)
+                    .map(|c| Role::Upstream(c.provider.into()))
+                    .map_err(|e| format!("invalid upstream configuration: {e}"))
+            }
+            // Nothing to configure: the logger reads the catalog the downstream role parsed in this VM.
+            id if id == LOGGER_ROOT_ID.as_bytes() => Ok(Role::Logger),
+            other => Err(format!("unknown root_id {:?}", String::from_utf8_lossy(other))),
+        }
+    }
+
+    /// The downstream role for a new request (`None` before the catalog is configured).
+    pub fn downstream(&self) -> Option<Downstream> {
+        Some(Downstream::new(self.catalog.clone()?, self.stats.clone()))
+    }
+
+    /// The upstream role for a new attempt to `provider`.
+    pub fn upstream(&self, provider: Rc<str>) -> Upstream {
+        Upstream::new(self.catalog.clone(), provider)
+    }
+
+    /// The logger role, for the attempt being logged.
+    pub fn log_attempt(&self, host: &mut dyn Host) {
+        if let Some(catalog) = &self.catalog {
+            logger::log_attempt(catalog, host);
+        }
+    }
+
+    /// The periodic tick: gives Envoy the counters gathered since the last one.
+    pub fn tick(&self, host: &mut dyn Host) {
+        self.stats.borrow_mut().flush(host);
+    }
+}

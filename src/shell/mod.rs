@@ -1,122 +1,135 @@
-//! The proxy-wasm shell: root contexts (configuration, one per role) and the entry point. It moves bytes
-//! between Envoy and the brain and decides nothing itself.
+//! The proxy-wasm shell, the only code that names proxy-wasm: the entry point, the root contexts (one per
+//! plugin instance: configuration, ticks, the logger's `on_log`) and one HTTP context per request or
+//! attempt. Each callback gathers nothing itself: it calls the role's state machine with the host
+//! ([`host::WasmHost`]) and returns its answer as an `Action`.
 
-mod downstream;
 mod host;
-mod logger;
-mod metrics;
-mod upstream;
 
-use crate::catalog::Catalog;
-use crate::filter::{DOWNSTREAM_ROOT_ID, LOGGER_ROOT_ID, UPSTREAM_ROOT_ID};
+use crate::filter::downstream::Downstream;
+use crate::filter::host::Flow;
+use crate::filter::upstream::Upstream;
+use crate::filter::{Role, Vm};
+use host::WasmHost;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { role: None }) });
 }}
 
 thread_local! {
-    /// The catalog of this VM, set by the downstream role's configuration; the upstream roles (one per
-    /// provider cluster, same VM) read it at request time, since clusters may be configured first.
-    static CATALOG: RefCell<Option<Rc<Catalog>>> = const { RefCell::new(None) };
+    /// What the roles of this VM share (the VM is single-threaded).
+    static VM: RefCell<Vm> = RefCell::new(Vm::default());
 }
 
-fn vm_catalog() -> Option<Rc<Catalog>> {
-    CATALOG.with(|c| c.borrow().clone())
+fn action(flow: Flow) -> Action {
+    match flow {
+        Flow::Continue => Action::Continue,
+        Flow::Pause => Action::Pause,
+    }
 }
 
-#[derive(Default)]
-enum Role {
-    #[default]
-    Unconfigured,
-    Downstream(Rc<Catalog>),
-    Upstream(Rc<str>),
-    /// The router's `upstream_log`: records each attempt's outcome in the health memory.
-    Logger,
-}
-
-#[derive(Default)]
+/// One plugin instance.
 struct Root {
-    role: Role,
+    role: Option<Role>,
 }
 
 impl Context for Root {}
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpstreamConfig {
-    provider: String,
-}
-
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let root_id = self.get_property(vec!["plugin_root_id"]).unwrap_or_default();
-        let config = self.get_plugin_configuration().unwrap_or_default();
-        match root_id.as_slice() {
-            id if id == DOWNSTREAM_ROOT_ID.as_bytes() => {
-                let env = |name: &str| std::env::var(name).ok();
-                match Catalog::parse(&config, Some(&env)) {
-                    Ok(catalog) => {
-                        let catalog = Rc::new(catalog);
-                        CATALOG.with(|c| *c.borrow_mut() = Some(catalog.clone()));
-                        self.role = Role::Downstream(catalog);
-                        // Counters are flushed to Envoy once a second, not per request (host calls).
-                        self.set_tick_period(std::time::Duration::from_millis(metrics::FLUSH_PERIOD_MS));
-                        true
-                    }
-                    Err(e) => {
-                        log::error!("llm-router: invalid catalog: {e}");
-                        false
-                    }
+        let configuration = self.get_plugin_configuration().unwrap_or_default();
+        let env = |name: &str| std::env::var(name).ok();
+        match VM.with(|vm| vm.borrow_mut().configure(&root_id, &configuration, &env)) {
+            Ok(role) => {
+                if let Some(ms) = role.tick_period_ms() {
+                    self.set_tick_period(Duration::from_millis(ms));
                 }
-            }
-            id if id == UPSTREAM_ROOT_ID.as_bytes() => {
-                match serde_json::from_slice::<UpstreamConfig>(&config) {
-                    Ok(c) => {
-                        self.role = Role::Upstream(c.provider.into());
-                        true
-                    }
-                    Err(e) => {
-                        log::error!("llm-router: invalid upstream configuration: {e}");
-                        false
-                    }
-                }
-            }
-            // Nothing to configure: the logger reads the catalog the downstream role parsed in this VM.
-            id if id == LOGGER_ROOT_ID.as_bytes() => {
-                self.role = Role::Logger;
+                self.role = Some(role);
                 true
             }
-            other => {
-                log::error!("llm-router: unknown root_id {:?}", String::from_utf8_lossy(other));
+            Err(e) => {
+                log::error!("llm-router: {e}");
                 false
             }
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        match &self.role {
-            Role::Downstream(catalog) => Some(Box::new(downstream::Downstream::new(catalog.clone()))),
-            Role::Upstream(provider) => Some(Box::new(upstream::Upstream::new(provider.clone()))),
-            Role::Logger | Role::Unconfigured => None,
+        match self.role.as_ref()? {
+            Role::Downstream => VM
+                .with(|vm| vm.borrow().downstream())
+                .map(|d| Box::new(DownstreamContext(d)) as Box<dyn HttpContext>),
+            Role::Upstream(provider) => {
+                Some(Box::new(UpstreamContext(VM.with(|vm| vm.borrow().upstream(provider.clone())))))
+            }
+            Role::Logger => None,
         }
     }
 
     fn on_tick(&mut self) {
-        metrics::flush();
+        VM.with(|vm| vm.borrow().tick(&mut WasmHost));
     }
 
     fn on_log(&mut self) {
-        if let Role::Logger = self.role {
-            logger::on_log(self);
+        if let Some(Role::Logger) = self.role {
+            VM.with(|vm| vm.borrow().log_attempt(&mut WasmHost));
         }
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+struct DownstreamContext(Downstream);
+
+impl Context for DownstreamContext {}
+
+impl HttpContext for DownstreamContext {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_headers(&mut WasmHost, end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_body(&mut WasmHost, size, end_of_stream))
+    }
+
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        action(self.0.on_request_trailers(&mut WasmHost))
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_response_headers(&mut WasmHost, end_of_stream))
+    }
+
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_response_body(&mut WasmHost, size, end_of_stream))
+    }
+
+    fn on_http_response_trailers(&mut self, _n: usize) -> Action {
+        action(self.0.on_response_trailers(&mut WasmHost))
+    }
+
+    fn on_log(&mut self) {
+        self.0.on_log(&mut WasmHost);
+    }
+}
+
+struct UpstreamContext(Upstream);
+
+impl Context for UpstreamContext {}
+
+impl HttpContext for UpstreamContext {
+    fn on_http_request_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        action(self.0.on_request_headers(&mut WasmHost))
+    }
+
+    fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_body(&mut WasmHost, size, end_of_stream))
     }
 }

@@ -3,12 +3,13 @@
 //! error shape. Generated from the same catalog the filter reads, so the two never disagree.
 
 use crate::yaml::{int, map, s, Node};
-use llm_router::accounting::ACCOUNT_KEY;
-use llm_router::catalog::{Catalog, ConfigError, Provider};
-use llm_router::downstream::{envoy_error_type, too_large};
+use llm_router::catalog::{Catalog, FieldError as ConfigError, Provider};
+use llm_router::filter::downstream::request::too_large;
+use llm_router::filter::downstream::response::envoy_error_type;
 pub use llm_router::filter::{DOWNSTREAM_ROOT_ID, LOGGER_ROOT_ID, UPSTREAM_ROOT_ID, VM_ID};
-use llm_router::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, STATS_TAGS};
-use llm_router::plan::{slot_key, slot_value};
+use llm_router::observe::account::ACCOUNT_KEY;
+use llm_router::observe::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, STATS_TAGS};
+use llm_router::routing::plan::{slot_key, slot_value};
 
 /// Where the generated Envoy listens and what it loads.
 #[derive(Debug, Clone)]
@@ -570,7 +571,7 @@ mod tests {
     /// The brain's test catalog (key `sk-test-1`), shared with its unit tests.
     fn demo_json() -> String {
         include_str!("../../../tests/fixtures/catalog.json")
-            .replace("SHA", &llm_router::auth::hash_token("sk-test-1"))
+            .replace("SHA", &llm_router::catalog::hash_token("sk-test-1"))
     }
 
     #[test]

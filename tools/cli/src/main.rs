@@ -83,16 +83,19 @@ fn run(args: &[String]) -> Result<(), String> {
             let body = std::fs::read(request_path).map_err(|e| format!("{request_path}: {e}"))?;
             let caller = match flag("--key") {
                 Some(name) => Some(
-                    catalog.keys.iter().position(|k| k.name == name).ok_or(format!("no key named {name}"))?,
+                    catalog
+                        .key_ids()
+                        .find(|k| catalog.key(*k).name == name)
+                        .ok_or(format!("no key named {name}"))?,
                 ),
-                None => (!catalog.keys.is_empty()).then_some(0),
+                None => catalog.key_ids().next(),
             };
             print!("{}", explain_route(&catalog, &body, caller, flag("--session-id")));
             Ok(())
         }
         "hash-key" => {
             let token = rest.first().ok_or("hash-key TOKEN")?;
-            println!("{}", llm_router::auth::hash_token(token));
+            println!("{}", llm_router::catalog::hash_token(token));
             Ok(())
         }
         _ => Err(USAGE.to_string()),
@@ -100,10 +103,16 @@ fn run(args: &[String]) -> Result<(), String> {
 }
 
 /// The decision for one request body, as text: the plan, the explanation, or the error the client gets.
-fn explain_route(catalog: &Catalog, body: &[u8], caller: Option<usize>, session: Option<&str>) -> String {
-    use llm_router::request::ChatRequest;
-    use llm_router::select::{route, Inputs, ProviderHealth};
-    let healthy = |_: &str| ProviderHealth::default();
+fn explain_route(
+    catalog: &Catalog,
+    body: &[u8],
+    caller: Option<llm_router::catalog::KeyId>,
+    session: Option<&str>,
+) -> String {
+    use llm_router::routing::health::Status;
+    use llm_router::routing::{route, Inputs};
+    use llm_router::wire::chat_request::ChatRequest;
+    let healthy = |_| Status::default();
     let result = ChatRequest::parse(body).and_then(|req| {
         let inputs = Inputs {
             request: &req,
@@ -119,9 +128,9 @@ fn explain_route(catalog: &Catalog, body: &[u8], caller: Option<usize>, session:
         Ok(r) => {
             let mut out = String::from("attempts:\n");
             for (k, c) in r.plan.iter().enumerate() {
-                let m = &catalog.models[c.model];
-                let e = &m.endpoints[c.endpoint];
-                let p = &catalog.providers[e.provider];
+                let m = catalog.model(c.model);
+                let e = catalog.endpoint(*c);
+                let p = catalog.provider_of(*c);
                 out += &format!(
                     "  {}. {} via {} as {:?} (${}/M prompt, ${}/M completion)\n",
                     k + 1,
@@ -132,7 +141,7 @@ fn explain_route(catalog: &Catalog, body: &[u8], caller: Option<usize>, session:
                     e.pricing.completion
                 );
             }
-            out + &format!("decision: {}\n", r.explain)
+            out + &format!("decision: {}\n", r.explanation.render(catalog))
         }
     }
 }

@@ -85,7 +85,7 @@ pub fn catalog(providers: Vec<Value>, models: Vec<Value>, routing: Value) -> Val
     json!({
         "providers": providers,
         "models": models,
-        "keys": [{"name": "tests", "sha256": llm_router::auth::hash_token(CLIENT_KEY)}],
+        "keys": [{"name": "tests", "sha256": llm_router::catalog::hash_token(CLIENT_KEY)}],
         "routing": routing,
     })
 }

@@ -1,0 +1,177 @@
+//! One attempt's request, as data: for one provider, its model name, key, `:authority` and path. The
+//! downstream role prepares the first attempt with [`provider_headers`]; the upstream role prepares each
+//! fallback with [`prepare`]. Attempts share one request header map, so every attempt rebuilds the
+//! provider-specific headers from scratch.
+
+use crate::catalog::{Catalog, Provider};
+use crate::routing::plan::PlanRecord;
+use crate::wire::headers::{attempt_count, header, Headers, ATTEMPT_COUNT};
+use std::ops::Range;
+
+/// The changes for one attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// Request headers to remove: other providers' credentials and headers, client routing headers.
+    pub remove: Vec<String>,
+    /// Request headers to set (replacing any value).
+    pub set: Vec<(String, Vec<u8>)>,
+    /// Replace this byte range of the body with this model name (slots after the first).
+    pub splice: Option<(Range<usize>, String)>,
+}
+
+/// Why an attempt cannot be prepared (a configuration error: the request is refused, never sent keyless).
+#[derive(Debug, PartialEq, Eq)]
+pub enum AttemptError {
+    /// No plan in filter state, or not one this provider is part of.
+    NoPlan,
+    /// The provider is not in the catalog.
+    UnknownProvider,
+}
+
+/// Whether an attempt needs the upstream role at all: the first attempt already carries slot 0's model,
+/// key, host and path (set by the downstream role), so only retries (`x-envoy-attempt-count` > 1) do.
+pub fn needs_rewrite(count: Option<&[u8]>) -> bool {
+    count.and_then(attempt_count).is_some_and(|n| n > 1)
+}
+
+/// Builds the attempt for `provider` from the plan record and the current request headers.
+pub fn prepare(
+    catalog: &Catalog,
+    provider: &str,
+    plan: &str,
+    headers: &Headers,
+) -> Result<Attempt, AttemptError> {
+    let p =
+        catalog.provider_named(provider).map(|p| catalog.provider(p)).ok_or(AttemptError::UnknownProvider)?;
+    let record = PlanRecord::decode(plan).ok_or(AttemptError::NoPlan)?;
+    // Attempt n (1-based, set by the router) uses slot n-1; fall back to this provider's first slot.
+    let attempt = header(headers, ATTEMPT_COUNT).and_then(attempt_count).unwrap_or(1);
+    let wanted = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+    let slot = match record.slots.get(wanted) {
+        Some((name, _)) if name == provider => wanted,
+        _ => record.slots.iter().position(|(name, _)| name == provider).ok_or(AttemptError::NoPlan)?,
+    };
+    let model_json = &record.slots.get(slot).ok_or(AttemptError::NoPlan)?.1;
+    let (content_length, splice) = if slot == 0 {
+        (record.body_len, None)
+    } else {
+        let new_len = record.body_len - record.model_range.len() + model_json.len();
+        (new_len, Some((record.model_range.clone(), model_json.clone())))
+    };
+    let set = provider_headers(p, content_length);
+    // Envoy's own x-envoy-* headers on the upstream request stay: the router reads
+    // x-envoy-attempt-count back from this shared map to pick the next attempt's cluster.
+    let remove = headers
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            !set.iter().any(|(n, _)| n == *name)
+                && (catalog.provider_header_names.contains(name) || name.starts_with("x-llm-"))
+        })
+        .cloned()
+        .collect();
+    Ok(Attempt { remove, set, splice })
+}
+
+/// The headers that make a request go to provider `p`: its host and path, its key, identity encoding (so
+/// usage stays readable), the body's exact length, and its own extra headers.
+pub fn provider_headers(p: &Provider, content_length: usize) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(6 + p.headers.len());
+    out.push((":authority".into(), p.endpoint.authority.clone().into_bytes()));
+    out.push((":path".into(), p.chat_path.clone().into_bytes()));
+    out.push(("accept-encoding".into(), b"identity".to_vec()));
+    out.push(("content-length".into(), crate::wire::text::decimal(content_length as u64).into_bytes()));
+    if let Some(auth) = &p.auth_value {
+        out.push((p.auth_header.clone(), auth.expose().as_bytes().to_vec()));
+    }
+    for (name, value) in &p.headers {
+        out.push((name.clone(), value.clone().into_bytes()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::tests::demo;
+    use crate::filter::downstream::request::tests::body;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect()
+    }
+
+    /// The header map after applying an attempt's changes.
+    fn apply(mut headers: Vec<(String, Vec<u8>)>, a: &Attempt) -> Vec<(String, Vec<u8>)> {
+        headers.retain(|(n, _)| !a.remove.contains(n) && !a.set.iter().any(|(s, _)| s == n));
+        headers.extend(a.set.iter().cloned());
+        headers
+    }
+
+    fn get<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Vec<&'a str> {
+        headers.iter().filter(|(n, _)| n == name).map(|(_, v)| std::str::from_utf8(v).unwrap()).collect()
+    }
+
+    #[test]
+    fn each_attempt_gets_its_provider_model_key_and_host_only() {
+        let c = demo();
+        let sent = br#"{"model":"llama","messages":[],"provider":{"sort":"price"}}"#;
+        let d = body(&c, sent).unwrap();
+        let plan = crate::routing::plan::record_of_slot(&d.filter_state[0].1).unwrap();
+        let body = String::from_utf8(d.body.apply(sent)).unwrap();
+        assert_eq!(body, r#"{"model":"llama-a","messages":[]}"#);
+        // Attempt 1: alpha, body untouched. The client's leftovers are scrubbed.
+        let base = h(&[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            (":authority", "router.local"),
+            ("accept-encoding", "gzip"),
+            ("x-envoy-attempt-count", "1"),
+            ("x-llm-plan", "evil"),
+            ("content-type", "application/json"),
+        ]);
+        let a1 = prepare(&c, "alpha", plan, &base).unwrap();
+        assert_eq!(a1.splice, None);
+        let h1 = apply(base.clone(), &a1);
+        assert_eq!(get(&h1, "authorization"), ["Bearer alpha-secret"]);
+        assert_eq!(get(&h1, ":authority"), ["api.alpha.example"]);
+        assert_eq!(get(&h1, ":path"), ["/v1/chat/completions"]);
+        assert_eq!(get(&h1, "accept-encoding"), ["identity"]);
+        assert_eq!(get(&h1, "content-length"), [body.len().to_string().as_str()]);
+        assert!(get(&h1, "x-llm-plan").is_empty());
+        assert_eq!(get(&h1, "content-type"), ["application/json"]);
+        // Attempt 2 reuses attempt 1's header map: alpha's key must go, beta's come.
+        let mut second = h1.clone();
+        second.retain(|(n, _)| n != "x-envoy-attempt-count");
+        second.push(("x-envoy-attempt-count".into(), b"2".to_vec()));
+        let a2 = prepare(&c, "beta", plan, &second).unwrap();
+        let h2 = apply(second.clone(), &a2);
+        assert!(get(&h2, "authorization").is_empty());
+        assert_eq!(get(&h2, "x-api-key"), ["beta-secret"]);
+        assert_eq!(get(&h2, "x-beta-version"), ["2"]);
+        assert_eq!(get(&h2, ":authority"), ["127.0.0.1:8080"]);
+        assert_eq!(get(&h2, ":path"), ["/openai/v1/chat/completions"]);
+        let (range, model) = a2.splice.unwrap();
+        let mut spliced = body.clone();
+        spliced.replace_range(range, &model);
+        assert_eq!(spliced, r#"{"model":"llama-b","messages":[]}"#);
+        assert_eq!(get(&h2, "content-length"), [spliced.len().to_string().as_str()]);
+    }
+
+    #[test]
+    fn only_retries_need_the_upstream_role() {
+        assert!(!needs_rewrite(None));
+        assert!(!needs_rewrite(Some(b"1")));
+        assert!(needs_rewrite(Some(b"2")));
+        assert!(!needs_rewrite(Some(b"x")));
+    }
+
+    #[test]
+    fn no_plan_means_no_attempt() {
+        let c = demo();
+        assert_eq!(prepare(&c, "alpha", "", &[]), Err(AttemptError::NoPlan));
+        assert_eq!(prepare(&c, "nope", "1 0 0\n", &[]), Err(AttemptError::UnknownProvider));
+        assert_eq!(prepare(&c, "gamma", "10 0 3\nalpha\t\"x\"\n", &[]), Err(AttemptError::NoPlan));
+    }
+}

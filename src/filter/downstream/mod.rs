@@ -1,0 +1,373 @@
+//! The downstream role (listener) as a state machine: one per request, driven by the host's callbacks.
+//!
+//! Request side: the headers decide between a local reply and a chat; a chat is held until its body is
+//! complete (last chunk or trailers), then routed: slots for the route's matcher, the first attempt's
+//! body edit and headers. Response side: the final response's headers decide who served and what the
+//! client sees; a completion is held and rewritten (cost header included), a stream is rewritten event by
+//! event, a provider's error is replaced by ours. The account is written once, when the request ends.
+//!
+//! Decisions that need no host live in [`request`] and [`response`] as plain functions.
+
+pub mod request;
+pub mod response;
+
+use super::health_memory;
+use super::host::{Flow, Host, IntAttribute, TextAttribute};
+use super::stats::Stats;
+use crate::catalog::{Catalog, ProviderId};
+use crate::observe::account::{Account, ACCOUNT_KEY};
+use crate::routing::health::{status, Outcome};
+use crate::wire::headers::{attempt_count, header, status as header_status, ATTEMPT_COUNT};
+use crate::wire::response::{rewrite_completion, Accounted};
+use crate::wire::text::decimal;
+use crate::wire::usage::usd_json;
+use request::{
+    on_request_body, on_request_headers, requested_model, too_large, ChatHead, HeadVerdict, Reply, Routed,
+};
+use response::{
+    envoy_error_type, error_reply, on_response_headers, recovered_provider, response_body, Origin,
+    ResponseBody, ResponseVerdict,
+};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// One request's downstream role.
+pub struct Downstream {
+    catalog: Rc<Catalog>,
+    stats: Rc<RefCell<Stats>>,
+    /// When the request's headers arrived, ms since the epoch (one clock read serves the health memory,
+    /// time to first byte and duration).
+    start_ms: u64,
+    /// Where the request side stands.
+    request: RequestState,
+    /// What happens to the response body.
+    body: ResponseBody,
+    /// The account, filled in as the request goes; written once at the end.
+    account: Account,
+    /// The account was written (filter state and stats).
+    accounted: bool,
+}
+
+/// The request side's state.
+enum RequestState {
+    /// Nothing decided yet.
+    Start,
+    /// We answered the request ourselves (an error or `/models`): the response is ours, left alone.
+    Replied,
+    /// A chat, held until its body is complete.
+    AwaitingBody(ChatHead),
+    /// A chat that was routed: what the response phase needs.
+    Routed {
+        routed: Routed,
+        /// Providers that had a health record when the request was planned: only their 2xx can clear
+        /// one (a record written later is newer than the request, so a success keeps it).
+        had_record: Vec<ProviderId>,
+    },
+}
+
+impl Downstream {
+    /// The role for one request of the VM whose catalog and stats these are.
+    pub fn new(catalog: Rc<Catalog>, stats: Rc<RefCell<Stats>>) -> Self {
+        Downstream {
+            catalog,
+            stats,
+            start_ms: 0,
+            request: RequestState::Start,
+            body: ResponseBody::Pass,
+            account: Account::default(),
+            accounted: false,
+        }
+    }
+
+    /// The request's headers.
+    pub fn on_request_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Flow {
+        self.start_ms = host.now_ms();
+        let headers = host.request_headers();
+        match on_request_headers(&self.catalog, &headers, end_of_stream) {
+            HeadVerdict::Reply(r) => self.reply(host, r),
+            HeadVerdict::Chat(head) => {
+                self.account.key_name =
+                    head.caller.map_or(String::new(), |k| self.catalog.key(k).name.clone());
+                self.account.app = head.app.clone();
+                self.request = RequestState::AwaitingBody(head);
+                // Held until the body is complete: the route depends on it.
+                Flow::Pause
+            }
+        }
+    }
+
+    /// A chunk of the request body; `size` is how much Envoy holds so far.
+    pub fn on_request_body(&mut self, host: &mut dyn Host, size: usize, end_of_stream: bool) -> Flow {
+        match self.request {
+            RequestState::Replied => return Flow::Pause,
+            RequestState::AwaitingBody(_) => {}
+            _ => return Flow::Continue,
+        }
+        if size as u64 > self.catalog.routing.max_request_bytes {
+            return self.reply(host, too_large(&self.catalog).into());
+        }
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        let body = host.request_body(size);
+        self.route_body(host, &body)
+    }
+
+    /// Trailers end a request whose last body chunk did not (HTTP/2 clients; HTTP/1 chunked trailers):
+    /// the body is complete now, and is routed like any other.
+    pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Flow {
+        if !matches!(self.request, RequestState::AwaitingBody(_)) {
+            return Flow::Continue;
+        }
+        let body = host.request_body(usize::MAX);
+        if body.len() as u64 > self.catalog.routing.max_request_bytes {
+            return self.reply(host, too_large(&self.catalog).into());
+        }
+        self.route_body(host, &body)
+    }
+
+    /// The final response's headers (a provider's, or a reply of Envoy's or ours).
+    pub fn on_response_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Flow {
+        let (routed, had_record) = match &self.request {
+            RequestState::Replied => return Flow::Continue,
+            RequestState::Routed { routed, had_record } => (Some(routed), had_record.as_slice()),
+            _ => (None, &[][..]),
+        };
+        let empty = Routed::default();
+        let routed = routed.unwrap_or(&empty);
+        let headers = host.response_headers();
+        let status = header_status(&headers);
+        let mut origin = Origin {
+            via_upstream: true,
+            attempts: header(&headers, ATTEMPT_COUNT)
+                .and_then(attempt_count)
+                .or_else(|| host.int_attribute(IntAttribute::AttemptCount)),
+            transport_failure: None,
+        };
+        if status >= 400 {
+            origin.via_upstream =
+                host.text_attribute(TextAttribute::ResponseCodeDetails).as_deref() == Some("via_upstream");
+            if !origin.via_upstream {
+                origin.transport_failure = host.text_attribute(TextAttribute::TransportFailureReason);
+            }
+        }
+        self.account.attempts = origin.attempts.unwrap_or(0);
+        self.account.status = status;
+        if let Some(e) = routed.served(origin.attempts) {
+            self.account.model = Some(self.catalog.model(e.model).id.clone());
+            self.account.provider = Some(self.catalog.provider_of(e).name.clone());
+        }
+        let now = host.now_ms();
+        self.account.ttfb_ms = Some(now.saturating_sub(self.start_ms));
+        if let Some(p) = recovered_provider(&self.catalog, status, &origin, routed) {
+            if had_record.iter().any(|id| self.catalog.provider(*id).name == p.name) {
+                // The request began before its attempt: a record stamped after that is kept (conservative).
+                health_memory::update(
+                    host,
+                    &p.health_key,
+                    Outcome::Success { started_ms: self.start_ms },
+                    now,
+                );
+            }
+        }
+        let flow = match on_response_headers(&self.catalog, &headers, &origin, routed) {
+            ResponseVerdict::Forward(mut out) => {
+                let content_type = header(&out, "content-type").map(<[u8]>::to_vec).unwrap_or_default();
+                self.body = response_body(&self.catalog, status, &content_type, &origin, routed);
+                if !matches!(self.body, ResponseBody::Pass) {
+                    out.retain(|(n, _)| n != "content-length");
+                }
+                match &mut self.body {
+                    // A completion's cost goes in a header: hold the headers until the body is complete and
+                    // write them once then.
+                    ResponseBody::Completion { headers, .. } if !end_of_stream => {
+                        *headers = out;
+                        Flow::Pause
+                    }
+                    _ => {
+                        set_response_headers(host, &out);
+                        Flow::Continue
+                    }
+                }
+            }
+            ResponseVerdict::Replace(replacement) => {
+                let e = error_reply(&replacement, b"");
+                self.account.status = e.status();
+                self.account.error_type = Some(e.error_type().to_string());
+                let status = decimal(u64::from(e.status()));
+                let mut out: Vec<(&str, &[u8])> = vec![(":status", status.as_bytes())];
+                let headers = e.headers();
+                out.extend(headers.iter().map(|(n, v)| (*n, v.as_bytes())));
+                host.set_response_headers(&out);
+                self.body = ResponseBody::Replacing(replacement);
+                Flow::Continue
+            }
+        };
+        if status >= 400 && self.account.error_type.is_none() {
+            self.account.error_type = Some(envoy_error_type(status).to_string());
+        }
+        if end_of_stream {
+            self.finish_account(host);
+        }
+        flow
+    }
+
+    /// A chunk of the response body; `size` is how much Envoy holds so far.
+    pub fn on_response_body(&mut self, host: &mut dyn Host, size: usize, end_of_stream: bool) -> Flow {
+        match &mut self.body {
+            ResponseBody::Completion { .. } | ResponseBody::Replacing(_) => {
+                if !end_of_stream {
+                    return Flow::Pause;
+                }
+                let body = host.response_body(size);
+                self.complete_held(host, &body);
+                return Flow::Continue;
+            }
+            ResponseBody::Stream(rewriter) => {
+                let chunk = host.response_body(size);
+                let mut out = rewriter.feed(&chunk).to_vec();
+                if end_of_stream {
+                    out.extend_from_slice(rewriter.finish());
+                }
+                host.replace_response_body(size, &out);
+            }
+            ResponseBody::Pass => {}
+        }
+        if end_of_stream {
+            self.finish_account(host);
+        }
+        Flow::Continue
+    }
+
+    /// Trailers end a response whose last body chunk did not (HTTP/2 providers): a held completion or
+    /// error is complete now, with the whole buffered body.
+    pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Flow {
+        if matches!(self.body, ResponseBody::Completion { .. } | ResponseBody::Replacing(_)) {
+            let body = host.response_body(usize::MAX);
+            self.complete_held(host, &body);
+        }
+        Flow::Continue
+    }
+
+    /// The request is over (completed, reset, or the client went away).
+    pub fn on_log(&mut self, host: &mut dyn Host) {
+        self.finish_account(host);
+    }
+
+    fn reply(&mut self, host: &mut dyn Host, r: Reply) -> Flow {
+        self.request = RequestState::Replied;
+        self.account.status = r.status;
+        self.account.error_type = r.error_type.map(str::to_string);
+        let headers: Vec<(&str, &str)> = r.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        host.send_reply(r.status, &headers, r.body.as_bytes());
+        Flow::Pause
+    }
+
+    /// Routes a complete request body: the plan, the provider's body and headers, or a local error.
+    fn route_body(&mut self, host: &mut dyn Host, body: &[u8]) -> Flow {
+        let RequestState::AwaitingBody(head) = std::mem::replace(&mut self.request, RequestState::Start)
+        else {
+            return Flow::Continue;
+        };
+        // The request's start is recent enough for the health memory (its windows are seconds long).
+        let window = self.catalog.routing.outage_window_seconds;
+        let had_record = RefCell::new(Vec::new());
+        let decision = {
+            let host: &dyn Host = host;
+            let health = |p: ProviderId| {
+                let record = health_memory::read(host, &self.catalog.provider(p).health_key);
+                if record.is_some() {
+                    had_record.borrow_mut().push(p);
+                }
+                status(record, self.start_ms, window)
+            };
+            on_request_body(&self.catalog, body, &head, &health)
+        };
+        match decision {
+            Err(e) => {
+                self.account.requested_model = requested_model(body);
+                self.reply(host, e.into())
+            }
+            Ok(d) => {
+                for (key, value) in &d.filter_state {
+                    host.set_filter_state(key, value.as_bytes());
+                }
+                // Only the edited prefix goes back: the rest of the buffer stays in Envoy.
+                host.replace_request_body_prefix(d.body.replaced, &d.body.prefix);
+                for name in &d.remove {
+                    host.remove_request_header(name);
+                }
+                for (name, value) in &d.set {
+                    host.set_request_header(name, value);
+                }
+                self.account.route = Some(d.route);
+                self.account.requested_model = d.routed.requested_model.clone();
+                self.account.session = d.routed.session.clone();
+                self.account.stream = d.stream;
+                self.request = RequestState::Routed { routed: d.routed, had_record: had_record.into_inner() };
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Finishes a held response once its body is complete: a provider error replaced by ours, or a
+    /// completion rewritten, its held headers written once (with its length and cost), and accounted.
+    fn complete_held(&mut self, host: &mut dyn Host, body: &[u8]) {
+        match std::mem::replace(&mut self.body, ResponseBody::Pass) {
+            ResponseBody::Replacing(r) => {
+                let e = error_reply(&r, body);
+                host.replace_response_body(body.len(), e.body().as_bytes());
+            }
+            ResponseBody::Completion { served, mut headers } => {
+                let (rewritten, accounted) = rewrite_completion(body, &served);
+                let length = rewritten.as_ref().map_or(body.len(), Vec::len);
+                if let Some(new_body) = rewritten {
+                    host.replace_response_body(body.len(), &new_body);
+                }
+                headers.push(("content-length".into(), decimal(length as u64).into_bytes()));
+                if let Some(c) = accounted.cost {
+                    headers.push((
+                        "x-llm-cost-usd".into(),
+                        usd_json(i64::try_from(c.total_nano).unwrap_or(i64::MAX)).into_bytes(),
+                    ));
+                }
+                set_response_headers(host, &headers);
+                self.take_usage(accounted);
+            }
+            other => {
+                self.body = other;
+                return;
+            }
+        }
+        self.finish_account(host);
+    }
+
+    fn take_usage(&mut self, a: Accounted) {
+        self.account.usage = a.usage;
+        self.account.cost_nano = a.cost.map(|c| c.total_nano);
+    }
+
+    /// Writes the account once: filter state for the access log, then Envoy stats. Chat requests and
+    /// every error are accounted; `GET /models` is not.
+    fn finish_account(&mut self, host: &mut dyn Host) {
+        let chat = !matches!(self.request, RequestState::Start | RequestState::Replied)
+            || self.account.error_type.is_some();
+        if self.accounted || !chat {
+            return;
+        }
+        self.accounted = true;
+        if let ResponseBody::Stream(r) = &self.body {
+            let a = r.accounted();
+            self.take_usage(a);
+        }
+        self.account.duration_ms = Some(host.now_ms().saturating_sub(self.start_ms));
+        host.set_filter_state(ACCOUNT_KEY, self.account.to_json().as_bytes());
+        self.stats.borrow_mut().record(host, &self.account);
+    }
+}
+
+/// Writes a whole response header map in one host call.
+fn set_response_headers(host: &mut dyn Host, headers: &[(String, Vec<u8>)]) {
+    let pairs: Vec<(&str, &[u8])> = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    host.set_response_headers(&pairs);
+}

@@ -1,0 +1,206 @@
+//! The downstream role's decisions on the final response, as data: where it came from and who served,
+//! which headers the client gets, whether a provider's error is replaced by ours, what happens to the
+//! body, and which provider it proves healthy.
+
+use super::request::Routed;
+use crate::catalog::{Catalog, Provider};
+use crate::wire::error::ApiError;
+use crate::wire::headers::{decimal, forwardable_response_header, header, media_type, status, Headers};
+use crate::wire::response::{Served, StreamRewriter};
+use crate::wire::text::decimal as decimal_text;
+
+/// Where a response came from, as far as the host could tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The response came from a provider (`response.code_details` is `via_upstream`).
+    pub via_upstream: bool,
+    /// Attempts made: the response's `x-envoy-attempt-count`, else the stream's attempt count. The plan
+    /// says which provider the last one went to.
+    pub attempts: Option<u64>,
+    /// Why the connection to the provider failed (local replies after a failed connection).
+    pub transport_failure: Option<String>,
+}
+
+/// What to do with the final response's headers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ResponseVerdict {
+    /// Send on with exactly these headers (the provider's, allowlisted, plus ours).
+    Forward(Vec<(String, Vec<u8>)>),
+    /// Replace the response with our error once the provider's body is complete ([`error_reply`]).
+    Replace(Replacement),
+}
+
+/// A provider's failed response, to be replaced by our error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    /// The provider's display name, for the message.
+    pub provider: String,
+    /// Its status (0: no response at all, a TLS failure).
+    pub status: u16,
+    /// Its `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
+}
+
+/// The served provider of a response, by the plan and the attempt count.
+fn served_provider<'c>(catalog: &'c Catalog, origin: &Origin, routed: &Routed) -> Option<&'c Provider> {
+    routed.served(origin.attempts).map(|e| catalog.provider_of(e))
+}
+
+/// Decides on the final response headers.
+pub fn on_response_headers(
+    catalog: &Catalog,
+    headers: &Headers,
+    origin: &Origin,
+    routed: &Routed,
+) -> ResponseVerdict {
+    let status = status(headers);
+    let provider = served_provider(catalog, origin, routed);
+    let tls_failure = origin
+        .transport_failure
+        .as_deref()
+        .is_some_and(|r| r.contains("TLS") || r.contains("CERTIFICATE") || r.contains("SSL"));
+    if (origin.via_upstream && status >= 400) || (!origin.via_upstream && status == 503 && tls_failure) {
+        return ResponseVerdict::Replace(Replacement {
+            provider: provider.map_or_else(|| "the provider".to_string(), |p| p.display_name.clone()),
+            status: if origin.via_upstream { status } else { 0 },
+            retry_after: header(headers, "retry-after").and_then(decimal),
+        });
+    }
+    let mut out: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .filter(|(n, _)| forwardable_response_header(n, origin.via_upstream))
+        .cloned()
+        .collect();
+    if let Some(p) = provider {
+        out.push(("x-llm-provider".into(), p.name.clone().into_bytes()));
+    }
+    if let Some(n) = origin.attempts {
+        out.push(("x-llm-attempts".into(), decimal_text(n).into_bytes()));
+        if let Some(e) = routed.served(Some(n)) {
+            out.push(("x-llm-model".into(), catalog.model(e.model).id.clone().into_bytes()));
+        }
+    }
+    if let Some(explain) = &routed.explain {
+        out.push(("x-llm-route".into(), explain.clone().into_bytes()));
+    }
+    if let Some(id) = &routed.generation_id {
+        out.push(("x-generation-id".into(), id.clone().into_bytes()));
+    }
+    ResponseVerdict::Forward(out)
+}
+
+/// What happens to the body of a forwarded response.
+pub enum ResponseBody {
+    /// Leave it alone (errors we pass, local replies, unknown content).
+    Pass,
+    /// A chat completion: buffered, rewritten, and its cost put in `x-llm-cost-usd`; its headers are held
+    /// until then (`headers`, filled in when they are held).
+    Completion { served: Served, headers: Vec<(String, Vec<u8>)> },
+    /// An SSE stream: rewritten event by event.
+    Stream(Box<StreamRewriter>),
+    /// A provider's error response, replaced by ours once its body is complete.
+    Replacing(Replacement),
+}
+
+/// Decides what happens to the body of a response that is forwarded.
+pub fn response_body(
+    catalog: &Catalog,
+    status: u16,
+    content_type: &[u8],
+    origin: &Origin,
+    routed: &Routed,
+) -> ResponseBody {
+    let Some(e) =
+        routed.served(origin.attempts).filter(|_| origin.via_upstream && (200..300).contains(&status))
+    else {
+        return ResponseBody::Pass;
+    };
+    let endpoint = catalog.endpoint(e);
+    let served = Served {
+        model_json: catalog.model(e.model).id_json.clone(),
+        provider_json: catalog.provider(endpoint.provider).display_json.clone(),
+        pricing: endpoint.pricing,
+    };
+    let media = media_type(content_type);
+    if media.eq_ignore_ascii_case(b"text/event-stream") {
+        ResponseBody::Stream(Box::new(StreamRewriter::new(served)))
+    } else if media.eq_ignore_ascii_case(b"application/json") {
+        ResponseBody::Completion { served, headers: Vec::new() }
+    } else {
+        ResponseBody::Pass
+    }
+}
+
+/// The `error_type` of a reply Envoy generated itself (as our local_reply_config words it).
+pub fn envoy_error_type(status: u16) -> &'static str {
+    match status {
+        408 | 504 => "timeout",
+        413 => "payload_too_large",
+        429 => "rate_limit_exceeded",
+        400..=499 => "invalid_request",
+        _ => "provider_unavailable",
+    }
+}
+
+/// The provider a response proves healthy: it answered 2xx itself. Its health record, if any, is cleared
+/// (the logger, filtered to failed attempts, never sees a clean success).
+pub fn recovered_provider<'c>(
+    catalog: &'c Catalog,
+    status: u16,
+    origin: &Origin,
+    routed: &Routed,
+) -> Option<&'c Provider> {
+    served_provider(catalog, origin, routed).filter(|_| origin.via_upstream && (200..300).contains(&status))
+}
+
+/// The error that replaces a failed provider response. `body` is the provider's body, used only for a
+/// 4xx the client caused.
+pub fn error_reply(r: &Replacement, body: &[u8]) -> ApiError {
+    let provider = &r.provider;
+    let status = r.status;
+    match status {
+        0 => ApiError::BadGateway(format!("Could not verify the TLS certificate of {provider}")),
+        429 => ApiError::RateLimited {
+            message: format!("{provider} is rate limited; retry later"),
+            retry_after: r.retry_after.unwrap_or(1).clamp(1, 3600),
+        },
+        401 | 403 => {
+            ApiError::BadGateway(format!("{provider} refused the router's credentials (status {status})"))
+        }
+        408 => ApiError::BadGateway(format!("{provider} timed out (status 408)")),
+        400..=499 => ApiError::ProviderRejected { status, message: provider_message(provider, status, body) },
+        _ => ApiError::BadGateway(format!(
+            "{provider} failed (status {status}) and no other provider could serve"
+        )),
+    }
+}
+
+/// The message of a provider's OpenAI-style error body, bounded; a generic one when there is none.
+fn provider_message(provider: &str, status: u16, body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        message: String,
+    }
+    match serde_json::from_slice::<Body>(body) {
+        Ok(b) if !b.error.message.is_empty() => {
+            format!("{provider}: {}", truncate(&b.error.message, 1000))
+        }
+        _ => format!("{provider} rejected the request (status {status})"),
+    }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests;

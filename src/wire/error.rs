@@ -1,0 +1,157 @@
+//! Every error a client can receive, as one enum turned into OpenRouter's JSON shape in one place.
+//!
+//! Body: `{"error":{"code":<status>,"message":"…","metadata":{"error_type":"…"}}}`. Messages never carry a
+//! provider key, a client key or an internal header name. `error_type` values come from OpenRouter's
+//! `ApiErrorType` list, except `model_not_found`, which our contract names for an unknown model.
+
+use serde_json::json;
+
+/// An error answered to the client instead of (or in place of) a provider's response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the request cannot be understood (bad JSON, bad `model`, wrong content type, …).
+    InvalidRequest(String),
+    /// 401: missing or unknown client key.
+    Unauthorized(String),
+    /// 404: the requested model is not in the catalog.
+    ModelNotFound(String),
+    /// 404: every endpoint of the requested models was filtered out; `excluded_by` says why, per endpoint.
+    NoEndpoints { message: String, excluded_by: Vec<(String, String)> },
+    /// 404: no such API path.
+    NotFound(String),
+    /// 405: the path exists but not for this method.
+    MethodNotAllowed(String),
+    /// 413: the request body is larger than `routing.max_request_bytes`.
+    PayloadTooLarge(String),
+    /// 429: the last provider tried was rate limited; `retry_after` in seconds.
+    RateLimited { message: String, retry_after: u64 },
+    /// A provider answered the request itself with a client error (4xx other than 401/403/408/429):
+    /// passed on with the provider's status and message.
+    ProviderRejected { status: u16, message: String },
+    /// 502: the last provider tried failed (5xx, bad credentials on our side, invalid answer, TLS).
+    BadGateway(String),
+    /// 503: no provider could be reached at all.
+    ProviderUnavailable(String),
+    /// 500: the router cannot serve the request as configured (never sent to a provider).
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of the reply.
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::InvalidRequest(_) => 400,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::ModelNotFound(_) | ApiError::NotFound(_) | ApiError::NoEndpoints { .. } => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::PayloadTooLarge(_) => 413,
+            ApiError::RateLimited { .. } => 429,
+            ApiError::ProviderRejected { status, .. } => *status,
+            ApiError::BadGateway(_) => 502,
+            ApiError::ProviderUnavailable(_) => 503,
+            ApiError::Internal(_) => 500,
+        }
+    }
+
+    /// The machine-readable reason, `error.metadata.error_type`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::Unauthorized(_) => "authentication",
+            ApiError::ModelNotFound(_) => "model_not_found",
+            ApiError::NotFound(_) | ApiError::NoEndpoints { .. } => "not_found",
+            ApiError::MethodNotAllowed(_) => "invalid_request",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limit_exceeded",
+            ApiError::ProviderRejected { status, .. } => match status {
+                401 => "authentication",
+                402 => "payment_required",
+                403 => "permission_denied",
+                404 => "not_found",
+                413 => "payload_too_large",
+                422 => "unprocessable",
+                _ => "invalid_request",
+            },
+            ApiError::BadGateway(_) | ApiError::ProviderUnavailable(_) => "provider_unavailable",
+            ApiError::Internal(_) => "server",
+        }
+    }
+
+    /// The human-readable message, `error.message`.
+    pub fn message(&self) -> &str {
+        match self {
+            ApiError::InvalidRequest(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::ModelNotFound(m)
+            | ApiError::NotFound(m)
+            | ApiError::MethodNotAllowed(m)
+            | ApiError::PayloadTooLarge(m)
+            | ApiError::BadGateway(m)
+            | ApiError::ProviderUnavailable(m)
+            | ApiError::Internal(m) => m,
+            ApiError::RateLimited { message, .. }
+            | ApiError::ProviderRejected { message, .. }
+            | ApiError::NoEndpoints { message, .. } => message,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> String {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("error_type".into(), self.error_type().into());
+        if let ApiError::NoEndpoints { excluded_by, .. } = self {
+            let reasons: serde_json::Map<String, serde_json::Value> =
+                excluded_by.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            metadata.insert("excluded_by".into(), reasons.into());
+        }
+        json!({
+            "error": {
+                "code": self.status(),
+                "message": self.message(),
+                "metadata": metadata,
+            }
+        })
+        .to_string()
+    }
+
+    /// Response headers besides the status: always `content-type`, plus `retry-after` on 429.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if let ApiError::RateLimited { retry_after, .. } = self {
+            headers.push(("retry-after", retry_after.to_string()));
+        }
+        headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn body_has_integer_code_and_error_type() {
+        let e = ApiError::ModelNotFound("no model \"x\"".into());
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(v["error"]["code"], 404);
+        assert_eq!(v["error"]["message"], "no model \"x\"");
+        assert_eq!(v["error"]["metadata"]["error_type"], "model_not_found");
+    }
+
+    #[test]
+    fn internal_errors_keep_the_body_the_upstream_role_always_sent() {
+        let e = ApiError::Internal("Router misconfigured: no routing plan for this request".into());
+        assert_eq!(
+            e.body(),
+            r#"{"error":{"code":500,"message":"Router misconfigured: no routing plan for this request","metadata":{"error_type":"server"}}}"#
+        );
+    }
+
+    #[test]
+    fn rate_limited_carries_retry_after() {
+        let e = ApiError::RateLimited { message: "slow down".into(), retry_after: 7 };
+        assert_eq!(e.status(), 429);
+        assert!(e.headers().contains(&("retry-after", "7".to_string())));
+    }
+}

@@ -1,0 +1,111 @@
+//! HTTP headers as the router reads them: lowercase names and raw byte values (a client's or provider's
+//! header need not be UTF-8), and the header names that carry meaning for us.
+
+/// A header map as the host gives it: lowercase names, raw byte values, in order.
+pub type Headers = [(String, Vec<u8>)];
+
+/// The first value of header `name` (lowercase).
+pub fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a [u8]> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+}
+
+/// Envoy's attempt counter: on the request to a provider (the matcher picks attempt k's slot by it) and,
+/// with `include_attempt_count_in_response`, on the response. Never shown to clients.
+pub const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+
+/// The value of [`ATTEMPT_COUNT`] (1 = the first attempt); `None` when malformed.
+pub fn attempt_count(value: &[u8]) -> Option<u64> {
+    decimal(value)
+}
+
+/// The `:status` of a response header map (0 when absent or malformed).
+pub fn status(headers: &Headers) -> u16 {
+    header(headers, ":status").and_then(decimal).and_then(|s| u16::try_from(s).ok()).unwrap_or(0)
+}
+
+/// A non-negative decimal integer, surrounding whitespace allowed.
+pub fn decimal(value: &[u8]) -> Option<u64> {
+    std::str::from_utf8(value).ok()?.trim().parse().ok()
+}
+
+/// The media type of a `content-type` value, without parameters (`application/json; charset=utf-8` →
+/// `application/json`); compare it case-insensitively.
+pub fn media_type(content_type: &[u8]) -> &[u8] {
+    content_type.split(|b| *b == b';').next().unwrap_or_default().trim_ascii()
+}
+
+/// The token of an `authorization: Bearer <token>` value.
+pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let value = value.trim_ascii();
+    let (scheme, token) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = token.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Client headers that carry the client's own credentials (OpenAI, Anthropic, Azure, Google styles):
+/// never forwarded to a provider.
+pub const CLIENT_CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+/// Headers that steer Envoy or our filter: a client must never set them.
+pub fn is_routing_header(name: &str) -> bool {
+    name.starts_with("x-envoy-") || name.starts_with("x-llm-")
+}
+
+/// Whether a response header goes on to the client: everything of a reply Envoy or we made, and of a
+/// provider's only the allowlist (content type and length, rate-limit hints). Never the attempt count.
+pub fn forwardable_response_header(name: &str, via_upstream: bool) -> bool {
+    if name == ATTEMPT_COUNT {
+        return false;
+    }
+    if !via_upstream {
+        return true;
+    }
+    name.starts_with(':')
+        || matches!(name, "content-type" | "content-length" | "retry-after")
+        || name.starts_with("x-ratelimit-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer_token(b"Bearer sk-1"), Some(&b"sk-1"[..]));
+        assert_eq!(bearer_token(b" bearer   sk-1 "), Some(&b"sk-1"[..]));
+        for bad in [&b""[..], b"Bearer", b"Bearer ", b"Basic abc", b"sk-1", b"Bearersk-1"] {
+            assert_eq!(bearer_token(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_statuses_and_media_types() {
+        assert_eq!(attempt_count(b"2"), Some(2));
+        assert_eq!(attempt_count(b"x"), None);
+        let h = |s: &str| vec![(":status".to_string(), s.as_bytes().to_vec())];
+        assert_eq!((status(&h("429")), status(&h("70000")), status(&h("")), status(&[])), (429, 0, 0, 0));
+        assert_eq!(media_type(b" Application/JSON ; charset=utf-8"), b"Application/JSON");
+    }
+
+    #[test]
+    fn only_allowlisted_provider_headers_reach_the_client() {
+        for (name, ok) in [
+            (":status", true),
+            ("content-type", true),
+            ("retry-after", true),
+            ("x-ratelimit-remaining-requests", true),
+            ("set-cookie", false),
+            ("x-mock-secret", false),
+            (ATTEMPT_COUNT, false),
+        ] {
+            assert_eq!(forwardable_response_header(name, true), ok, "{name}");
+        }
+        assert!(forwardable_response_header("x-anything", false));
+        assert!(!forwardable_response_header(ATTEMPT_COUNT, false));
+    }
+}
