@@ -566,6 +566,7 @@ fn tls_socket(p: &Provider, ca_bundle: &str) -> Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_norway::Value;
 
     /// The brain's test catalog (key `sk-test-1`), shared with its unit tests.
     fn demo_json() -> String {
@@ -573,50 +574,211 @@ mod tests {
             .replace("SHA", &llm_router::auth::hash_token("sk-test-1"))
     }
 
+    /// The generated config for `catalog`, parsed: the tests check values, not the text's layout.
+    fn config(catalog: &str, opts: &Options) -> Value {
+        serde_norway::from_str(&generate(catalog, opts).unwrap()).unwrap()
+    }
+
+    fn demo() -> Value {
+        config(&demo_json(), &Options::default())
+    }
+
+    /// An expected value, written as YAML in a Rust string: the lines after the first are dedented by their
+    /// common indentation, so the first line (right after the quote) lines up with them.
+    fn yaml(text: &str) -> Value {
+        let rest = text.lines().skip(1).filter(|l| !l.trim().is_empty());
+        let indent = rest.map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+        let lines: Vec<&str> = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| if i == 0 { l } else { l.get(indent..).unwrap_or("") })
+            .collect();
+        serde_norway::from_str(&lines.join("\n")).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    /// The HTTP connection manager's config.
+    fn hcm(doc: &Value) -> &Value {
+        &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    }
+
+    /// The one route's action (`route:`).
+    fn route_action(doc: &Value) -> &Value {
+        &hcm(doc)["route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    }
+
+    fn clusters(doc: &Value) -> &[Value] {
+        doc["static_resources"]["clusters"].as_sequence().unwrap()
+    }
+
+    fn cluster<'a>(doc: &'a Value, name: &str) -> &'a Value {
+        clusters(doc).iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no cluster {name}"))
+    }
+
+    /// The `prefix_match_map` of a slot matcher: slot-value prefix → cluster.
+    fn slot_clusters(slot_matcher: &Value) -> Vec<(&str, &str)> {
+        let tree = &slot_matcher["matcher_tree"];
+        tree["prefix_match_map"]["map"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap(), v["action"]["typed_config"]["cluster"].as_str().unwrap()))
+            .collect()
+    }
+
     #[test]
-    fn generates_clusters_slots_and_secret_free_config() {
-        let yaml = generate(&demo_json(), &Options::default()).unwrap();
-        for want in [
-            "name: llm_provider_alpha",
-            "name: llm_provider_gamma",
-            "key: wasm.llm_try_0",
-            "key: wasm.llm_try_1",
-            "sni: api.alpha.example",
-            "filename: /etc/ssl/certs/ca-certificates.crt",
-            "host_env_keys: [ALPHA_KEY, BETA_KEY]",
-            "allow_on_headers_stop_iteration: true",
-            "failure_policy: FAIL_CLOSED",
-            "retriable_status_codes:",
-            "include_request_attempt_count: true",
-            "include_attempt_count_in_response: true",
-            "\"1\":",
-            // The health logger runs only for attempts that can be failures.
-            "- response_flag_filter: {}",
-            "op: GE",
-        ] {
-            assert!(yaml.contains(want), "missing {want:?} in\n{yaml}");
-        }
-        assert!(yaml.contains("llm_try_3") && !yaml.contains("llm_try_4"), "one slot per endpoint (4)");
-        assert!(!yaml.contains("FAIL_OPEN"));
+    fn retries_on_every_failure_a_fallback_is_for_and_nothing_else() {
+        // Fallback: 5xx (a per-try timeout counts as one), a reset, a refused connection, 429, 401, 403, 408.
+        // The filter sends x-envoy-max-retries per request (its plan's length - 1); num_retries is the most
+        // any plan needs: one slot per endpoint here (4), so 3 retries.
+        let doc = demo();
+        let policy = &route_action(&doc)["retry_policy"];
+        let mut codes: Vec<u64> = policy["retriable_status_codes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .collect();
+        codes.sort_unstable();
+        assert_eq!(codes, [401, 403, 408, 429]);
+        let mut retry_on: Vec<&str> = policy["retry_on"].as_str().unwrap().split(',').collect();
+        retry_on.sort_unstable();
+        assert_eq!(retry_on, ["5xx", "connect-failure", "reset", "retriable-status-codes"]);
+        assert_eq!(policy["num_retries"], 3);
+        // The whole policy, so that an added field (a retry_host_predicate, a per_try_timeout) shows too.
+        let want = yaml(
+            "retry_on: 5xx,reset,connect-failure,retriable-status-codes
+             retriable_status_codes: [401, 403, 408, 429]
+             num_retries: 3
+             refresh_cluster_on_retry: true
+             retry_back_off: {base_interval: 0.005s, max_interval: 0.05s}",
+        );
+        assert_eq!(*policy, want);
+        // Streams must not be cut by a whole-response timeout; the filter sets per-try timeouts.
+        assert_eq!(route_action(&doc)["timeout"], "0s");
+    }
+
+    #[test]
+    fn one_cluster_per_provider_and_role_with_its_endpoint_and_tls() {
+        let doc = demo();
+        let names: Vec<&str> = clusters(&doc).iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "llm_provider_alpha",
+                "llm_provider_beta",
+                "llm_provider_gamma",
+                "llm_fallback_alpha",
+                "llm_fallback_beta",
+                "llm_fallback_gamma"
+            ]
+        );
+        let alpha = cluster(&doc, "llm_provider_alpha");
+        assert_eq!(alpha["type"], "LOGICAL_DNS");
+        assert_eq!(alpha["per_connection_buffer_limit_bytes"], 9 * 1024 * 1024, "8 MiB + 1 MiB head-room");
+        assert_eq!(
+            alpha["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
+            yaml("socket_address: {address: api.alpha.example, port_value: 443}")
+        );
+        let tls = &alpha["transport_socket"]["typed_config"];
+        assert_eq!(tls["sni"], "api.alpha.example");
+        assert_eq!(
+            tls["common_tls_context"],
+            yaml(
+                "alpn_protocols: [h2, http/1.1]
+                 validation_context:
+                   trusted_ca: {filename: /etc/ssl/certs/ca-certificates.crt}
+                   match_typed_subject_alt_names: [{san_type: DNS, matcher: {exact: api.alpha.example}}]"
+            )
+        );
+        let beta = cluster(&doc, "llm_provider_beta");
+        assert_eq!(beta["type"], "STATIC");
+        assert_eq!(
+            beta["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
+            yaml("socket_address: {address: 127.0.0.1, port_value: 8080}")
+        );
+        assert!(beta.get("transport_socket").is_none(), "plain HTTP");
+        let text = generate(&demo_json(), &Options::default()).unwrap();
+        assert!(!text.contains("FAIL_OPEN") && !text.contains("sk-test-1"));
+    }
+
+    #[test]
+    fn the_filters_share_one_vm_with_the_provider_keys_and_the_catalog() {
+        let doc = demo();
+        let filter = &hcm(&doc)["http_filters"][0];
+        assert_eq!(filter["name"], "llm_router");
+        let config = &filter["typed_config"]["config"];
+        assert_eq!(config["root_id"], DOWNSTREAM_ROOT_ID);
+        assert_eq!(config["failure_policy"], "FAIL_CLOSED");
+        assert_eq!(config["allow_on_headers_stop_iteration"], true);
+        assert_eq!(config["configuration"]["value"], demo_json().as_str(), "the catalog's exact text");
+        assert_eq!(
+            config["vm_config"],
+            yaml(
+                "vm_id: llm_router
+                 runtime: envoy.wasm.runtime.v8
+                 code: {local: {filename: target/wasm32-wasip1/release/llm_router.wasm}}
+                 environment_variables: {host_env_keys: [ALPHA_KEY, BETA_KEY]}"
+            )
+        );
+        let host = &hcm(&doc)["route_config"]["virtual_hosts"][0];
+        assert_eq!(host["domains"], yaml("['*']"));
+        assert_eq!(host["include_request_attempt_count"], true);
+        assert_eq!(host["include_attempt_count_in_response"], true);
     }
 
     #[test]
     fn first_choice_clusters_have_no_upstream_filter_and_fallbacks_have_it() {
-        let yaml = generate(&demo_json(), &Options::default()).unwrap();
-        let clusters = format!("\n{}", yaml.split("  clusters:\n").nth(1).unwrap());
-        let blocks: Vec<&str> = clusters.split("\n  - name: ").skip(1).collect();
-        let block = |name: &str| *blocks.iter().find(|b| b.starts_with(&format!("{name}\n"))).unwrap();
+        let doc = demo();
+        let options = |name: &str| {
+            &cluster(&doc, name)["typed_extension_protocol_options"]
+                ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        };
+        let downstream_vm = &hcm(&doc)["http_filters"][0]["typed_config"]["config"]["vm_config"];
         for p in ["alpha", "beta", "gamma"] {
-            assert!(!block(&format!("llm_provider_{p}")).contains("llm_router_upstream"), "{p}");
-            let fallback = block(&format!("llm_fallback_{p}"));
-            assert!(fallback.contains("root_id: llm_router_upstream") && fallback.contains(p), "{p}");
+            assert!(options(&format!("llm_provider_{p}")).get("http_filters").is_none(), "{p}");
+            let filters = &options(&format!("llm_fallback_{p}"))["http_filters"];
+            let names: Vec<&str> =
+                filters.as_sequence().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+            assert_eq!(names, ["llm_router_upstream", "envoy.filters.http.upstream_codec"], "{p}");
+            let upstream = &filters[0]["typed_config"]["config"];
+            assert_eq!(upstream["root_id"], UPSTREAM_ROOT_ID, "{p}");
+            assert_eq!(
+                upstream["configuration"]["value"],
+                format!(r#"{{"provider":"{p}"}}"#).as_str(),
+                "{p}"
+            );
+            assert_eq!(upstream["vm_config"], *downstream_vm, "{p}: the same VM");
         }
-        // Slot 0 routes to first-choice clusters, later slots to fallback clusters.
-        let listener = yaml.split("  clusters:\n").next().unwrap();
-        let slot0 = listener.split("key: wasm.llm_try_0").nth(1).unwrap();
-        assert!(slot0.contains("cluster: llm_provider_alpha") && !slot0.contains("llm_fallback_"));
-        let slot1 = listener.split("key: wasm.llm_try_1").nth(1).unwrap().split("llm_try_2").next().unwrap();
-        assert!(slot1.contains("cluster: llm_fallback_alpha") && !slot1.contains("llm_provider_"));
+        // Slot 0 (no x-envoy-attempt-count yet) routes to first-choice clusters, slot k (retry k) to fallbacks.
+        let matcher = &route_action(&doc)["inline_cluster_specifier_plugin"]["extension"]["typed_config"]
+            ["cluster_matcher"];
+        assert_eq!(matcher["matcher_tree"]["input"]["typed_config"]["header_name"], "x-envoy-attempt-count");
+        let slot0 = &matcher["on_no_match"]["matcher"];
+        assert_eq!(slot0["matcher_tree"]["input"]["typed_config"]["key"], "wasm.llm_try_0");
+        assert_eq!(
+            slot_clusters(slot0),
+            [
+                ("alpha|", "llm_provider_alpha"),
+                ("beta|", "llm_provider_beta"),
+                ("gamma|", "llm_provider_gamma")
+            ]
+        );
+        let retries = matcher["matcher_tree"]["exact_match_map"]["map"].as_mapping().unwrap();
+        let attempts: Vec<&str> = retries.keys().map(|k| k.as_str().unwrap()).collect();
+        assert_eq!(attempts, ["1", "2", "3"], "one slot per endpoint (4)");
+        for (k, slot) in retries {
+            let slot = &slot["matcher"];
+            let key = format!("wasm.llm_try_{}", k.as_str().unwrap());
+            assert_eq!(slot["matcher_tree"]["input"]["typed_config"]["key"], key.as_str());
+            assert_eq!(
+                slot_clusters(slot),
+                [
+                    ("alpha|", "llm_fallback_alpha"),
+                    ("beta|", "llm_fallback_beta"),
+                    ("gamma|", "llm_fallback_gamma")
+                ]
+            );
+        }
     }
 
     #[test]
@@ -624,37 +786,97 @@ mod tests {
         // Envoy refuses an empty exact_match_map: with one endpoint per model there are no retry slots.
         let one = r#"{"providers": [{"name": "p", "endpoint": "http://p"}], "auth": "none",
             "models": [{"id": "m", "endpoints": [{"provider": "p", "model": "n", "pricing": {"prompt": 1, "completion": 1}}]}]}"#;
-        let yaml = generate(one, &Options::default()).unwrap();
-        assert!(yaml.contains("key: wasm.llm_try_0") && !yaml.contains("x-envoy-attempt-count"), "{yaml}");
+        let doc = config(one, &Options::default());
+        let matcher = &route_action(&doc)["inline_cluster_specifier_plugin"]["extension"]["typed_config"]
+            ["cluster_matcher"];
+        assert_eq!(matcher["matcher_tree"]["input"]["typed_config"]["key"], "wasm.llm_try_0");
+        assert_eq!(slot_clusters(matcher), [("p|", "llm_provider_p")]);
+        assert!(
+            matcher.get("on_no_match").is_none() && matcher["matcher_tree"].get("exact_match_map").is_none()
+        );
+        let names: Vec<&str> = clusters(&doc).iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["llm_provider_p"], "no fallback clusters");
+        // The generator's floor; what limits a request is the x-envoy-max-retries the filter sets (plan - 1).
+        assert_eq!(route_action(&doc)["retry_policy"]["num_retries"], 1);
+    }
+
+    #[test]
+    fn local_replies_are_our_json_errors() {
+        let doc = demo();
+        let mappers = hcm(&doc)["local_reply_config"]["mappers"].as_sequence().unwrap();
+        let got: Vec<(u64, &str)> = mappers
+            .iter()
+            .map(|m| {
+                let value = &m["filter"]["status_code_filter"]["comparison"]["value"];
+                let error = &m["body_format_override"]["json_format"]["error"];
+                assert_eq!(error["code"], "%RESPONSE_CODE%");
+                (value["default_value"].as_u64().unwrap(), error["metadata"]["error_type"].as_str().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (503, "provider_unavailable"),
+                (504, "timeout"),
+                (502, "provider_unavailable"),
+                (413, "payload_too_large"),
+                (431, "invalid_request"),
+                (408, "timeout")
+            ]
+        );
+        assert_eq!(
+            mappers[0]["headers_to_add"],
+            yaml("[{header: {key: retry-after, value: '1'}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}]")
+        );
+        assert!(mappers[1..].iter().all(|m| m.get("headers_to_add").is_none()));
     }
 
     #[test]
     fn stats_tags_label_our_stats_and_the_access_log_prints_the_account() {
-        let yaml = generate(&demo_json(), &Options::default()).unwrap();
-        let stats = yaml.split("static_resources:").next().unwrap_or_default();
-        for tag in ["model", "provider", "key", "app", "error_type"] {
-            assert!(stats.contains(&format!("- tag_name: {tag}\n")), "tag {tag} in\n{stats}");
-        }
-        assert!(stats.contains(r#"regex: "^wasmcustom\\.llm_router\\.model\\.(([^.]+)\\.)""#), "{stats}");
-        assert!(stats.contains("prefix: wasmcustom.llm_router.") && stats.contains("buckets: [5, 10, 25,"));
-        let log = yaml.split("access_log:").nth(1).expect("the listener has an access log");
-        for want in [
-            "envoy.extensions.access_loggers.file.v3.FileAccessLog",
-            "path: /dev/stdout",
-            r#"account: "%FILTER_STATE(wasm.llm_account:PLAIN)%""#,
-            r#"start_time: "%START_TIME%""#,
-            r#"request_id: "%REQ(X-REQUEST-ID)%""#,
-            r#"upstream_cluster: "%UPSTREAM_CLUSTER%""#,
-        ] {
-            assert!(log.contains(want), "missing {want:?} in\n{log}");
-        }
-        assert!(!log.contains("wasm.llm_route:"), "the route explanation is part of the account");
-        let to_file = generate(
+        let doc = demo();
+        let tags: Vec<(&str, &str)> = doc["stats_config"]["stats_tags"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|t| (t["tag_name"].as_str().unwrap(), t["regex"].as_str().unwrap()))
+            .collect();
+        assert_eq!(tags, STATS_TAGS);
+        assert_eq!(tags[0], ("model", r"^wasmcustom\.llm_router\.model\.(([^.]+)\.)"), "backslashes survive");
+        let buckets = &doc["stats_config"]["histogram_bucket_settings"];
+        assert_eq!(buckets[0]["match"], yaml("prefix: wasmcustom.llm_router."));
+        let bounds: Vec<i64> =
+            buckets[0]["buckets"].as_sequence().unwrap().iter().map(|b| b.as_i64().unwrap()).collect();
+        assert_eq!(bounds, LATENCY_BUCKETS_MS);
+        assert_eq!(buckets.as_sequence().unwrap().len(), 1);
+
+        let logs = hcm(&doc)["access_log"].as_sequence().unwrap();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0]["name"], "envoy.access_loggers.file");
+        let log = &logs[0]["typed_config"];
+        assert_eq!(log["@type"], "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog");
+        assert_eq!(log["path"], "/dev/stdout");
+        assert_eq!(
+            log["log_format"]["json_format"],
+            yaml(
+                r#"start_time: "%START_TIME%"
+                   method: "%REQ(:METHOD)%"
+                   path: "%REQ(:PATH)%"
+                   status: "%RESPONSE_CODE%"
+                   response_flags: "%RESPONSE_FLAGS%"
+                   duration_ms: "%DURATION%"
+                   upstream_cluster: "%UPSTREAM_CLUSTER%"
+                   request_id: "%REQ(X-REQUEST-ID)%"
+                   bytes_received: "%BYTES_RECEIVED%"
+                   bytes_sent: "%BYTES_SENT%"
+                   account: "%FILTER_STATE(wasm.llm_account:PLAIN)%""#
+            ),
+            "the route explanation is part of the account"
+        );
+        let to_file = config(
             &demo_json(),
             &Options { access_log_path: "/var/log/llm.log".into(), ..Options::default() },
-        )
-        .unwrap();
-        assert!(to_file.contains("path: /var/log/llm.log") && !to_file.contains("/dev/stdout"));
+        );
+        assert_eq!(hcm(&to_file)["access_log"][0]["typed_config"]["path"], "/var/log/llm.log");
     }
 
     #[test]
@@ -665,24 +887,40 @@ mod tests {
 
     #[test]
     fn the_router_logs_every_attempt_to_our_logger_in_the_shared_vm() {
-        let yaml = generate(&demo_json(), &Options::default()).unwrap();
-        let logger = yaml.split("upstream_log:").nth(1).expect("router has an upstream_log");
-        assert!(logger.contains("envoy.extensions.access_loggers.wasm.v3.WasmAccessLog"), "{logger}");
-        assert!(logger.contains(&format!("root_id: {LOGGER_ROOT_ID}")), "{logger}");
-        // Same VM as the filters: its vm_config is theirs, byte for byte.
-        let vm = |text: &str| {
-            text.split("vm_config:")
-                .nth(1)
-                .and_then(|v| v.split("configuration:").next())
-                .map(|v| v.lines().map(str::trim).collect::<Vec<_>>().join("\n"))
-        };
-        assert_eq!(vm(logger), vm(&yaml), "logger and downstream filter share one vm_config");
-        assert!(!yaml.contains("exact_balance"), "off unless asked for");
-        let balanced =
-            generate(&demo_json(), &Options { exact_balance: true, ..Options::default() }).unwrap();
-        assert!(
-            balanced.contains("connection_balance_config:") && balanced.contains("exact_balance: {}"),
-            "{balanced}"
+        let doc = demo();
+        let router = &hcm(&doc)["http_filters"][1];
+        assert_eq!(router["name"], "envoy.filters.http.router");
+        let loggers = router["typed_config"]["upstream_log"].as_sequence().unwrap();
+        assert_eq!(loggers.len(), 1);
+        let logger = &loggers[0];
+        assert_eq!(logger["name"], "envoy.access_loggers.wasm");
+        // Only for attempts that can be failures: status >= 400 or any response flag.
+        assert_eq!(logger["filter"].as_mapping().map(|m| m.len()), Some(1), "only or_filter");
+        assert_eq!(
+            logger["filter"]["or_filter"]["filters"],
+            yaml(
+                "- status_code_filter:
+                     comparison: {op: GE, value: {default_value: 400, runtime_key: llm_router.health_log_min_status}}
+                 - response_flag_filter: {}"
+            )
+        );
+        let wasm = &logger["typed_config"]["config"];
+        assert_eq!(
+            logger["typed_config"]["@type"],
+            "type.googleapis.com/envoy.extensions.access_loggers.wasm.v3.WasmAccessLog"
+        );
+        assert_eq!(wasm["root_id"], LOGGER_ROOT_ID);
+        assert_eq!(wasm["configuration"]["value"], "{}");
+        assert_eq!(wasm["failure_policy"], "FAIL_CLOSED");
+        // Same VM as the filters: its vm_config is theirs.
+        assert_eq!(wasm["vm_config"], hcm(&doc)["http_filters"][0]["typed_config"]["config"]["vm_config"]);
+
+        let listener = &doc["static_resources"]["listeners"][0];
+        assert!(listener.get("connection_balance_config").is_none(), "off unless asked for");
+        let balanced = config(&demo_json(), &Options { exact_balance: true, ..Options::default() });
+        assert_eq!(
+            balanced["static_resources"]["listeners"][0]["connection_balance_config"],
+            yaml("exact_balance: {}")
         );
     }
 }
