@@ -1,20 +1,91 @@
-//! llm-router's command line: generate the Envoy config from a catalog, check a catalog, hash a client key.
+//! llm-router's command line: generate the Envoy config from a catalog, check a catalog, explain a routing
+//! decision offline, hash a client key.
 
-use llm_router::catalog::Catalog;
+use clap::{Args, Parser, Subcommand};
+// The brain's API this binary uses, in one place.
+use llm_router::{
+    catalog::{hash_token, Catalog, KeyId},
+    routing::{health::Status, route, Inputs},
+    wire::chat_request::ChatRequest,
+};
 use llm_router_cli::envoy_config::{generate, Options};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  llm-router generate --catalog FILE [--port N] [--admin-port N] [--address A] [--wasm PATH] [--ca-bundle PEM]
-                      [--access-log PATH] [--out FILE]
-  llm-router check --catalog FILE      validate a catalog, reading provider keys from the environment
-  llm-router route --catalog FILE --request BODY.json [--key NAME] [--session-id ID]
-                                       explain offline how a request would be routed (all providers healthy)
-  llm-router hash-key TOKEN            print the sha256 to put in keys[].sha256";
+/// llm-router's command line.
+#[derive(Debug, Parser)]
+#[command(name = "llm-router", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print (or write) the Envoy config for a catalog.
+    Generate(GenerateArgs),
+    /// Validate a catalog, reading provider keys from the environment.
+    Check {
+        /// The catalog (JSON).
+        #[arg(long, value_name = "FILE")]
+        catalog: PathBuf,
+    },
+    /// Explain offline how a request would be routed (all providers healthy).
+    Route {
+        /// The catalog (JSON).
+        #[arg(long, value_name = "FILE")]
+        catalog: PathBuf,
+        /// The request body, as a client would send it.
+        #[arg(long, value_name = "BODY.json")]
+        request: PathBuf,
+        /// The client key (by name) the request comes with; default: the catalog's first key.
+        #[arg(long, value_name = "NAME")]
+        key: Option<String>,
+        /// The `x-session-id` header the request comes with.
+        #[arg(long, value_name = "ID")]
+        session_id: Option<String>,
+    },
+    /// Print the sha256 to put in keys[].sha256.
+    HashKey {
+        /// The client key; it may start with `-`.
+        #[arg(allow_hyphen_values = true)]
+        token: String,
+    },
+}
+
+/// `generate`'s flags; the defaults are [`Options::default`]'s.
+#[derive(Debug, Args)]
+struct GenerateArgs {
+    /// The catalog (JSON).
+    #[arg(long, value_name = "FILE")]
+    catalog: PathBuf,
+    /// Listener port (0 = any free port).
+    #[arg(long, value_name = "N", default_value_t = Options::default().port)]
+    port: u16,
+    /// Admin port on 127.0.0.1 (0 = any free port).
+    #[arg(long, value_name = "N", default_value_t = Options::default().admin_port)]
+    admin_port: u16,
+    /// Listener address.
+    #[arg(long, value_name = "A", default_value_t = Options::default().address)]
+    address: String,
+    /// Path of llm_router.wasm as Envoy should open it.
+    #[arg(long, value_name = "PATH", default_value_t = Options::default().wasm_path)]
+    wasm: String,
+    /// CA bundle for providers without `ca_file`.
+    #[arg(long, value_name = "PEM", default_value_t = Options::default().ca_bundle)]
+    ca_bundle: String,
+    /// Where Envoy writes the access log.
+    #[arg(long, value_name = "PATH", default_value_t = Options::default().access_log_path)]
+    access_log: String,
+    /// Write the config to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    // A usage error (unknown flag, missing or malformed value) exits here, with clap's message and status 2.
+    let cli = Cli::parse();
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("llm-router: {e}");
@@ -23,49 +94,31 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &[String]) -> Result<(), String> {
-    let (cmd, rest) = args.split_first().ok_or(USAGE)?;
-    let flag = |name: &str| -> Option<&str> {
-        rest.iter().position(|a| a == name).and_then(|i| rest.get(i + 1)).map(String::as_str)
-    };
-    let read_catalog = || -> Result<(String, String), String> {
-        let path = flag("--catalog").ok_or("--catalog FILE is required")?;
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-        Ok((path.to_string(), text))
-    };
-    match cmd.as_str() {
-        "generate" => {
-            let (path, text) = read_catalog()?;
-            let mut opts = Options { source: path.clone(), ..Options::default() };
-            if let Some(p) = flag("--port") {
-                opts.port = p.parse().map_err(|_| format!("--port: invalid port {p}"))?;
-            }
-            if let Some(p) = flag("--admin-port") {
-                opts.admin_port = p.parse().map_err(|_| format!("--admin-port: invalid port {p}"))?;
-            }
-            if let Some(a) = flag("--address") {
-                opts.address = a.to_string();
-            }
-            if let Some(b) = flag("--ca-bundle") {
-                opts.ca_bundle = b.to_string();
-            }
-            if let Some(w) = flag("--wasm") {
-                opts.wasm_path = w.to_string();
-            }
-            if let Some(l) = flag("--access-log") {
-                opts.access_log_path = l.to_string();
-            }
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Generate(args) => {
+            let (path, text) = read_catalog(&args.catalog)?;
+            let opts = Options {
+                source: path.clone(),
+                port: args.port,
+                admin_port: args.admin_port,
+                address: args.address,
+                wasm_path: args.wasm,
+                ca_bundle: args.ca_bundle,
+                access_log_path: args.access_log,
+                ..Options::default()
+            };
             let yaml = generate(&text, &opts).map_err(|e| format!("{path}: {e}"))?;
-            match flag("--out") {
-                Some(out) => std::fs::write(out, yaml).map_err(|e| format!("{out}: {e}")),
+            match args.out {
+                Some(out) => std::fs::write(&out, yaml).map_err(|e| format!("{}: {e}", out.display())),
                 None => {
                     print!("{yaml}");
                     Ok(())
                 }
             }
         }
-        "check" => {
-            let (path, text) = read_catalog()?;
+        Command::Check { catalog } => {
+            let (path, text) = read_catalog(&catalog)?;
             let env = |name: &str| std::env::var(name).ok();
             let c = Catalog::parse(text.as_bytes(), Some(&env)).map_err(|e| format!("{path}: {e}"))?;
             println!(
@@ -76,12 +129,11 @@ fn run(args: &[String]) -> Result<(), String> {
             );
             Ok(())
         }
-        "route" => {
-            let (path, text) = read_catalog()?;
+        Command::Route { catalog, request, key, session_id } => {
+            let (path, text) = read_catalog(&catalog)?;
             let catalog = Catalog::parse(text.as_bytes(), None).map_err(|e| format!("{path}: {e}"))?;
-            let request_path = flag("--request").ok_or("--request BODY.json is required")?;
-            let body = std::fs::read(request_path).map_err(|e| format!("{request_path}: {e}"))?;
-            let caller = match flag("--key") {
+            let body = std::fs::read(&request).map_err(|e| format!("{}: {e}", request.display()))?;
+            let caller = match key {
                 Some(name) => Some(
                     catalog
                         .key_ids()
@@ -90,28 +142,25 @@ fn run(args: &[String]) -> Result<(), String> {
                 ),
                 None => catalog.key_ids().next(),
             };
-            print!("{}", explain_route(&catalog, &body, caller, flag("--session-id")));
+            print!("{}", explain_route(&catalog, &body, caller, session_id.as_deref()));
             Ok(())
         }
-        "hash-key" => {
-            let token = rest.first().ok_or("hash-key TOKEN")?;
-            println!("{}", llm_router::catalog::hash_token(token));
+        Command::HashKey { token } => {
+            println!("{}", hash_token(&token));
             Ok(())
         }
-        _ => Err(USAGE.to_string()),
     }
 }
 
+/// The catalog file's path as given (errors name it) and its text.
+fn read_catalog(path: &Path) -> Result<(String, String), String> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{name}: {e}"))?;
+    Ok((name, text))
+}
+
 /// The decision for one request body, as text: the plan, the explanation, or the error the client gets.
-fn explain_route(
-    catalog: &Catalog,
-    body: &[u8],
-    caller: Option<llm_router::catalog::KeyId>,
-    session: Option<&str>,
-) -> String {
-    use llm_router::routing::health::Status;
-    use llm_router::routing::{route, Inputs};
-    use llm_router::wire::chat_request::ChatRequest;
+fn explain_route(catalog: &Catalog, body: &[u8], caller: Option<KeyId>, session: Option<&str>) -> String {
     let healthy = |_| Status::default();
     let result = ChatRequest::parse(body).and_then(|req| {
         let inputs = Inputs {

@@ -1,216 +1,146 @@
-//! A small ordered tree and its YAML rendering, for the generated Envoy configs. Keys keep the order they
-//! were written in, so the output reads like a hand-written Envoy config; strings are quoted whenever a
-//! plain scalar could be misread.
+//! Building the generated Envoy configs as YAML values (`serde_norway`, a fork of the archived `serde_yaml`).
+//! Its mappings keep their keys in insertion order, so the output reads like a hand-written Envoy config:
+//! `name` before `typed_config`, `@type` first. Quoting and block style are the library's.
 
-/// A YAML value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Node {
-    Map(Vec<(String, Node)>),
-    List(Vec<Node>),
-    Str(String),
-    Int(i64),
-    Bool(bool),
+pub use serde_norway::Value;
+
+/// A mapping from `(key, value)` pairs, in this order.
+pub fn map<const N: usize>(pairs: [(&str, Value); N]) -> Value {
+    map_of(pairs.into_iter().map(|(k, v)| (k.to_string(), v)))
 }
 
-/// A map from `(key, value)` pairs.
-pub fn map<const N: usize>(pairs: [(&str, Node); N]) -> Node {
-    Node::Map(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+/// A mapping from computed `(key, value)` pairs, in iteration order.
+pub fn map_of(pairs: impl IntoIterator<Item = (String, Value)>) -> Value {
+    Value::Mapping(pairs.into_iter().map(|(k, v)| (Value::String(k), v)).collect())
+}
+
+/// A sequence.
+pub fn list(items: impl IntoIterator<Item = Value>) -> Value {
+    Value::Sequence(items.into_iter().collect())
 }
 
 /// A string.
-pub fn s(v: impl Into<String>) -> Node {
-    Node::Str(v.into())
+pub fn s(v: impl Into<String>) -> Value {
+    Value::String(v.into())
 }
 
 /// An integer.
-pub fn int(v: impl Into<i64>) -> Node {
-    Node::Int(v.into())
+pub fn int(v: impl Into<i64>) -> Value {
+    Value::Number(v.into().into())
 }
 
-impl Node {
-    /// Adds a key to a map (no-op on other nodes).
-    pub fn with(mut self, key: &str, value: Node) -> Node {
-        if let Node::Map(pairs) = &mut self {
-            pairs.push((key.to_string(), value));
+/// Adding keys to a mapping built with [`map`].
+pub trait With {
+    /// Appends `key: value` to a mapping (no-op on other values).
+    fn with(self, key: &str, value: Value) -> Value;
+}
+
+impl With for Value {
+    fn with(mut self, key: &str, value: Value) -> Value {
+        if let Value::Mapping(m) = &mut self {
+            m.insert(s(key), value);
         }
         self
     }
+}
 
-    /// Renders as a YAML document.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        match self {
-            Node::Map(pairs) if !pairs.is_empty() => write_map(&mut out, pairs, 0),
-            other => {
-                write_inline(&mut out, other);
-                out.push('\n');
-            }
-        }
-        out
+/// Renders as a YAML document, or says which string Envoy would misread.
+///
+/// The serializer quotes the strings that YAML 1.2 reads as something else (`true`, `12`, `null`), but Envoy
+/// parses its config with yaml-cpp, which also takes YAML 1.1's `yes`/`no`/`on`/`off`/`y`/`n` for booleans
+/// and `0X1F` for an integer: given such a plain scalar where it wants a string, Envoy refuses the whole
+/// config. The serializer cannot be told to quote one scalar, so such a value is refused here, with where it
+/// is. (Mapping keys are safe: Envoy reads every key as a string.)
+pub fn render(doc: &Value) -> Result<String, String> {
+    if let Some(e) = misread(doc, "") {
+        return Err(e);
     }
+    // Only a non-string mapping key or a tagged value can fail to serialize, and the builders above make
+    // neither.
+    Ok(serde_norway::to_string(doc).expect("a tree of strings, numbers, booleans, mappings and sequences"))
 }
 
-fn indent(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n(' ', n));
-}
-
-fn is_block(node: &Node) -> bool {
-    match node {
-        Node::Map(p) => !p.is_empty(),
-        Node::List(l) => !l.is_empty(),
-        Node::Str(s) => literal_ok(s),
-        _ => false,
-    }
-}
-
-fn is_short_scalar(node: &Node) -> bool {
-    match node {
-        Node::Str(s) => !literal_ok(s) && s.len() < 40,
-        Node::Int(_) | Node::Bool(_) => true,
-        _ => false,
-    }
-}
-
-fn write_map(out: &mut String, pairs: &[(String, Node)], level: usize) {
-    for (k, v) in pairs {
-        indent(out, level);
-        write_scalar(out, k);
-        out.push(':');
-        write_value(out, v, level);
-    }
-}
-
-/// Writes what follows `key:` (or `- `), including the newline.
-fn write_value(out: &mut String, v: &Node, level: usize) {
+/// The first string value (depth first) that yaml-cpp would read as a boolean or a number, as an error.
+fn misread(v: &Value, path: &str) -> Option<String> {
     match v {
-        Node::Map(p) if !p.is_empty() => {
-            out.push('\n');
-            write_map(out, p, level + 2);
+        Value::String(s) if envoy_misreads(s) => Some(format!(
+            "{path}: {s:?} would be a plain YAML scalar, which Envoy reads as a boolean or a number"
+        )),
+        Value::Sequence(items) => {
+            items.iter().enumerate().find_map(|(i, v)| misread(v, &format!("{path}[{i}]")))
         }
-        Node::List(l) if !l.is_empty() && !l.iter().all(is_short_scalar) => {
-            out.push('\n');
-            write_list(out, l, level);
-        }
-        Node::Str(s) if literal_ok(s) => {
-            out.push_str(if s.ends_with('\n') { " |\n" } else { " |-\n" });
-            for line in s.lines() {
-                if !line.is_empty() {
-                    indent(out, level + 2);
-                    out.push_str(line);
-                }
-                out.push('\n');
-            }
-        }
-        other => {
-            out.push(' ');
-            write_inline(out, other);
-            out.push('\n');
-        }
+        Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+            let key = k.as_str().unwrap_or("?");
+            misread(v, &if path.is_empty() { key.to_string() } else { format!("{path}.{key}") })
+        }),
+        _ => None,
     }
 }
 
-fn write_list(out: &mut String, items: &[Node], level: usize) {
-    for item in items {
-        indent(out, level);
-        out.push('-');
-        match item {
-            Node::Map(p) if !p.is_empty() => {
-                // First pair on the dash line, the rest aligned under it.
-                let (k, v) = &p[0];
-                out.push(' ');
-                write_scalar(out, k);
-                out.push(':');
-                write_value(out, v, level + 2);
-                write_map(out, &p[1..], level + 2);
-            }
-            other if is_block(other) => write_value(out, other, level),
-            other => {
-                out.push(' ');
-                write_inline(out, other);
-                out.push('\n');
-            }
-        }
-    }
-}
-
-fn write_inline(out: &mut String, v: &Node) {
-    match v {
-        Node::Map(p) if p.is_empty() => out.push_str("{}"),
-        Node::List(l) if l.is_empty() => out.push_str("[]"),
-        Node::Map(p) => {
-            out.push('{');
-            for (i, (k, v)) in p.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_scalar(out, k);
-                out.push_str(": ");
-                write_inline(out, v);
-            }
-            out.push('}');
-        }
-        Node::List(l) => {
-            out.push('[');
-            for (i, v) in l.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_inline(out, v);
-            }
-            out.push(']');
-        }
-        Node::Str(s) => write_scalar(out, s),
-        Node::Int(n) => out.push_str(&n.to_string()),
-        Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-    }
-}
-
-/// A string as a plain scalar when that is unambiguous, else JSON-quoted (valid YAML double quotes).
-fn write_scalar(out: &mut String, s: &str) {
-    if plain_ok(s) {
-        out.push_str(s);
-    } else {
-        out.push_str(&serde_json::Value::String(s.to_string()).to_string());
-    }
-}
-
-fn plain_ok(s: &str) -> bool {
-    let first_ok = s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'/' || b == b'_');
-    let chars_ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
-    let reserved = matches!(
-        s.to_ascii_lowercase().as_str(),
-        "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "y" | "n"
+/// Strings the serializer leaves unquoted but yaml-cpp does not read as strings: YAML 1.1 booleans in the
+/// casings yaml-cpp accepts, and hexadecimal with a capital `0X` (base detection; `0x` gets quoted).
+fn envoy_misreads(s: &str) -> bool {
+    let bool_word = matches!(
+        s,
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
     );
-    first_ok && chars_ok && !reserved
-}
-
-/// Multi-line text without characters that would need escaping goes in a literal block.
-fn literal_ok(s: &str) -> bool {
-    s.contains('\n')
-        && !s.starts_with([' ', '\n'])
-        && s.bytes().all(|b| b == b'\n' || (b' '..=b'~').contains(&b))
-        && !s.lines().any(|l| l.ends_with(' '))
+    let hex = s
+        .trim_start_matches(['+', '-'])
+        .strip_prefix("0X")
+        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    bool_word || hex
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
-    fn renders_nested_maps_lists_and_quotes() {
+    fn keeps_key_order_and_round_trips() {
         let doc = map([
-            ("a", map([("@type", s("x.y/Z")), ("num", int(3)), ("t", s("true"))])),
-            ("list", Node::List(vec![map([("name", s("c1")), ("port", int(80))]), s("plain")])),
+            ("z", map([("@type", s("x.y/Z")), ("num", int(3)), ("t", s("true"))])),
+            ("a", list([map([("name", s("c1")), ("port", int(80))]), s("plain")])),
             ("empty", map([])),
-            ("codes", Node::List(vec![int(401), int(429)])),
             ("text", s("{\n  \"k\": 1\n}\n")),
-            ("flag", Node::Bool(true)),
-            ("odd", s("a: b")),
-        ]);
-        let want = "a:\n  \"@type\": x.y/Z\n  num: 3\n  t: \"true\"\nlist:\n- name: c1\n  port: 80\n- plain\n\
-                    empty: {}\ncodes: [401, 429]\ntext: |\n  {\n    \"k\": 1\n  }\nflag: true\nodd: \"a: b\"\n";
-        assert_eq!(doc.render(), want);
+            ("flag", Value::Bool(true)),
+        ])
+        .with("m", map_of([("2".to_string(), int(2)), ("1".to_string(), int(1))]));
+        let text = render(&doc).unwrap();
+        let keys: Vec<&str> = text.lines().filter(|l| !l.starts_with([' ', '-'])).collect();
+        assert_eq!(keys, ["z:", "a:", "empty: {}", "text: |", "flag: true", "m:"], "{text}");
+        assert!(text.contains("  '@type': x.y/Z\n  num: 3\n  t: 'true'\n"), "{text}");
+        assert!(text.contains("m:\n  '2': 2\n  '1': 1\n"), "{text}");
+        assert_eq!(serde_norway::from_str::<Value>(&text).unwrap(), doc);
+    }
+
+    #[test]
+    fn refuses_strings_envoy_would_not_read_as_strings() {
+        for bad in ["ON", "yes", "n", "Off", "0X1F", "-0XAB"] {
+            let doc = map([("a", list([map([("b", s(bad))])]))]);
+            let e = render(&doc).unwrap_err();
+            assert!(e.starts_with(&format!("a[0].b: {bad:?} would be a plain YAML scalar")), "{e}");
+        }
+        // Quoted by the serializer, or plain and read as strings by Envoy too.
+        for fine in
+            ["true", "0x1F", "017", "+12", "12", "null", "onion", "oN", "yess", "0X", "0XG", "5s", "alpha|"]
+        {
+            let text = render(&map([("b", s(fine))])).unwrap();
+            assert_eq!(serde_norway::from_str::<Value>(&text).unwrap()["b"], s(fine), "{text}");
+        }
+        assert!(render(&map([("on", s("x"))])).is_ok(), "keys are always strings to Envoy");
     }
 }

@@ -1,4 +1,5 @@
-//! The `llm-router` command line: offline route explanations, config generation errors, key hashing.
+//! The `llm-router` command line: offline route explanations, config generation errors, key hashing, usage
+//! errors.
 
 use std::process::Command;
 
@@ -40,12 +41,13 @@ fn route_prints_the_attempts_or_the_error_a_client_would_get() {
         "none",
         r#"{"model":"llama-3.3-70b","messages":[],"provider":{"zdr":true,"only":["beta"]}}"#,
     );
-    let (_, out) = run(&["route", "--catalog", "envoy/demo-catalog.json", "--request", &none]);
+    let (success, out) = run(&["route", "--catalog", "envoy/demo-catalog.json", "--request", &none]);
+    assert!(success, "an explanation, even of an error: {out}");
     assert!(out.contains("the client gets 404") && out.contains("\"excluded_by\""), "{out}");
 }
 
 #[test]
-fn generate_names_the_bad_field_and_hash_key_matches_the_demo_key() {
+fn generate_names_the_bad_field() {
     let bad = request_file(
         "catalog",
         r#"{"providers":[{"name":"p","endpoint":"http://p"}],"auth":"none",
@@ -53,9 +55,27 @@ fn generate_names_the_bad_field_and_hash_key_matches_the_demo_key() {
     );
     let (success, out) = run(&["generate", "--catalog", &bad]);
     assert!(!success);
-    assert!(out.contains("models[0].endpoints[0].provider: unknown provider \"q\""), "{out}");
-    let (_, out) = run(&["hash-key", "sk-demo-llm-router"]);
+    assert!(
+        out.contains(&format!("{bad}: models[0].endpoints[0].provider: unknown provider \"q\"")),
+        "{out}"
+    );
+}
+
+#[test]
+fn hash_key_prints_the_sha256_the_demo_catalog_holds() {
+    let (success, out) = run(&["hash-key", "sk-demo-llm-router"]);
+    assert!(success, "{out}");
+    assert_eq!(out, "6e642b523c88456ac29a1fff7b4187d6ff5548686cf85400224679fddfe51858\n");
     let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../envoy/demo-catalog.json"))
         .unwrap();
     assert!(demo.contains(out.trim()), "{out}");
+}
+
+#[test]
+fn an_unknown_flag_is_an_error() {
+    // It used to be ignored: `--target istio` generated the default config.
+    let (success, out) = run(&["generate", "--catalog", "envoy/demo-catalog.json", "--target", "istio"]);
+    assert!(!success, "{out}");
+    assert!(out.contains("error: unexpected argument '--target' found"), "{out}");
+    assert!(!out.contains("static_resources"), "nothing generated: {out}");
 }
