@@ -17,6 +17,11 @@ pub mod logger;
 pub mod stats;
 pub mod upstream;
 
+#[cfg(test)]
+mod fake_host;
+#[cfg(test)]
+mod lifecycle_tests;
+
 use crate::catalog::{Catalog, EnvLookup};
 use downstream::Downstream;
 use host::Host;
