@@ -3,21 +3,10 @@
 
 use super::fields::FieldError;
 use super::ids::{id, KeyId};
-use super::policy::{parse_key_policy, KeyPolicy};
+use super::policy::parse_key_policy;
 use super::raw::RawKey;
-use super::{Catalog, Provider};
+use super::types::{Catalog, ClientKey, KeyPolicy, Provider};
 use sha2::{Digest, Sha256};
-
-/// A client key.
-#[derive(Debug, Clone)]
-pub struct ClientKey {
-    /// Its name (metric label, account, session key).
-    pub name: String,
-    /// The SHA-256 of its bearer token.
-    pub sha256: [u8; 32],
-    /// The floor every request made with this key is held to.
-    pub policy: KeyPolicy,
-}
 
 impl Catalog {
     /// The key whose token this is, if any. Compares with every key, whatever matches, so timing says

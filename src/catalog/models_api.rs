@@ -1,6 +1,6 @@
 //! `GET /models`: the catalog in OpenRouter's `ModelsListResponse` shape, rendered once at load.
 
-use super::{Catalog, Model, ModelEndpoint};
+use super::types::{Catalog, Model, ModelEndpoint};
 use serde_json::{json, Value};
 
 /// Renders the whole list (no pagination: `links.next` is null).

@@ -6,7 +6,7 @@
 //! catalog contract's example policy has `"only": []`).
 
 use super::fields::{boolean, names, non_empty, object_or_null, Checked, FieldError};
-use super::{Pricing, Provider};
+use super::types::{KeyPolicy, MaxPrice, Pricing, Provider};
 use serde_json::Value;
 
 /// The quantization levels OpenRouter's schema knows (`Quantization`).
@@ -15,16 +15,6 @@ pub const QUANTIZATIONS: &[&str] =
 
 /// Every field of a client key's `policy` in the catalog.
 const POLICY_FIELDS: &[&str] = &["data_collection", "zdr", "only", "ignore", "max_price", "quantizations"];
-
-/// Price ceilings (`max_price`): USD per million tokens for `prompt` and `completion`, USD per request for
-/// `request`, USD per image for `image`. `None` = no ceiling.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct MaxPrice {
-    pub prompt: Option<f64>,
-    pub completion: Option<f64>,
-    pub request: Option<f64>,
-    pub image: Option<f64>,
-}
 
 impl MaxPrice {
     /// Whether no ceiling is set.
@@ -59,23 +49,6 @@ fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
         (a, None) => a,
         (None, b) => b,
     }
-}
-
-/// A client key's `policy` from the catalog: a floor every request made with the key is held to.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct KeyPolicy {
-    /// `data_collection: "deny"`.
-    pub deny_data_collection: bool,
-    /// Only zero-data-retention providers.
-    pub zdr: bool,
-    /// Only these providers (each named provider's slug and display name); `None` = no restriction.
-    pub only: Option<Vec<String>>,
-    /// Never these providers (each named provider's slug and display name).
-    pub ignore: Vec<String>,
-    /// Price ceilings.
-    pub max_price: MaxPrice,
-    /// Only these quantizations; `None` = no restriction.
-    pub quantizations: Option<Vec<String>>,
 }
 
 /// Parses and validates `keys[i].policy` at catalog load. `path` is the field's path (`keys[0].policy`);

@@ -17,10 +17,8 @@
 use crate::catalog::fields::{
     boolean, names, non_empty, non_negative_number, object_or_null, Checked, FieldError,
 };
-use crate::catalog::policy::{
-    data_collection, eq_ci, max_price, names_provider, quantizations, KeyPolicy, MaxPrice,
-};
-use crate::catalog::Provider;
+use crate::catalog::policy::{data_collection, eq_ci, max_price, names_provider, quantizations};
+use crate::catalog::{KeyPolicy, MaxPrice, Provider};
 use crate::wire::error::ApiError;
 use serde_json::Value;
 

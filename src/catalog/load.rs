@@ -1,0 +1,330 @@
+//! Loading the catalog: the JSON document parsed once, validated with an error naming the field
+//! (`models[3].endpoints[0].provider: unknown provider "deepinfar"`), provider keys read from the
+//! environment, names indexed, `/models` rendered.
+
+use super::endpoint::Endpoint;
+use super::fields::FieldError;
+use super::ids::{id, ModelId, ProviderId};
+use super::keys::validate_key;
+use super::models_api;
+use super::raw::{RawCatalog, RawEndpoint, RawKey, RawModel, RawProvider, RawRouting};
+use super::types::{
+    AuthMode, Catalog, DataCollection, EnvLookup, Model, ModelEndpoint, Pricing, Provider, Routing, Secret,
+    INPUT_MODALITIES, KNOWN_PARAMETERS, MAX_ATTEMPTS_LIMIT, OUTPUT_MODALITIES,
+};
+use crate::fnv::FnvMap;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+impl Catalog {
+    /// Parses and validates a catalog. With `env`, every provider's `api_key_env` must be set (the filter);
+    /// without, keys are not read (the config generator).
+    pub fn parse(json: &[u8], env: Option<EnvLookup<'_>>) -> Result<Catalog, FieldError> {
+        let raw: RawCatalog =
+            serde_json::from_slice(json).map_err(|e| err("", format!("invalid catalog: {e}")))?;
+        let providers = parse_list::<RawProvider>(&raw.providers, "providers")?;
+        if providers.is_empty() {
+            return Err(err("providers", "at least one provider is required"));
+        }
+        let mut catalog = Catalog {
+            providers: Vec::with_capacity(providers.len()),
+            models: Vec::new(),
+            keys: Vec::new(),
+            auth: AuthMode::Keys,
+            routing: parse_routing(&raw.routing)?,
+            provider_header_names: Vec::new(),
+            models_json: String::new(),
+            by_model_name: FnvMap::default(),
+            by_provider_name: FnvMap::default(),
+        };
+        for (i, p) in providers.into_iter().enumerate() {
+            let provider = validate_provider(p, &format!("providers[{i}]"), env)?;
+            if catalog.by_provider_name.insert(provider.name.clone(), ProviderId(id(i))).is_some() {
+                return Err(err(
+                    &format!("providers[{i}].name"),
+                    format!("duplicate provider \"{}\"", provider.name),
+                ));
+            }
+            catalog.providers.push(provider);
+        }
+        let models = parse_list::<RawModel>(&raw.models, "models")?;
+        if models.is_empty() {
+            return Err(err("models", "at least one model is required"));
+        }
+        for (i, m) in models.into_iter().enumerate() {
+            let path = format!("models[{i}]");
+            let model = catalog.validate_model(m, &path)?;
+            for (j, name) in std::iter::once(&model.id).chain(model.aliases.iter()).enumerate() {
+                if catalog.by_model_name.insert(name.clone(), ModelId(id(i))).is_some() {
+                    let field =
+                        if j == 0 { format!("{path}.id") } else { format!("{path}.aliases[{}]", j - 1) };
+                    return Err(err(&field, format!("model name \"{name}\" is already used")));
+                }
+            }
+            catalog.models.push(model);
+        }
+        catalog.auth = match raw.auth.as_deref() {
+            None | Some("keys") => AuthMode::Keys,
+            Some("none") => AuthMode::None,
+            Some(other) => return Err(err("auth", format!("must be \"keys\" or \"none\", not \"{other}\""))),
+        };
+        let keys = if raw.keys.is_null() { Vec::new() } else { parse_list::<RawKey>(&raw.keys, "keys")? };
+        for (i, k) in keys.into_iter().enumerate() {
+            let key = validate_key(k, &format!("keys[{i}]"), &catalog.providers)?;
+            if catalog.keys.iter().any(|other| other.name == key.name) {
+                return Err(err(&format!("keys[{i}].name"), format!("duplicate key name \"{}\"", key.name)));
+            }
+            catalog.keys.push(key);
+        }
+        if catalog.auth == AuthMode::Keys && catalog.keys.is_empty() {
+            return Err(err(
+                "keys",
+                "auth is \"keys\" but no keys are listed (set \"auth\": \"none\" to disable)",
+            ));
+        }
+        let mut names: Vec<String> = Vec::new();
+        for p in &catalog.providers {
+            names.push(p.auth_header.clone());
+            names.extend(p.headers.iter().map(|(n, _)| n.clone()));
+        }
+        names.sort();
+        names.dedup();
+        catalog.provider_header_names = names;
+        catalog.models_json = models_api::render(&catalog);
+        Ok(catalog)
+    }
+
+    fn validate_model(&self, m: RawModel, path: &str) -> Result<Model, FieldError> {
+        check_model_name(&m.id, &format!("{path}.id"))?;
+        for (j, a) in m.aliases.iter().enumerate() {
+            check_model_name(a, &format!("{path}.aliases[{j}]"))?;
+        }
+        for (field, values, known) in [
+            ("input_modalities", &m.input_modalities, INPUT_MODALITIES),
+            ("output_modalities", &m.output_modalities, OUTPUT_MODALITIES),
+        ] {
+            check_known(values.as_deref().unwrap_or_default(), known, &format!("{path}.{field}"))?;
+        }
+        let raw_endpoints = parse_list::<RawEndpoint>(&m.endpoints, &format!("{path}.endpoints"))?;
+        if raw_endpoints.is_empty() {
+            return Err(err(&format!("{path}.endpoints"), "at least one endpoint is required"));
+        }
+        let mut endpoints = Vec::with_capacity(raw_endpoints.len());
+        for (j, e) in raw_endpoints.into_iter().enumerate() {
+            let epath = format!("{path}.endpoints[{j}]");
+            let provider = self.provider_named(&e.provider).ok_or_else(|| {
+                err(&format!("{epath}.provider"), format!("unknown provider \"{}\"", e.provider))
+            })?;
+            if endpoints.iter().any(|x: &ModelEndpoint| x.provider == provider) {
+                return Err(err(
+                    &format!("{epath}.provider"),
+                    format!("provider \"{}\" is listed twice", e.provider),
+                ));
+            }
+            if e.model.is_empty() {
+                return Err(err(&format!("{epath}.model"), "must not be empty"));
+            }
+            check_known(
+                e.supported_parameters.as_deref().unwrap_or_default(),
+                KNOWN_PARAMETERS,
+                &format!("{epath}.supported_parameters"),
+            )?;
+            let p = e.pricing;
+            for (field, v) in [
+                ("prompt", Some(p.prompt)),
+                ("completion", Some(p.completion)),
+                ("cache_read", p.cache_read),
+                ("cache_write", p.cache_write),
+                ("request", p.request),
+                ("image", p.image),
+            ] {
+                if let Some(v) = v {
+                    if !v.is_finite() || v < 0.0 {
+                        return Err(err(&format!("{epath}.pricing.{field}"), "must be a price >= 0"));
+                    }
+                }
+            }
+            let pricing = Pricing {
+                prompt: p.prompt,
+                completion: p.completion,
+                cache_read: p.cache_read,
+                cache_write: p.cache_write,
+                request: p.request,
+                image: p.image,
+            };
+            endpoints.push(ModelEndpoint {
+                provider,
+                model_json: serde_json::Value::String(e.model.clone()).to_string(),
+                plan_label: format!("{}@{}", self.provider(provider).name, pricing.rank_price()),
+                draw_key: format!("{}\0{}", self.provider(provider).name, m.id).into_bytes(),
+                model: e.model,
+                pricing,
+                quantization: e.quantization,
+                context_length: e.context_length,
+                max_completion_tokens: e.max_completion_tokens,
+                supported_parameters: e.supported_parameters.unwrap_or_default(),
+                throughput: e.throughput,
+                latency_ms: e.latency_ms,
+            });
+        }
+        Ok(Model {
+            name: m.name.unwrap_or_else(|| m.id.clone()),
+            description: m.description.unwrap_or_default(),
+            created: m.created.unwrap_or(0),
+            context_length: m.context_length,
+            input_modalities: m.input_modalities.unwrap_or_else(|| vec!["text".into()]),
+            output_modalities: m.output_modalities.unwrap_or_else(|| vec!["text".into()]),
+            id_json: serde_json::Value::String(m.id.clone()).to_string(),
+            id: m.id,
+            aliases: m.aliases,
+            endpoints,
+        })
+    }
+}
+
+fn err(path: &str, message: impl Into<String>) -> FieldError {
+    FieldError::new(path, message)
+}
+
+/// Deserializes a JSON array element by element so an error names the element's index.
+fn parse_list<T: DeserializeOwned>(value: &serde_json::Value, path: &str) -> Result<Vec<T>, FieldError> {
+    let items = value.as_array().ok_or_else(|| err(path, "must be an array"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| T::deserialize(v).map_err(|e| err(&format!("{path}[{i}]"), e.to_string())))
+        .collect()
+}
+
+fn parse_routing(value: &serde_json::Value) -> Result<Routing, FieldError> {
+    let raw = if value.is_null() {
+        RawRouting::default()
+    } else {
+        RawRouting::deserialize(value).map_err(|e| err("routing", e.to_string()))?
+    };
+    let routing = Routing {
+        max_attempts: raw.max_attempts.unwrap_or(3),
+        outage_window_seconds: raw.outage_window_seconds.unwrap_or(30),
+        sticky_sessions: raw.sticky_sessions.unwrap_or(true),
+        max_request_bytes: raw.max_request_bytes.unwrap_or(8 * 1024 * 1024),
+        first_byte_timeout_ms: raw.first_byte_timeout_ms.unwrap_or(10_000),
+        response_timeout_ms: raw.response_timeout_ms.unwrap_or(120_000),
+        apps: raw.apps,
+    };
+    if routing.max_attempts == 0 || routing.max_attempts > MAX_ATTEMPTS_LIMIT {
+        return Err(err("routing.max_attempts", format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}")));
+    }
+    if routing.max_request_bytes < 1024 || routing.max_request_bytes > 1 << 30 {
+        return Err(err("routing.max_request_bytes", "must be between 1024 and 1073741824"));
+    }
+    if routing.first_byte_timeout_ms == 0 || routing.response_timeout_ms == 0 {
+        return Err(err("routing", "timeouts must be > 0 ms"));
+    }
+    Ok(routing)
+}
+
+fn validate_provider(p: RawProvider, path: &str, env: Option<EnvLookup<'_>>) -> Result<Provider, FieldError> {
+    if p.name.is_empty()
+        || !p.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+    {
+        return Err(err(&format!("{path}.name"), "must be a non-empty slug of [a-z0-9._-]"));
+    }
+    let endpoint = Endpoint::parse(&p.endpoint).map_err(|m| err(&format!("{path}.endpoint"), m))?;
+    let auth_header = p.auth_header.unwrap_or_else(|| "authorization".into()).to_ascii_lowercase();
+    if !is_header_name(&auth_header) {
+        return Err(err(&format!("{path}.auth_header"), "is not a valid header name"));
+    }
+    let auth_scheme = p.auth_scheme.unwrap_or_else(|| "Bearer".into());
+    if !is_header_value(&auth_scheme) {
+        return Err(err(&format!("{path}.auth_scheme"), "is not a valid header value"));
+    }
+    let mut auth_value = None;
+    if let Some(var) = &p.api_key_env {
+        if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(err(&format!("{path}.api_key_env"), "must be an environment variable name"));
+        }
+        if let Some(lookup) = env {
+            let key = lookup(var).filter(|k| !k.is_empty()).ok_or_else(|| {
+                err(
+                    &format!("{path}.api_key_env"),
+                    format!("provider \"{}\" needs environment variable {var}, which is not set", p.name),
+                )
+            })?;
+            if !is_header_value(&key) {
+                return Err(err(
+                    &format!("{path}.api_key_env"),
+                    format!("environment variable {var} of provider \"{}\" holds characters not allowed in a header", p.name),
+                ));
+            }
+            let value = if auth_scheme.is_empty() { key } else { format!("{auth_scheme} {key}") };
+            auth_value = Some(Secret(value));
+        }
+    }
+    let data_collection = match p.data_collection.as_deref() {
+        None | Some("allow") => DataCollection::Allow,
+        Some("deny") => DataCollection::Deny,
+        Some(other) => {
+            return Err(err(
+                &format!("{path}.data_collection"),
+                format!("must be \"allow\" or \"deny\", not \"{other}\""),
+            ))
+        }
+    };
+    let mut headers = Vec::new();
+    for (name, value) in p.headers {
+        let lower = name.to_ascii_lowercase();
+        if !is_header_name(&lower) || lower.starts_with(':') || !is_header_value(&value) {
+            return Err(err(&format!("{path}.headers.{name}"), "is not a valid header"));
+        }
+        headers.push((lower, value));
+    }
+    let display_name = p.display_name.unwrap_or_else(|| p.name.clone());
+    Ok(Provider {
+        health_key: format!("llm_router.health.{}", p.name),
+        chat_path: format!("{}/chat/completions", endpoint.path_prefix),
+        display_json: serde_json::Value::String(display_name.clone()).to_string(),
+        display_name,
+        name: p.name,
+        endpoint,
+        api_key_env: p.api_key_env,
+        auth_value,
+        auth_header,
+        data_collection,
+        zdr: p.zdr.unwrap_or(false),
+        ca_file: p.ca_file,
+        headers,
+    })
+}
+
+fn check_known(values: &[String], known: &[&str], path: &str) -> Result<(), FieldError> {
+    for (i, v) in values.iter().enumerate() {
+        if !known.contains(&v.as_str()) {
+            return Err(err(
+                &format!("{path}[{i}]"),
+                format!("unknown value \"{v}\" (known: {})", known.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_model_name(name: &str, path: &str) -> Result<(), FieldError> {
+    // Visible ASCII: model ids travel in response headers (`x-llm-model`).
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err(path, "must be a non-empty name of visible ASCII characters (no spaces)"));
+    }
+    Ok(())
+}
+
+/// An HTTP header name we are willing to set (token characters, lowercase).
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A header value Envoy accepts: visible ASCII, spaces and tabs, no CR/LF.
+pub fn is_header_value(value: &str) -> bool {
+    value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+}

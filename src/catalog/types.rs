@@ -1,0 +1,291 @@
+//! The catalog's types: providers, models and their endpoints, client keys, routing defaults, and the
+//! lookups by name. Built by `load`, then only read.
+
+use super::endpoint::Endpoint;
+use super::ids::{ModelId, ProviderId};
+use crate::fnv::FnvMap;
+use std::fmt;
+
+/// Looks up an environment variable of Envoy's process (provider keys).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A bearer token whose SHA-256 is in `keys` is required.
+    Keys,
+    /// No authentication by the filter (something in front authenticates).
+    None,
+}
+
+/// A provider's data policy (`data_collection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataCollection {
+    /// The provider may retain or train on prompts.
+    Allow,
+    /// It does not.
+    Deny,
+}
+
+/// A provider key, kept out of `Debug` output so it can never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub(super) String);
+
+impl Secret {
+    /// The secret value, for building the one header that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One upstream provider (one Envoy cluster).
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Slug, unique, `[a-z0-9._-]`.
+    pub name: String,
+    /// Display name (defaults to `name`).
+    pub display_name: String,
+    /// Where requests go.
+    pub endpoint: Endpoint,
+    /// The environment variable holding the key, if the provider needs one.
+    pub api_key_env: Option<String>,
+    /// The full value of the auth header (`Bearer <key>`), read from the environment at load.
+    pub auth_value: Option<Secret>,
+    /// Lowercase header name carrying the key.
+    pub auth_header: String,
+    /// Data policy.
+    pub data_collection: DataCollection,
+    /// Zero data retention.
+    pub zdr: bool,
+    /// PEM bundle to verify the provider's certificate instead of the system trust store.
+    pub ca_file: Option<String>,
+    /// Extra headers sent to this provider only (lowercase names).
+    pub headers: Vec<(String, String)>,
+    /// Its shared-data key in the health memory (`llm_router.health.<name>`: one key per provider, so the
+    /// key count stays fixed, since shared data has no expiry), made once.
+    pub health_key: String,
+    /// The `:path` of its chat completions endpoint, made once.
+    pub chat_path: String,
+    /// `display_name` as a JSON string literal (the `provider` field of rewritten responses), made once.
+    pub display_json: String,
+}
+
+impl Provider {
+    /// The Envoy cluster serving this provider as a request's first choice (slot 0: the downstream role
+    /// already set its model, key and host, so the cluster has no upstream filter).
+    pub fn cluster_name(&self) -> String {
+        format!("{CLUSTER_PREFIX}{}", self.name)
+    }
+
+    /// The Envoy cluster serving this provider as a fallback (slots 1…: its upstream role rewrites the
+    /// attempt for this provider).
+    pub fn fallback_cluster_name(&self) -> String {
+        format!("{FALLBACK_CLUSTER_PREFIX}{}", self.name)
+    }
+}
+
+/// Prefix of every first-choice provider cluster's name; the rest is the provider's slug.
+pub const CLUSTER_PREFIX: &str = "llm_provider_";
+
+/// Prefix of every fallback provider cluster's name; the rest is the provider's slug.
+pub const FALLBACK_CLUSTER_PREFIX: &str = "llm_fallback_";
+
+/// Prices in USD per million tokens (`request`: per request, `image`: per image).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pricing {
+    pub prompt: f64,
+    pub completion: f64,
+    pub cache_read: Option<f64>,
+    pub cache_write: Option<f64>,
+    pub request: Option<f64>,
+    pub image: Option<f64>,
+}
+
+impl Pricing {
+    /// The default ranking key: prompt + completion per million tokens.
+    pub fn rank_price(&self) -> f64 {
+        self.prompt + self.completion
+    }
+}
+
+/// One provider serving one model.
+#[derive(Debug, Clone)]
+pub struct ModelEndpoint {
+    /// The provider serving it.
+    pub provider: ProviderId,
+    /// The provider's native model name.
+    pub model: String,
+    /// `model` as a JSON string literal, ready to splice into a body.
+    pub model_json: String,
+    /// `<provider>@<rank price>`, as route explanations list the plan (made once).
+    pub plan_label: String,
+    /// `<provider slug>\0<model id>`: what a weighted draw hashes for this endpoint (made once).
+    pub draw_key: Vec<u8>,
+    pub pricing: Pricing,
+    pub quantization: Option<String>,
+    pub context_length: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    pub supported_parameters: Vec<String>,
+    pub throughput: Option<f64>,
+    pub latency_ms: Option<f64>,
+}
+
+/// A public model and the endpoints that serve it.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Public id `author/slug`.
+    pub id: String,
+    pub aliases: Vec<String>,
+    pub name: String,
+    pub description: String,
+    pub created: u64,
+    pub context_length: Option<u64>,
+    pub input_modalities: Vec<String>,
+    pub output_modalities: Vec<String>,
+    pub endpoints: Vec<ModelEndpoint>,
+    /// `id` as a JSON string literal (the `model` field of rewritten responses), made once.
+    pub id_json: String,
+}
+
+/// Routing defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routing {
+    pub max_attempts: u32,
+    pub outage_window_seconds: u64,
+    pub sticky_sessions: bool,
+    pub max_request_bytes: u64,
+    pub first_byte_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+    pub apps: Vec<String>,
+}
+
+/// The validated catalog.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    pub keys: Vec<ClientKey>,
+    pub auth: AuthMode,
+    pub routing: Routing,
+    /// Every request header name any provider's upstream role sets, so each attempt can remove the others'.
+    pub provider_header_names: Vec<String>,
+    /// The rendered `GET /models` body.
+    pub models_json: String,
+    pub(super) by_model_name: FnvMap<String, ModelId>,
+    pub(super) by_provider_name: FnvMap<String, ProviderId>,
+}
+
+/// Request parameters OpenRouter's API knows (`supported_parameters` values).
+pub const KNOWN_PARAMETERS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "top_a",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "max_tokens",
+    "max_completion_tokens",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "prediction",
+    "seed",
+    "response_format",
+    "structured_outputs",
+    "stop",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "include_reasoning",
+    "reasoning",
+    "reasoning_effort",
+    "web_search_options",
+    "verbosity",
+];
+
+/// Input modalities OpenRouter's API knows.
+pub const INPUT_MODALITIES: &[&str] = &["text", "image", "file", "audio", "video"];
+
+/// Output modalities OpenRouter's API knows.
+pub const OUTPUT_MODALITIES: &[&str] =
+    &["text", "image", "embeddings", "audio", "video", "rerank", "speech", "transcription"];
+
+/// Most models a request may list (`model` plus `models`); bounds the generated matcher's slots.
+pub const MAX_MODELS: usize = 8;
+
+/// Largest number of attempts a request may make (bounds the generated matcher).
+pub const MAX_ATTEMPTS_LIMIT: u32 = 10;
+
+impl Catalog {
+    /// The model named by `name` (id or alias).
+    pub fn model_named(&self, name: &str) -> Option<ModelId> {
+        self.by_model_name.get(name).copied()
+    }
+
+    /// The provider whose slug is `name`.
+    pub fn provider_named(&self, name: &str) -> Option<ProviderId> {
+        self.by_provider_name.get(name).copied()
+    }
+
+    /// The provider served by an Envoy cluster of ours (first-choice or fallback).
+    pub fn provider_by_cluster(&self, cluster: &str) -> Option<&Provider> {
+        cluster
+            .strip_prefix(CLUSTER_PREFIX)
+            .or_else(|| cluster.strip_prefix(FALLBACK_CLUSTER_PREFIX))
+            .and_then(|n| self.provider_named(n))
+            .map(|p| self.provider(p))
+    }
+
+    /// The longest plan any request can have: max(`max_attempts`, models a request may list), never more
+    /// than the catalog's endpoints (a plan holds each model's endpoint once). Bounds the matcher's slots.
+    pub fn max_plan_len(&self) -> usize {
+        let endpoints: usize = self.models.iter().map(|m| m.endpoints.len()).sum();
+        (self.routing.max_attempts as usize).max(MAX_MODELS).min(endpoints).max(1)
+    }
+}
+
+/// A client key.
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    /// Its name (metric label, account, session key).
+    pub name: String,
+    /// The SHA-256 of its bearer token.
+    pub sha256: [u8; 32],
+    /// The floor every request made with this key is held to.
+    pub policy: KeyPolicy,
+}
+
+/// A client key's `policy` from the catalog: a floor every request made with the key is held to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeyPolicy {
+    /// `data_collection: "deny"`.
+    pub deny_data_collection: bool,
+    /// Only zero-data-retention providers.
+    pub zdr: bool,
+    /// Only these providers (each named provider's slug and display name); `None` = no restriction.
+    pub only: Option<Vec<String>>,
+    /// Never these providers (each named provider's slug and display name).
+    pub ignore: Vec<String>,
+    /// Price ceilings.
+    pub max_price: MaxPrice,
+    /// Only these quantizations; `None` = no restriction.
+    pub quantizations: Option<Vec<String>>,
+}
+
+/// Price ceilings (`max_price`): USD per million tokens for `prompt` and `completion`, USD per request for
+/// `request`, USD per image for `image`. `None` = no ceiling.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MaxPrice {
+    pub prompt: Option<f64>,
+    pub completion: Option<f64>,
+    pub request: Option<f64>,
+    pub image: Option<f64>,
+}
