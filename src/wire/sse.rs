@@ -1,4 +1,6 @@
-//! An incremental Server-Sent Events parser for provider streams.
+//! An incremental Server-Sent Events parser for provider streams. Hand-written on the hot path because the
+//! rewrite forwards each event's exact raw bytes and copies nothing for an event inside one chunk; the
+//! SSE crates hand back decoded fields only (measured: a stream costs ≤ 1.7× bare Envoy, README).
 //!
 //! Bytes arrive in arbitrary chunks; [`SseParser::feed`] reports each event as soon as its terminating blank
 //! line is in, and the events (their bytes, kinds and data) are the same whatever the chunk boundaries. Line
