@@ -230,5 +230,6 @@ fn the_debug_header_explains_the_route() {
         ],
         body("t/m", json!({})).to_string().as_bytes(),
     );
-    assert!(or.header("x-llm-route").is_some());
+    let or_route = or.header("x-llm-route").expect("x-openrouter-metadata: enabled explains too");
+    assert!(or_route.starts_with("t/m:weighted(") && or_route.contains("; plan="), "{or_route}");
 }
