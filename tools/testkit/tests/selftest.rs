@@ -236,9 +236,58 @@ fn mock_keep_alive_chunked_and_malformed() {
     assert_eq!(reqs[1].json(), json!({"model": "two"}));
     assert_eq!(reqs[1].header("transfer-encoding"), Some("chunked"));
 
-    // A malformed body framing also gets 400.
-    let r = request(mock.port(), "POST", CHAT, &[("transfer-encoding", "chunked")], b"zz\r\n");
-    assert_eq!(r.status, 400);
+    // Malformed requests get 400 on a fresh connection too, which is then closed. (Raw: an HTTP client
+    // sends none of these.)
+    for raw in [
+        &b"hello\r\n\r\n"[..],
+        b"GET / HTTP/2\r\n\r\n",
+        b"POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nno colon\r\n\r\n",
+        // A malformed body framing.
+        b"POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+    ] {
+        let text = raw_exchange(mock.port(), raw);
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{raw:?} → {text}");
+    }
+    // Chunk extensions and request trailers are read past; `connection: close` is honoured.
+    let text = raw_exchange(
+        mock.port(),
+        b"POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+          3;ext=1\r\n{\"m\r\n9\r\nodel\":\"x\"\r\n1\r\n}\r\n0\r\nx-t: 1\r\n\r\n",
+    );
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("connection: close\r\n"), "{text}");
+    assert_eq!(mock.requests().last().map(|r| r.json()), Some(json!({"model": "x"})));
+}
+
+/// Sends `raw` on a fresh connection and reads until the server closes it.
+fn raw_exchange(port: u16, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("{raw:?}: {e} after {:?}", String::from_utf8_lossy(&out)));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn client_keeps_repeated_headers_in_order() {
+    let mock = MockProvider::start("lambda");
+    let h = |n: &str, v: &str| (n.to_string(), v.to_string());
+    mock.set_behavior(Behavior::Status {
+        code: 503,
+        headers: vec![h("X-Multi", "1"), h("x-other", "a"), h("x-multi", "2")],
+        body: "{}".into(),
+    });
+    let r = request(mock.port(), "POST", CHAT, &[], b"{}");
+    assert_eq!(r.header_all("x-multi"), ["1", "2"]);
+    assert_eq!(r.header("X-OTHER"), Some("a"));
+    assert!(r.headers.iter().all(|(n, _)| *n == n.to_lowercase()), "{:?}", r.headers);
+    // What the client sent: its own headers are host, content-length and connection: close, no others.
+    let sent = &mock.requests()[0];
+    let names: Vec<&str> = sent.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["host", "content-length", "connection"]);
+    assert_eq!(sent.header("connection"), Some("close"));
 }
 
 #[test]
