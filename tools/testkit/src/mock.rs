@@ -541,7 +541,11 @@ async fn handle(
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            let body = error_json(&format!("malformed request: {e}"), "invalid_request_error");
+            let top: &(dyn std::error::Error + 'static) = &*e;
+            let why = std::iter::successors(Some(top), |e| e.source())
+                .last()
+                .map_or(String::new(), |e| e.to_string());
+            let body = error_json(&format!("malformed request: {why}"), "invalid_request_error");
             // The request's framing is broken: the connection cannot be read on.
             let mut resp = response(400, &[], body);
             resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));

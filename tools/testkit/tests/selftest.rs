@@ -270,6 +270,85 @@ fn raw_exchange(port: u16, raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads from `r` until what was read ends with `end`.
+fn read_until_end(r: &mut impl Read, end: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(end.as_bytes()) {
+        let n = r.read(&mut buf).unwrap_or_else(|e| panic!("{e} after {:?}", String::from_utf8_lossy(&got)));
+        assert!(n > 0, "closed before {end:?}: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+#[test]
+fn mock_trailers_and_cuts_on_the_wire() {
+    // Raw: an HTTP client hides the trailer and a missing last chunk, which are what is checked here.
+    let mock = MockProvider::start("iota");
+    mock.set_behavior(Behavior::Trailers);
+    let conn = TcpStream::connect(("127.0.0.1", mock.port())).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    let b = r#"{"model":"m"}"#;
+    write!(w, "POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{b}", b.len()).unwrap();
+    let text = read_until_end(&mut r, "\r\n0\r\nx-mock-trailer: done\r\n\r\n");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    for h in ["transfer-encoding: chunked", "trailer: x-mock-trailer", "x-mock-secret: internal"] {
+        assert!(head.contains(h), "{h} in {head}");
+    }
+    let (size, rest) = body.split_once("\r\n").unwrap();
+    let json = &rest[..usize::from_str_radix(size, 16).unwrap()];
+    assert_eq!(
+        serde_json::from_str::<Value>(json).unwrap()["choices"][0]["message"]["content"],
+        "Hello from iota"
+    );
+    // The connection goes on after the raw response.
+    w.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_raw_response(&mut r), ("HTTP/1.1 200 OK".to_string(), r#"{"ok":true}"#.to_string()));
+
+    let stream = |model: &str| {
+        let b = json!({"model": model, "stream": true}).to_string();
+        format!(
+            "POST {CHAT} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )
+    };
+    // A clean cut: the response ends (last chunk) after 2 events, without [DONE].
+    mock.set_behavior(Behavior::Cut { after_events: 2, reset: false });
+    let text = raw_exchange(mock.port(), stream("clean").as_bytes());
+    assert_eq!(text.matches("data: ").count(), 2, "{text}");
+    assert!(!text.contains("[DONE]") && text.ends_with("\r\n0\r\n\r\n"), "{text}");
+    // A reset: the connection closes after 2 events, without the last chunk.
+    mock.set_behavior(Behavior::Cut { after_events: 2, reset: true });
+    let text = raw_exchange(mock.port(), stream("reset").as_bytes());
+    assert_eq!(text.matches("data: ").count(), 2, "{text}");
+    assert!(text.contains(r#""content":"from ""#), "both events are on the wire: {text}");
+    assert!(!text.contains("[DONE]") && !text.ends_with("0\r\n\r\n"), "{text}");
+}
+
+#[test]
+fn mock_gzips_completions_when_accepted() {
+    let mock = MockProvider::start("kappa");
+    let body = json!({"model": "m"}).to_string();
+    let r = request(mock.port(), "POST", CHAT, &[("accept-encoding", "br, gzip;q=0.5")], body.as_bytes());
+    assert_eq!((r.status, r.header("content-encoding")), (200, Some("gzip")));
+    // Real gzip: gzip(1) decodes it.
+    let mut child =
+        Command::new("gzip").arg("-dc").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&r.body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from kappa");
+    // Not accepted: plain JSON.
+    let r = request(mock.port(), "POST", CHAT, &[("accept-encoding", "identity")], body.as_bytes());
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.json()["model"], "m");
+}
+
 #[test]
 fn client_keeps_repeated_headers_in_order() {
     let mock = MockProvider::start("lambda");
@@ -345,6 +424,43 @@ fn mock_provider_binary() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), format!("port {port} is in use"));
     drop(child);
+
+    // Stream shape flags (`--flag=value` too, fractional milliseconds).
+    let mut child = Kill(
+        Command::new(bin)
+            .args(["--port=0", "--name", "shaped", "--chunks", "5", "--chunk-delay-ms=0.5"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let body = json!({"model": "m", "stream": true}).to_string();
+    let events = open_stream(port, "POST", CHAT, &[], body.as_bytes()).collect_events();
+    assert_eq!(events.len(), 7, "5 content events, usage, [DONE]: {events:#?}");
+    assert_eq!(data_json(&events[4])["choices"][0]["delta"]["content"], "token4 ");
+    drop(child);
+
+    // Bad flags: exit 2 with the reason; --help: exit 0.
+    for (args, why) in [
+        (&["--port", "0", "--name", "x", "--chunks", "0"][..], "--chunks"),
+        (&["--port", "0", "--name", "x", "--chunk-delay-ms", "soon"], "bad chunk delay"),
+        (&["--port", "0", "--name", "x", "--status", "42"], "--status"),
+        (&["--name", "x"], "--port"),
+        (&["--port", "0", "--name", "x", "--colour"], "--colour"),
+    ] {
+        let out = Command::new(bin).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(bin).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--chunk-delay-ms"));
 }
 
 fn plain_proxy_yaml(backend_port: u16) -> String {
