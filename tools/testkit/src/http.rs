@@ -86,9 +86,10 @@ async fn within<T>(t: Duration, what: &str, fut: impl Future<Output = T>) -> Res
     tokio::time::timeout(t, fut).await.map_err(|_| format!("{what}: no answer within {t:?}"))
 }
 
-/// Connects, sends the request and returns once the response head has arrived. The connection is
-/// driven by a task on the caller's (current-thread) runtime.
+/// Connects, sends the request and returns once the response head has arrived (each step within
+/// `timeout`). The connection is driven by a task on the caller's (current-thread) runtime.
 async fn send(
+    timeout: Duration,
     port: u16,
     method: &str,
     path: &str,
@@ -125,7 +126,7 @@ async fn send(
         h.insert("connection", HeaderValue::from_static("close"));
     }
 
-    let tcp = within(READ_TIMEOUT, "connect", TcpStream::connect(("127.0.0.1", port)))
+    let tcp = within(timeout, "connect", TcpStream::connect(("127.0.0.1", port)))
         .await?
         .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| format!("socket options: {e}"))?;
@@ -135,7 +136,7 @@ async fn send(
         .map_err(|e| format!("handshake: {e}"))?;
     // Ends with the connection (the server closes it after `connection: close`, or the runtime goes).
     tokio::spawn(conn);
-    within(READ_TIMEOUT, "response head", sender.send_request(req))
+    within(timeout, "response head", sender.send_request(req))
         .await?
         .map_err(|e| format!("{e}{}", source_of(&e)))
 }
@@ -175,7 +176,7 @@ pub fn try_request(
     body: &[u8],
 ) -> Result<Response, String> {
     runtime()?.block_on(async {
-        let resp = send(port, method, path, headers, body)
+        let resp = send(READ_TIMEOUT, port, method, path, headers, body)
             .await
             .map_err(|e| format!("{method} {path} on port {port}: {e}"))?;
         let status = resp.status().as_u16();
@@ -224,15 +225,28 @@ pub struct Stream {
 /// Send a request and return once the response head has arrived; the body is
 /// then read with [`Stream::next_event`]. Panics on I/O failure.
 pub fn open_stream(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Stream {
+    open_stream_within(READ_TIMEOUT, port, method, path, headers, body)
+}
+
+/// [`open_stream`] where the response head, and then each read of the body, may take at most `timeout`
+/// (e.g. [`crate::mock::FIRST_EVENT_TIMEOUT`] for a stream the mock holds).
+pub fn open_stream_within(
+    timeout: Duration,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Stream {
     let run = || -> Result<Stream, String> {
         let runtime = runtime()?;
-        let resp = runtime.block_on(send(port, method, path, headers, body))?;
+        let resp = runtime.block_on(send(timeout, port, method, path, headers, body))?;
         Ok(Stream {
             status: resp.status().as_u16(),
             headers: header_pairs(resp.headers()),
             body: Some(resp.into_body()),
             pending: Vec::new(),
-            read_timeout: READ_TIMEOUT,
+            read_timeout: timeout,
             runtime,
         })
     };
@@ -285,8 +299,8 @@ impl Stream {
     /// line that ends it, trailing `\r` trimmed, e.g. `data: {...}`. Returns as
     /// soon as that event has arrived (it does not wait for the end of the body).
     /// At the end of the body, any leftover non-blank text is returned as a last
-    /// event, then `None`. Panics on I/O failure or a read timeout (30 s unless
-    /// [`Stream::set_read_timeout`] says otherwise).
+    /// event, then `None`. Panics on I/O failure or a read timeout ([`READ_TIMEOUT`] unless
+    /// [`open_stream_within`] or [`Stream::set_read_timeout`] say otherwise).
     pub fn next_event(&mut self) -> Option<String> {
         loop {
             if let Some((end, sep_end)) = find_event_end(&self.pending) {

@@ -47,6 +47,11 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 /// and the benchmark's fast mock pauses 0.2 ms between events.
 const PRECISE_PAUSE: Duration = Duration::from_millis(20);
 
+/// How long a test waits for the 1st event of a stream the mock holds: far below any hold (a held stream
+/// waits for its release), so a proxy that buffers the stream fails the read instead of getting the whole
+/// stream once the hold ends.
+pub const FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The usage block every completion reports.
 const USAGE_JSON: &str = r#"{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}"#;
 

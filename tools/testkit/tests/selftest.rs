@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use llm_router_testkit::envoy::{self, certs_dir, Envoy, TlsFront};
-use llm_router_testkit::http::{self, open_stream, post_json, request};
-use llm_router_testkit::mock::{Behavior, MockProvider};
+use llm_router_testkit::http::{self, open_stream, open_stream_within, post_json, request};
+use llm_router_testkit::mock::{Behavior, MockProvider, FIRST_EVENT_TIMEOUT};
 use serde_json::{json, Value};
 
 const CHAT: &str = "/v1/chat/completions";
@@ -153,12 +153,12 @@ fn mock_hold_and_release_stream() {
     let mock = MockProvider::start("delta");
     mock.hold_streams(true);
     let body = json!({"model": "m", "stream": true}).to_string();
-    let mut s = open_stream(mock.port(), "POST", CHAT, &[], body.as_bytes());
+    let mut s = open_stream_within(FIRST_EVENT_TIMEOUT, mock.port(), "POST", CHAT, &[], body.as_bytes());
     assert_eq!(s.status, 200);
     let first = s.next_event().expect("event 1");
     assert_eq!(data_json(&first)["choices"][0]["delta"]["content"], "Hello ");
-    // The handler is now parked before event 2.
-    wait_until(10, "the stream to be held", || mock.held() == 1);
+    // The stream counts as held from before event 1 was sent: it is parked before event 2.
+    assert_eq!(mock.held(), 1);
     mock.release_stream();
     let mut events = vec![first];
     events.extend(s.collect_events());
@@ -166,15 +166,34 @@ fn mock_hold_and_release_stream() {
     wait_until(10, "the stream to be released", || mock.held() == 0);
 
     // Still holding: the next stream pauses too; hold_streams(false) lets it go.
-    let mut s = open_stream(mock.port(), "POST", CHAT, &[], body.as_bytes());
+    let mut s = open_stream_within(FIRST_EVENT_TIMEOUT, mock.port(), "POST", CHAT, &[], body.as_bytes());
     s.next_event().expect("event 1");
-    wait_until(10, "the 2nd stream to be held", || mock.held() == 1);
+    assert_eq!(mock.held(), 1, "the 2nd stream is held");
     mock.hold_streams(false);
     assert_eq!(s.collect_events().len(), 4);
 
     // Not holding: streams run straight through.
     let mut s = open_stream(mock.port(), "POST", CHAT, &[], body.as_bytes());
     assert_eq!(s.collect_events().len(), 5);
+}
+
+#[test]
+fn mock_holds_a_stream_past_any_client_read_timeout() {
+    // A held stream has no hold timeout of its own: a client (or a buffering proxy in front of the mock)
+    // that waits for event 2 gives up first, while the mock still holds the stream.
+    let mock = MockProvider::start("theta");
+    mock.hold_streams(true);
+    let body = json!({"model": "m", "stream": true}).to_string();
+    let mut s = open_stream_within(FIRST_EVENT_TIMEOUT, mock.port(), "POST", CHAT, &[], body.as_bytes());
+    assert!(s.next_event().is_some_and(|e| e.contains("Hello ")));
+    s.set_read_timeout(Duration::from_millis(300));
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.next_event()));
+    assert!(waited.is_err(), "event 2 arrived while held: {waited:?}");
+    assert_eq!(mock.held(), 1);
+    drop(s);
+    // A stream whose client went away stops holding once released.
+    mock.release_stream();
+    wait_until(10, "the stream to be released", || mock.held() == 0);
 }
 
 /// Reads one response from a raw keep-alive connection: (status line, body).
@@ -485,7 +504,8 @@ fn envoy_proxies_streams_event_by_event() {
 
     mock.hold_streams(true);
     let body = json!({"model": "m", "stream": true}).to_string();
-    let mut s = open_stream(envoy.port, "POST", CHAT, &[], body.as_bytes());
+    // The mock holds event 2 until released, far longer than the head and event 1 may take.
+    let mut s = open_stream_within(FIRST_EVENT_TIMEOUT, envoy.port, "POST", CHAT, &[], body.as_bytes());
     assert_eq!(s.status, 200);
     let first = s.next_event().expect("event 1 through Envoy");
     assert_eq!(mock.held(), 1, "event 1 must arrive while the mock holds event 2");
