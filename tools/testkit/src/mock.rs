@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -43,8 +43,9 @@ use tokio::sync::{mpsc, watch};
 const MAX_HEADERS: usize = 200;
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
-/// Chunk pauses below this are slept on the blocking pool: tokio's timer ticks in whole milliseconds,
-/// and the benchmark's fast mock pauses 0.2 ms between events.
+/// A connection keeps its body buffer for the next request up to this size.
+const MAX_KEPT_BODY: usize = 8 * 1024 * 1024;
+/// Streams that pause less than this before each event run on the blocking pool (see `produce_paced`).
 const PRECISE_PAUSE: Duration = Duration::from_millis(20);
 
 /// How long a test waits for the 1st event of a stream the mock holds: far below any hold (a held stream
@@ -107,6 +108,8 @@ struct Hold {
     on: bool,
     /// Bumped by `release_stream`; a held stream waits for a change.
     release_gen: u64,
+    /// Set when the mock stops: every hold ends.
+    stopped: bool,
 }
 
 struct Shared {
@@ -245,7 +248,8 @@ impl MockProvider {
 impl Drop for MockProvider {
     fn drop(&mut self) {
         // Shutting the runtime down drops the listener and every connection task (so their sockets), held
-        // streams included; it waits for the blocking pool's short chunk pauses.
+        // streams included; it waits for the streams on the blocking pool, which end once their holds do.
+        self.shared.hold.send_modify(|h| h.stopped = true);
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_timeout(Duration::from_secs(5));
         }
@@ -289,6 +293,8 @@ struct ConnCtl {
     flush_waker: Mutex<Option<Waker>>,
     /// Bytes to send in place of hyper's next response (see [`Behavior::Trailers`]).
     raw_response: Mutex<Option<Vec<u8>>>,
+    /// The buffer request bodies are read into, kept between requests.
+    body_buf: Mutex<Vec<u8>>,
 }
 
 /// Where [`MockIo`] is with a raw response.
@@ -519,7 +525,7 @@ struct Req {
     method: String,
     target: String,
     headers: Vec<(String, String)>,
-    body: Bytes,
+    body: Vec<u8>,
 }
 
 impl Req {
@@ -542,21 +548,18 @@ async fn handle(
         let body = error_json(&format!("method {} not allowed", req.method()), "invalid_request_error");
         return Ok(response(405, &[("allow".into(), "GET, POST".into())], body));
     }
-    let (head, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let top: &(dyn std::error::Error + 'static) = &*e;
-            let why = std::iter::successors(Some(top), |e| e.source())
-                .last()
-                .map_or(String::new(), |e| e.to_string());
-            let body = error_json(&format!("malformed request: {why}"), "invalid_request_error");
-            // The request's framing is broken: the connection cannot be read on.
-            let mut resp = response(400, &[], body);
-            resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-            return Ok(resp);
-        }
-    };
+    let (head, mut body) = req.into_parts();
+    // Into the connection's buffer, reused from request to request: a fresh megabyte per request cost
+    // page faults under the benchmark.
+    let mut buf = std::mem::take(&mut *lock(&ctl.body_buf));
+    buf.clear();
+    if let Err(why) = read_body(&mut body, &mut buf).await {
+        let body = error_json(&format!("malformed request: {why}"), "invalid_request_error");
+        // The request's framing is broken: the connection cannot be read on.
+        let mut resp = response(400, &[], body);
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
     let req = Req {
         method: head.method.to_string(),
         target: head.uri.to_string(),
@@ -565,8 +568,36 @@ async fn handle(
             .iter()
             .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
-        body,
+        body: buf,
     };
+    let resp = answer(&req, &shared, &ctl).await;
+    if req.body.capacity() <= MAX_KEPT_BODY {
+        *lock(&ctl.body_buf) = req.body;
+    }
+    Ok(resp)
+}
+
+/// Appends the request body to `buf`; `Err` says why it could not be read.
+async fn read_body(body: &mut Incoming, buf: &mut Vec<u8>) -> Result<(), String> {
+    let hint = body.size_hint().lower().min(MAX_BODY as u64) as usize;
+    buf.reserve(hint);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let top: &(dyn std::error::Error + 'static) = &e;
+            std::iter::successors(Some(top), |e| e.source()).last().map_or(String::new(), |e| e.to_string())
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_BODY {
+                return Err("body too large".to_string());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(())
+}
+
+/// The answer to a POST, by the current behaviour.
+async fn answer(req: &Req, shared: &Arc<Shared>, ctl: &Arc<ConnCtl>) -> Response<MockBody> {
     let path = req.target.split('?').next().unwrap_or("");
     let is_chat = path.ends_with("/chat/completions");
     if is_chat && shared.record.load(Ordering::Relaxed) {
@@ -574,23 +605,23 @@ async fn handle(
             method: req.method.clone(),
             path: req.target.clone(),
             headers: req.headers.clone(),
-            body: req.body.to_vec(),
+            body: req.body.clone(),
         });
     }
     let behavior = lock(&shared.behavior).clone();
-    Ok(match behavior {
+    match behavior {
         Behavior::Status { code, headers, body } => response(code, &headers, body),
         Behavior::Ok if !is_chat => {
             response(404, &[], error_json(&format!("no route for {path}"), "not_found"))
         }
-        Behavior::Ok => complete(&req, &shared, &ctl, None),
-        Behavior::Trailers => complete_with_trailer(&req, &shared, &ctl),
-        Behavior::Cut { after_events, reset } => complete(&req, &shared, &ctl, Some((after_events, reset))),
+        Behavior::Ok => complete(req, shared, ctl, None),
+        Behavior::Trailers => complete_with_trailer(req, shared, ctl),
+        Behavior::Cut { after_events, reset } => complete(req, shared, ctl, Some((after_events, reset))),
         Behavior::Delay { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            complete(&req, &shared, &ctl, None)
+            complete(req, shared, ctl, None)
         }
-    })
+    }
 }
 
 /// See [`Behavior::Trailers`] and [`MockIo`]: the response goes on the wire raw, hyper's is dropped.
@@ -691,8 +722,14 @@ fn complete(
     // Decided before event 1 is sent, so a release that follows the client reading event 1 is never
     // missed, and the stream counts as held by then.
     let hold = HeldStream::start(shared);
+    let steps = plan(events, cut, hold);
     let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(produce(tx, events, cut, delay, hold));
+    if delay.is_zero() || delay >= PRECISE_PAUSE {
+        tokio::spawn(produce(steps, tx, delay));
+    } else {
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || produce_paced(steps, tx, delay, rt));
+    }
     headers.push(("content-type".to_string(), "text/event-stream".to_string()));
     headers.push(("cache-control".to_string(), "no-cache".to_string()));
     let mut resp = response(200, &headers, Bytes::new());
@@ -700,42 +737,67 @@ fn complete(
     resp
 }
 
-/// Sends a stream's events to its body, pausing before each, holding before the 2nd, and cutting.
-async fn produce(
-    tx: mpsc::Sender<Item>,
-    events: Vec<String>,
-    cut: Option<(usize, bool)>,
-    delay: Duration,
-    mut hold: Option<HeldStream>,
-) {
+/// What a stream's producer does, in order.
+enum Step {
+    /// Wait for the release of a held stream.
+    Hold(HeldStream),
+    /// The pause before an event.
+    Pause,
+    Send(Item),
+}
+
+/// The steps of a stream: a pause before each event, the hold before the 2nd, the cut.
+fn plan(events: Vec<String>, cut: Option<(usize, bool)>, hold: Option<HeldStream>) -> Vec<Step> {
+    let mut hold = hold;
+    let mut steps = Vec::with_capacity(2 * events.len() + 1);
     for (i, ev) in events.into_iter().enumerate() {
         match cut {
-            Some((after, false)) if i == after => return,
+            Some((after, false)) if i == after => break,
             Some((after, true)) if i == after => {
-                let _ = tx.send(Item::Reset).await;
-                return;
+                steps.push(Step::Send(Item::Reset));
+                break;
             }
             _ => {}
         }
         if i == 1 {
-            if let Some(h) = hold.take() {
-                h.wait().await;
-            }
+            steps.extend(hold.take().map(Step::Hold));
         }
-        pause(delay).await;
-        if tx.send(Item::Event(Bytes::from(ev))).await.is_err() {
-            return; // The client went away.
+        steps.push(Step::Pause);
+        steps.push(Step::Send(Item::Event(Bytes::from(ev))));
+    }
+    steps
+}
+
+/// Runs a stream's steps on the runtime (`delay` zero, or long enough for tokio's millisecond timer).
+async fn produce(steps: Vec<Step>, tx: mpsc::Sender<Item>, delay: Duration) {
+    for step in steps {
+        match step {
+            Step::Hold(h) => h.wait().await,
+            Step::Pause if delay.is_zero() => {}
+            Step::Pause => tokio::time::sleep(delay).await,
+            Step::Send(item) => {
+                if tx.send(item).await.is_err() {
+                    return; // The client went away.
+                }
+            }
         }
     }
 }
 
-/// Sleeps `d`, to the microsecond when it is short.
-async fn pause(d: Duration) {
-    if d.is_zero() {
-    } else if d < PRECISE_PAUSE {
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(d)).await;
-    } else {
-        tokio::time::sleep(d).await;
+/// Runs a stream's steps on a thread of the blocking pool, for short pauses: tokio's timer ticks in whole
+/// milliseconds, and the benchmark's fast mock pauses 0.2 ms before each event. (Stopping the mock wakes
+/// a hold, and closes the body a send waits for.)
+fn produce_paced(steps: Vec<Step>, tx: mpsc::Sender<Item>, delay: Duration, rt: tokio::runtime::Handle) {
+    for step in steps {
+        match step {
+            Step::Hold(h) => rt.block_on(h.wait()),
+            Step::Pause => std::thread::sleep(delay),
+            Step::Send(item) => {
+                if tx.blocking_send(item).is_err() {
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -760,7 +822,7 @@ impl HeldStream {
     async fn wait(self) {
         let mut rx = self.shared.hold.subscribe();
         let gen = self.gen;
-        let _ = rx.wait_for(|h| !h.on || h.release_gen != gen).await;
+        let _ = rx.wait_for(|h| !h.on || h.release_gen != gen || h.stopped).await;
     }
 }
 

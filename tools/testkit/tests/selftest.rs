@@ -196,6 +196,36 @@ fn mock_holds_a_stream_past_any_client_read_timeout() {
     wait_until(10, "the stream to be released", || mock.held() == 0);
 }
 
+#[test]
+fn mock_paced_streams_hold_and_end_at_stop() {
+    let mock = MockProvider::start("mu");
+    let body = json!({"model": "m", "stream": true}).to_string();
+    let open = || open_stream_within(FIRST_EVENT_TIMEOUT, mock.port(), "POST", CHAT, &[], body.as_bytes());
+    // Pauses of 25 ms (tokio's timer) and of 1 ms (slept on the blocking pool).
+    for pause in [25, 1] {
+        mock.set_stream_shape(2, Duration::from_millis(pause));
+        let events = open().collect_events();
+        assert_eq!(events.len(), 4, "{pause} ms: {events:#?}");
+        assert_eq!(data_json(&events[1])["choices"][0]["delta"]["content"], "token1 ");
+    }
+    mock.hold_streams(true);
+    let mut s = open();
+    assert!(s.next_event().is_some_and(|e| e.contains("token0 ")));
+    assert_eq!(mock.held(), 1);
+    mock.release_stream();
+    assert_eq!(s.collect_events().len(), 3);
+    // A held stream ends when the mock stops: stop() does not wait out the hold (it would give up on the
+    // stream's thread after 5 s), and the client sees the response cut short.
+    let mut s = open();
+    assert!(s.next_event().is_some());
+    assert_eq!(mock.held(), 1);
+    let t = Instant::now();
+    mock.stop();
+    assert!(t.elapsed() < Duration::from_secs(4), "stop took {:?}", t.elapsed());
+    let rest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.collect_events()));
+    assert!(rest.is_err(), "the stream ended cleanly after stop: {rest:?}");
+}
+
 /// Reads one response from a raw keep-alive connection: (status line, body).
 fn read_raw_response(r: &mut BufReader<TcpStream>) -> (String, String) {
     let mut status = String::new();
