@@ -39,6 +39,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
 
+/// Hyper's read buffer, so also the longest request head. Hyper's default (~400 KB) made a 1 MB body cost
+/// a fifth more CPU (fresh pages for every read).
+const READ_BUF: usize = 64 * 1024;
 /// Most header lines accepted in one request.
 const MAX_HEADERS: usize = 200;
 /// Largest request body accepted.
@@ -277,6 +280,7 @@ async fn serve_connection(tcp: TcpStream, shared: Arc<Shared>) {
     // An error here is the client going away, a malformed request (hyper has answered 400), or a stream
     // cut on purpose: the connection is closed either way.
     let _ = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(READ_BUF)
         .max_headers(MAX_HEADERS)
         .auto_date_header(false)
         .serve_connection(io, service)
