@@ -429,7 +429,10 @@ fn mock_stop_refuses_connections_and_port_in_use() {
     idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(request(port, "GET", "/", &[], b"").status, 200);
     mock.stop();
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    // Polled: a process that another test spawns at that moment holds a copy of the listening socket from
+    // its fork until its exec (close-on-exec), so connections may be accepted for those microseconds
+    // (seen in ~2% of stops with processes spawned in a loop beside them, the std mock as well).
+    wait_until(10, "connections to be refused", || TcpStream::connect(("127.0.0.1", port)).is_err());
     let mut buf = [0u8; 16];
     assert_eq!(idle.read(&mut buf).unwrap_or(0), 0);
     // The port can be reused.
