@@ -6,7 +6,7 @@ mod common;
 
 use common::http;
 use common::router::{catalog, provider, Router, CLIENT_KEY};
-use llm_router_testkit::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::{Behavior, MockProvider, FIRST_EVENT_TIMEOUT};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -380,7 +380,10 @@ fn a_client_that_disconnects_mid_stream_is_still_accounted() {
                       "messages": [{"role": "user", "content": "Hello"}]})
     .to_string();
     let auth = format!("Bearer {CLIENT_KEY}");
-    let mut s = http::open_stream(
+    // The hold outlasts the head's and event 1's read timeout: event 1 must come while the mock still
+    // holds the stream.
+    let mut s = http::open_stream_within(
+        FIRST_EVENT_TIMEOUT,
         r.envoy.port,
         "POST",
         "/v1/chat/completions",
@@ -388,6 +391,7 @@ fn a_client_that_disconnects_mid_stream_is_still_accounted() {
         body.as_bytes(),
     );
     assert!(s.next_event().is_some_and(|e| e.contains("Hello ")));
+    assert_eq!(r.mock("cheap").held(), 1, "event 1 must arrive while the mock holds event 2");
     drop(s);
     r.mock("cheap").release_stream();
     let lines = access_log(&r, 1);

@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::http::{open_stream, request};
+use common::http::{open_stream_within, request};
 use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
 use common::schema::assert_valid;
-use llm_router_testkit::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::{Behavior, MockProvider, FIRST_EVENT_TIMEOUT};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 
@@ -178,7 +178,10 @@ fn stream_events_arrive_one_at_a_time() {
     let r = two_providers();
     r.mock("cheap").hold_streams(true);
     let body = chat_body("chat", true).to_string();
-    let mut s = open_stream(
+    // The mock holds event 2 until we have event 1: this only passes if nothing buffers the stream. The
+    // hold outlasts the head's and event 1's read timeout, so a buffering router fails the read.
+    let mut s = open_stream_within(
+        FIRST_EVENT_TIMEOUT,
         r.envoy.port,
         "POST",
         "/v1/chat/completions",
@@ -187,9 +190,9 @@ fn stream_events_arrive_one_at_a_time() {
     );
     assert_eq!(s.status, 200);
     assert_eq!(s.header("content-type"), Some("text/event-stream"));
-    // The mock holds event 2 until we have event 1: this only passes if nothing buffers the stream.
     let first = s.next_event().expect("first event");
     assert!(first.contains("Hello "), "{first}");
+    assert_eq!(r.mock("cheap").held(), 1, "event 1 must arrive while the mock holds event 2");
     r.mock("cheap").release_stream();
     let rest = s.collect_events();
     assert!(rest.iter().any(|e| e.contains("cheap")), "{rest:?}");

@@ -1,16 +1,33 @@
-//! A tiny std-only HTTP/1.1 client for tests (plain TCP to 127.0.0.1).
+//! A small blocking HTTP/1.1 client for tests (plain TCP to 127.0.0.1), on hyper's client connection.
+//!
+//! Each request gets its own connection, driven by a current-thread tokio runtime that lives as long as
+//! the call (or the [`Stream`]): dropping a `Stream` closes its connection. Requests carry exactly the
+//! headers given, plus `host`, `content-length` (for a body, or any POST-like method) and
+//! `connection: close` unless given: no user-agent, accept or accept-encoding of the client's own, and
+//! bodies come back as sent (a gzip body stays gzip).
+//!
+//! Bytes no client library sends (a chunked body ended by trailers, a malformed request, a connection
+//! half-closed on purpose) are written by the tests themselves on a `TcpStream`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::future::Future;
 use std::time::Duration;
 
-/// How long any single read may block.
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::runtime::Runtime;
+
+/// How long connecting, sending, or any single read may block.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct Response {
     pub status: u16,
-    /// Names lowercased, in order received.
+    /// Names lowercased; each name where it first appeared, its values in the order received.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
@@ -48,175 +65,106 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
     headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
 }
 
-fn connect(port: u16) -> Result<TcpStream, String> {
-    let stream =
-        TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
-    stream
-        .set_read_timeout(Some(READ_TIMEOUT))
-        .and_then(|_| stream.set_write_timeout(Some(READ_TIMEOUT)))
-        .and_then(|_| stream.set_nodelay(true))
-        .map_err(|e| format!("socket options: {e}"))?;
-    Ok(stream)
+/// The headers as (lowercase name, value) pairs.
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect()
 }
 
-fn send_request(
-    stream: &mut TcpStream,
+fn runtime() -> Result<Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))
+}
+
+/// `fut`, or an error after `t`.
+async fn within<T>(t: Duration, what: &str, fut: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(t, fut).await.map_err(|_| format!("{what}: no answer within {t:?}"))
+}
+
+/// Connects, sends the request and returns once the response head has arrived (each step within
+/// `timeout`). The connection is driven by a task on the caller's (current-thread) runtime.
+async fn send(
+    timeout: Duration,
     port: u16,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> Result<(), String> {
-    let has = |n: &str| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n));
-    let mut head = format!("{method} {path} HTTP/1.1\r\n");
-    if !has("host") {
-        head.push_str(&format!("host: 127.0.0.1:{port}\r\n"));
-    }
-    let bodyless = matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS");
-    if !has("content-length") && !has("transfer-encoding") && (!body.is_empty() || !bodyless) {
-        head.push_str(&format!("content-length: {}\r\n", body.len()));
-    }
-    if !has("connection") {
-        head.push_str("connection: close\r\n");
-    }
+) -> Result<hyper::Response<Incoming>, String> {
+    let method = Method::from_bytes(method.as_bytes()).map_err(|e| format!("method {method:?}: {e}"))?;
+    let mut req = Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .map_err(|e| format!("request {path:?}: {e}"))?;
+    let h = req.headers_mut();
     for (n, v) in headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
+        let name = HeaderName::from_bytes(n.as_bytes()).map_err(|e| format!("header name {n:?}: {e}"))?;
+        let value = HeaderValue::from_str(v).map_err(|e| format!("header {n}: {v:?}: {e}"))?;
+        h.append(name, value);
     }
-    head.push_str("\r\n");
-    let mut buf = head.into_bytes();
-    buf.extend_from_slice(body);
-    stream
-        .write_all(&buf)
-        .and_then(|_| stream.flush())
-        .map_err(|e| format!("send {method} {path} to port {port}: {e}"))
+    if !h.contains_key("host") {
+        h.insert(
+            "host",
+            HeaderValue::from_str(&format!("127.0.0.1:{port}"))
+                .unwrap_or(HeaderValue::from_static("127.0.0.1")),
+        );
+    }
+    let bodyless = matches!(method, Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS);
+    if !h.contains_key("content-length")
+        && !h.contains_key("transfer-encoding")
+        && (!body.is_empty() || !bodyless)
+    {
+        h.insert("content-length", HeaderValue::from(body.len()));
+    }
+    if !h.contains_key("connection") {
+        h.insert("connection", HeaderValue::from_static("close"));
+    }
+
+    let tcp = within(timeout, "connect", TcpStream::connect(("127.0.0.1", port)))
+        .await?
+        .map_err(|e| format!("connect to 127.0.0.1:{port}: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| format!("socket options: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    // Ends with the connection (the server closes it after `connection: close`, or the runtime goes).
+    tokio::spawn(conn);
+    within(timeout, "response head", sender.send_request(req))
+        .await?
+        .map_err(|e| format!("{e}{}", source_of(&e)))
 }
 
-fn read_line(r: &mut impl BufRead) -> Result<String, String> {
-    let mut buf = Vec::new();
-    r.read_until(b'\n', &mut buf).map_err(|e| format!("read: {e}"))?;
-    if buf.last() != Some(&b'\n') {
-        return Err(format!("connection closed mid-line (got {:?})", String::from_utf8_lossy(&buf)));
+/// The innermost cause of a hyper error, which says what went wrong (hyper's own text often doesn't).
+fn source_of(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e.source();
+    let mut last = None;
+    while let Some(c) = cause {
+        last = Some(c.to_string());
+        cause = c.source();
     }
-    buf.pop();
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    last.map(|c| format!(": {c}")).unwrap_or_default()
 }
 
-/// Read the status line and headers, skipping 1xx interim responses.
-fn read_head(r: &mut impl BufRead) -> Result<(u16, Vec<(String, String)>), String> {
+/// The next body bytes: `Ok(None)` at the end of the body (trailers are skipped).
+async fn next_data(body: &mut Incoming, t: Duration) -> Result<Option<Bytes>, String> {
     loop {
-        let line = read_line(r)?;
-        let mut parts = line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("");
-        let status = parts.next().and_then(|s| s.parse::<u16>().ok());
-        let Some(status) = status.filter(|_| version.starts_with("HTTP/1.")) else {
-            return Err(format!("bad status line {line:?}"));
-        };
-        let mut headers = Vec::new();
-        loop {
-            let line = read_line(r)?;
-            if line.is_empty() {
-                break;
-            }
-            let Some((n, v)) = line.split_once(':') else {
-                return Err(format!("bad header line {line:?}"));
-            };
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
-        if (100..200).contains(&status) && status != 101 {
-            continue;
-        }
-        return Ok((status, headers));
-    }
-}
-
-/// How the body is delimited.
-#[derive(Debug)]
-enum Framing {
-    Chunked { left_in_chunk: u64, done: bool },
-    Length(u64),
-    UntilEof { done: bool },
-}
-
-impl Framing {
-    fn new(method: &str, status: u16, headers: &[(String, String)]) -> Result<Framing, String> {
-        if method == "HEAD" || status == 204 || status == 304 {
-            return Ok(Framing::Length(0));
-        }
-        let chunked = headers
-            .iter()
-            .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
-        if chunked {
-            return Ok(Framing::Chunked { left_in_chunk: 0, done: false });
-        }
-        if let Some(cl) = find_header(headers, "content-length") {
-            let n = cl.parse::<u64>().map_err(|_| format!("bad content-length {cl:?}"))?;
-            return Ok(Framing::Length(n));
-        }
-        Ok(Framing::UntilEof { done: false })
-    }
-
-    /// Read some body bytes into `out`; `Ok(false)` once the body has ended.
-    fn read_some(&mut self, r: &mut impl BufRead, out: &mut Vec<u8>) -> Result<bool, String> {
-        match self {
-            Framing::Length(0) => Ok(false),
-            Framing::Length(left) => {
-                let n = read_upto(r, *left, out)?;
-                if n == 0 {
-                    return Err(format!("connection closed with {left} body bytes missing"));
+        match within(t, "reading body", body.frame()).await? {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(format!("{e}{}", source_of(&e))),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    return Ok(Some(data));
                 }
-                *left -= n;
-                Ok(true)
-            }
-            Framing::UntilEof { done: true } => Ok(false),
-            Framing::UntilEof { done } => {
-                let n = read_upto(r, 64 * 1024, out)?;
-                if n == 0 {
-                    *done = true;
-                }
-                Ok(n > 0)
-            }
-            Framing::Chunked { done: true, .. } => Ok(false),
-            Framing::Chunked { left_in_chunk, done } => {
-                if *left_in_chunk == 0 {
-                    let line = read_line(r)?;
-                    let size = line.split(';').next().unwrap_or("").trim();
-                    let size =
-                        u64::from_str_radix(size, 16).map_err(|_| format!("bad chunk size line {line:?}"))?;
-                    if size == 0 {
-                        // Trailers up to a blank line.
-                        while !read_line(r)?.is_empty() {}
-                        *done = true;
-                        return Ok(false);
-                    }
-                    *left_in_chunk = size;
-                }
-                let n = read_upto(r, *left_in_chunk, out)?;
-                if n == 0 {
-                    return Err("connection closed inside a chunk".to_string());
-                }
-                *left_in_chunk -= n;
-                if *left_in_chunk == 0 {
-                    let crlf = read_line(r)?;
-                    if !crlf.is_empty() {
-                        return Err(format!("chunk data not followed by CRLF: {crlf:?}"));
-                    }
-                }
-                Ok(true)
             }
         }
     }
-}
-
-/// Append up to `max` bytes that are available (blocking for at least one); 0 at EOF.
-fn read_upto(r: &mut impl BufRead, max: u64, out: &mut Vec<u8>) -> Result<u64, String> {
-    let avail = r.fill_buf().map_err(|e| format!("read body: {e}"))?;
-    let n = avail.len().min(max.min(usize::MAX as u64) as usize);
-    out.extend_from_slice(&avail[..n]);
-    r.consume(n);
-    Ok(n as u64)
 }
 
 /// Like [`request`] but returns I/O and protocol failures as `Err`.
@@ -227,18 +175,22 @@ pub fn try_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Response, String> {
-    let mut stream = connect(port)?;
-    send_request(&mut stream, port, method, path, headers, body)?;
-    let mut r = BufReader::new(stream);
-    let (status, headers) =
-        read_head(&mut r).map_err(|e| format!("{method} {path} on port {port}: reading response: {e}"))?;
-    let mut framing = Framing::new(method, status, &headers)?;
-    let mut body = Vec::new();
-    while framing
-        .read_some(&mut r, &mut body)
-        .map_err(|e| format!("{method} {path} on port {port}: reading body: {e}"))?
-    {}
-    Ok(Response { status, headers, body })
+    runtime()?.block_on(async {
+        let resp = send(READ_TIMEOUT, port, method, path, headers, body)
+            .await
+            .map_err(|e| format!("{method} {path} on port {port}: {e}"))?;
+        let status = resp.status().as_u16();
+        let headers = header_pairs(resp.headers());
+        let mut incoming = resp.into_body();
+        let mut body = Vec::new();
+        while let Some(data) = next_data(&mut incoming, READ_TIMEOUT)
+            .await
+            .map_err(|e| format!("{method} {path} on port {port}: reading body: {e}"))?
+        {
+            body.extend_from_slice(&data);
+        }
+        Ok(Response { status, headers, body })
+    })
 }
 
 /// Send one request on a fresh connection (`connection: close`) and read the
@@ -261,22 +213,42 @@ pub fn post_json(port: u16, path: &str, key: Option<&str>, body: &serde_json::Va
 pub struct Stream {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    reader: BufReader<TcpStream>,
-    framing: Framing,
+    /// `None` once the body has ended.
+    body: Option<Incoming>,
     /// Decoded body bytes not yet returned as events.
     pending: Vec<u8>,
+    read_timeout: Duration,
+    /// Drives the connection while the body is read; dropped last, closing it.
+    runtime: Runtime,
 }
 
 /// Send a request and return once the response head has arrived; the body is
 /// then read with [`Stream::next_event`]. Panics on I/O failure.
 pub fn open_stream(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Stream {
+    open_stream_within(READ_TIMEOUT, port, method, path, headers, body)
+}
+
+/// [`open_stream`] where the response head, and then each read of the body, may take at most `timeout`
+/// (e.g. [`crate::mock::FIRST_EVENT_TIMEOUT`] for a stream the mock holds).
+pub fn open_stream_within(
+    timeout: Duration,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Stream {
     let run = || -> Result<Stream, String> {
-        let mut stream = connect(port)?;
-        send_request(&mut stream, port, method, path, headers, body)?;
-        let mut reader = BufReader::new(stream);
-        let (status, headers) = read_head(&mut reader)?;
-        let framing = Framing::new(method, status, &headers)?;
-        Ok(Stream { status, headers, reader, framing, pending: Vec::new() })
+        let runtime = runtime()?;
+        let resp = runtime.block_on(send(timeout, port, method, path, headers, body))?;
+        Ok(Stream {
+            status: resp.status().as_u16(),
+            headers: header_pairs(resp.headers()),
+            body: Some(resp.into_body()),
+            pending: Vec::new(),
+            read_timeout: timeout,
+            runtime,
+        })
     };
     run().unwrap_or_else(|e| panic!("open_stream {method} {path} on port {port}: {e}"))
 }
@@ -304,11 +276,31 @@ impl Stream {
         find_header(&self.headers, name)
     }
 
+    /// Appends the next body bytes to `pending`; false at the end of the body. Panics on I/O failure or
+    /// when no bytes come within the read timeout.
+    fn read_more(&mut self) -> bool {
+        let Some(body) = self.body.as_mut() else {
+            return false;
+        };
+        match self.runtime.block_on(next_data(body, self.read_timeout)) {
+            Ok(Some(data)) => {
+                self.pending.extend_from_slice(&data);
+                true
+            }
+            Ok(None) => {
+                self.body = None;
+                false
+            }
+            Err(e) => panic!("reading stream: {e}"),
+        }
+    }
+
     /// The next complete SSE event: its text up to (not including) the blank
     /// line that ends it, trailing `\r` trimmed, e.g. `data: {...}`. Returns as
     /// soon as that event has arrived (it does not wait for the end of the body).
     /// At the end of the body, any leftover non-blank text is returned as a last
-    /// event, then `None`. Panics on I/O failure or a 30 s read timeout.
+    /// event, then `None`. Panics on I/O failure or a read timeout ([`READ_TIMEOUT`] unless
+    /// [`open_stream_within`] or [`Stream::set_read_timeout`] say otherwise).
     pub fn next_event(&mut self) -> Option<String> {
         loop {
             if let Some((end, sep_end)) = find_event_end(&self.pending) {
@@ -319,11 +311,7 @@ impl Stream {
                 }
                 return Some(ev);
             }
-            let more = self
-                .framing
-                .read_some(&mut self.reader, &mut self.pending)
-                .unwrap_or_else(|e| panic!("reading stream: {e}"));
-            if !more {
+            if !self.read_more() {
                 let rest = String::from_utf8_lossy(&std::mem::take(&mut self.pending)).trim().to_string();
                 return (!rest.is_empty()).then_some(rest);
             }
@@ -337,17 +325,12 @@ impl Stream {
 
     /// The rest of the body, raw.
     pub fn read_rest(&mut self) -> Vec<u8> {
-        let mut out = std::mem::take(&mut self.pending);
-        while self
-            .framing
-            .read_some(&mut self.reader, &mut out)
-            .unwrap_or_else(|e| panic!("reading stream: {e}"))
-        {}
-        out
+        while self.read_more() {}
+        std::mem::take(&mut self.pending)
     }
 
-    /// Change the read timeout of the underlying socket.
+    /// How long each later read may wait for body bytes.
     pub fn set_read_timeout(&mut self, t: Duration) {
-        let _ = self.reader.get_ref().set_read_timeout(Some(t));
+        self.read_timeout = t;
     }
 }

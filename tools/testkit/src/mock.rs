@@ -1,35 +1,60 @@
-//! A mock OpenAI-compatible LLM provider for tests and local demos (std-only).
+//! A mock OpenAI-compatible LLM provider for tests and local demos.
 //!
-//! One thread accepts connections on 127.0.0.1; each connection gets its own
-//! thread and is served as HTTP/1.1 with keep-alive (Envoy pools upstream
-//! connections and sends many requests on each). Request bodies may be sent
-//! with `content-length` or `transfer-encoding: chunked`.
+//! It is served by hyper (HTTP/1.1 with keep-alive: Envoy pools upstream connections and sends many
+//! requests on each) on a tokio runtime of its own, so its API stays blocking for the tests. Request
+//! bodies may be sent with `content-length` or `transfer-encoding: chunked`.
 //!
-//! * `POST .../chat/completions` is recorded (see [`MockProvider::requests`]) and
-//!   answered according to the current [`Behavior`].
-//! * Other `POST`s are answered 404 under [`Behavior::Ok`], or with the
-//!   configured status under [`Behavior::Status`].
-//! * `GET` of any path answers 200 `{"ok":true}` (whatever the behaviour, so
-//!   health checks keep working).
-//! * Other methods answer 405; a malformed request gets 400 and the connection
-//!   is closed.
+//! * `POST .../chat/completions` is recorded (see [`MockProvider::requests`]) and answered according to
+//!   the current [`Behavior`]. A completion carries `x-ratelimit-remaining-requests: 99` and
+//!   `x-mock-secret: internal`; it is gzip-compressed when the request's `accept-encoding` allows gzip;
+//!   with `"stream": true` it is an SSE stream of content events, a usage event, then `data: [DONE]`
+//!   (see [`MockProvider::set_stream_shape`] and [`MockProvider::hold_streams`]).
+//! * Other `POST`s are answered 404 under [`Behavior::Ok`], or with the configured status under
+//!   [`Behavior::Status`].
+//! * `GET` of any path answers 200 `{"ok":true}` (whatever the behaviour, so health checks keep
+//!   working).
+//! * Other methods answer 405; a malformed request gets 400 and the connection is closed.
+//!
+//! Two faults are not what an HTTP library will send, and are made underneath hyper, in [`MockIo`]:
+//! the trailer of [`Behavior::Trailers`] is written raw on the socket, and the cut of
+//! [`Behavior::Cut`] with `reset` waits until every event before it is on the wire.
 
-use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::convert::Infallible;
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{ready, Context, Poll, Waker};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Longest request line or header line accepted.
-const MAX_LINE: u64 = 64 * 1024;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, watch};
+
+/// Hyper's read buffer, so also the longest request head. Hyper's default (~400 KB) made a 1 MB body cost
+/// a fifth more CPU (fresh pages for every read).
+const READ_BUF: usize = 64 * 1024;
 /// Most header lines accepted in one request.
 const MAX_HEADERS: usize = 200;
 /// Largest request body accepted.
-const MAX_BODY: u64 = 64 * 1024 * 1024;
-/// A held stream resumes on its own after this long.
-const HOLD_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// A connection keeps its body buffer for the next request up to this size.
+const MAX_KEPT_BODY: usize = 8 * 1024 * 1024;
+/// Streams that pause less than this before each event run on the blocking pool (see `produce_paced`).
+const PRECISE_PAUSE: Duration = Duration::from_millis(20);
+
+/// How long a test waits for the 1st event of a stream the mock holds: far below any hold (a held stream
+/// waits for its release), so a proxy that buffers the stream fails the read instead of getting the whole
+/// stream once the hold ends.
+pub const FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The usage block every completion reports.
 const USAGE_JSON: &str = r#"{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}"#;
@@ -40,7 +65,7 @@ pub struct Recorded {
     pub method: String,
     /// The request target as sent (path and query).
     pub path: String,
-    /// Header names lowercased, in the order received.
+    /// Header names lowercased; each name where it first appeared, its values in the order received.
     pub headers: Vec<(String, String)>,
     /// The body, de-chunked.
     pub body: Vec<u8>,
@@ -71,39 +96,39 @@ pub enum Behavior {
     /// Wait this long before answering as `Ok` (for per-attempt timeouts).
     Delay { ms: u64 },
     /// Streams stop after this many events without `data: [DONE]`: ending the response cleanly, or with
-    /// `reset`, closing the connection mid-response. Non-streamed requests answer as `Ok`.
+    /// `reset`, closing the connection mid-response (no terminating chunk). Non-streamed requests answer
+    /// as `Ok`.
     Cut { after_events: usize, reset: bool },
     /// A non-streamed completion sent chunked and ended by a trailer (`x-mock-trailer: done`), as HTTP/2
     /// providers may end theirs (Envoy passes HTTP/1 trailers on with `enable_trailers`).
     Trailers,
 }
 
-struct HoldState {
+/// What [`MockProvider::hold_streams`] and [`MockProvider::release_stream`] set.
+#[derive(Clone, Copy, Debug, Default)]
+struct Hold {
     /// Streams that start while this is set pause after their first event.
-    hold: bool,
+    on: bool,
     /// Bumped by `release_stream`; a held stream waits for a change.
     release_gen: u64,
-    /// Streams currently paused.
-    held: usize,
+    /// Set when the mock stops: every hold ends.
+    stopped: bool,
 }
 
 struct Shared {
     name: String,
     behavior: Mutex<Behavior>,
     requests: Mutex<Vec<Recorded>>,
-    hold: Mutex<HoldState>,
-    hold_cv: Condvar,
-    stopped: AtomicBool,
+    hold: watch::Sender<Hold>,
+    /// Streams holding now (see [`MockProvider::held`]).
+    held: AtomicUsize,
     next_id: AtomicU64,
-    next_conn: AtomicU64,
     /// Chat requests are kept for [`MockProvider::requests`] while this is set (the default).
     record: AtomicBool,
     /// Content events per SSE stream; 0 = the default stream ("Hello ", "from ", name).
     stream_chunks: AtomicU64,
     /// Pause before each SSE event, in microseconds (0 = none).
     chunk_delay_us: AtomicU64,
-    /// Open connections (clones), so `stop` can shut them down.
-    conns: Mutex<HashMap<u64, TcpStream>>,
 }
 
 /// Lock, ignoring poisoning (a panicking test thread must not wedge the mock).
@@ -115,7 +140,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct MockProvider {
     shared: Arc<Shared>,
     port: u16,
-    accept: Option<JoinHandle<()>>,
+    /// Serves the listener and every connection; shutting it down closes them all.
+    runtime: Option<Runtime>,
 }
 
 impl MockProvider {
@@ -130,27 +156,33 @@ impl MockProvider {
 
     /// Start on 127.0.0.1:`port` (0 = any free port).
     pub fn start_on(name: &str, port: u16) -> io::Result<MockProvider> {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(format!("mock-{name}"))
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let listener = {
+            let _in_runtime = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
         let shared = Arc::new(Shared {
             name: name.to_string(),
             behavior: Mutex::new(Behavior::Ok),
             requests: Mutex::new(Vec::new()),
-            hold: Mutex::new(HoldState { hold: false, release_gen: 0, held: 0 }),
-            hold_cv: Condvar::new(),
-            stopped: AtomicBool::new(false),
+            hold: watch::Sender::new(Hold::default()),
+            held: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
-            next_conn: AtomicU64::new(1),
             record: AtomicBool::new(true),
             stream_chunks: AtomicU64::new(0),
             chunk_delay_us: AtomicU64::new(0),
-            conns: Mutex::new(HashMap::new()),
         });
-        let sh = Arc::clone(&shared);
-        let accept = thread::Builder::new()
-            .name(format!("mock-{name}-accept"))
-            .spawn(move || accept_loop(listener, sh))?;
-        Ok(MockProvider { shared, port, accept: Some(accept) })
+        runtime.spawn(accept_loop(listener, Arc::clone(&shared)));
+        Ok(MockProvider { shared, port, runtime: Some(runtime) })
     }
 
     pub fn port(&self) -> u16 {
@@ -190,336 +222,293 @@ impl MockProvider {
         lock(&self.shared.requests).clear();
     }
 
-    /// Make the next streams pause before sending their 2nd SSE event until
-    /// `release_stream()` is called. `hold_streams(false)` also lets any paused
-    /// stream continue.
+    /// Make the next streams pause before sending their 2nd SSE event until `release_stream()` is
+    /// called. `hold_streams(false)` also lets any paused stream continue. A held stream waits for
+    /// nothing else (no timeout): a client that waits for its 2nd event without releasing it waits until
+    /// its own read timeout, or until the mock stops.
     pub fn hold_streams(&self, hold: bool) {
-        let mut st = lock(&self.shared.hold);
-        st.hold = hold;
-        self.shared.hold_cv.notify_all();
+        self.shared.hold.send_modify(|h| h.on = hold);
     }
 
     /// Let every stream currently paused (or about to pause) continue.
     /// Streams that start afterwards still pause while `hold_streams(true)`.
     pub fn release_stream(&self) {
-        let mut st = lock(&self.shared.hold);
-        st.release_gen += 1;
-        self.shared.hold_cv.notify_all();
+        self.shared.hold.send_modify(|h| h.release_gen += 1);
     }
 
-    /// How many streams are paused right now (after their 1st event).
+    /// How many streams are holding right now: counted from before their 1st event is sent until they
+    /// are released (or end), so a client that has read a held stream's 1st event sees it counted.
     pub fn held(&self) -> usize {
-        lock(&self.shared.hold).held
+        self.shared.held.load(Ordering::SeqCst)
     }
 
     /// Stop accepting (connections are refused afterwards) and close open connections.
     pub fn stop(self) {
         drop(self)
     }
-
-    fn shutdown(&mut self) {
-        let Some(accept) = self.accept.take() else {
-            return;
-        };
-        self.shared.stopped.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag and drops the listener.
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(2));
-        let _ = accept.join();
-        for (_, c) in lock(&self.shared.conns).drain() {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-        // Held streams: let them go (their writes will fail).
-        let _st = lock(&self.shared.hold);
-        self.shared.hold_cv.notify_all();
-    }
 }
 
 impl Drop for MockProvider {
     fn drop(&mut self) {
-        self.shutdown();
+        // Shutting the runtime down drops the listener and every connection task (so their sockets), held
+        // streams included; it waits for the streams on the blocking pool, which end once their holds do.
+        self.shared.hold.send_modify(|h| h.stopped = true);
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
     }
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let conn = listener.accept();
-        if shared.stopped.load(Ordering::SeqCst) {
-            return;
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                // Each SSE event leaves as soon as it is written.
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(serve_connection(tcp, Arc::clone(&shared)));
+            }
+            // E.g. out of file descriptors: try again shortly rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
-        match conn {
-            Ok((stream, _)) => {
-                let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-                if let Ok(clone) = stream.try_clone() {
-                    lock(&shared.conns).insert(id, clone);
+    }
+}
+
+async fn serve_connection(tcp: TcpStream, shared: Arc<Shared>) {
+    let ctl = Arc::new(ConnCtl::default());
+    let io = TokioIo::new(MockIo { tcp, ctl: Arc::clone(&ctl), raw: Raw::Idle });
+    let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&shared), Arc::clone(&ctl)));
+    // An error here is the client going away, a malformed request (hyper has answered 400), or a stream
+    // cut on purpose: the connection is closed either way.
+    let _ = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(READ_BUF)
+        .max_headers(MAX_HEADERS)
+        .auto_date_header(false)
+        .serve_connection(io, service)
+        .await;
+}
+
+/// What a connection's request handlers tell its [`MockIo`], and what it tells them.
+#[derive(Default)]
+struct ConnCtl {
+    /// Completed flushes: hyper flushes the socket only once its write buffer is empty, so every byte
+    /// hyper had before the n-th flush is on the wire after it.
+    flushes: AtomicU64,
+    /// A body waiting for the next flush.
+    flush_waker: Mutex<Option<Waker>>,
+    /// Bytes to send in place of hyper's next response (see [`Behavior::Trailers`]).
+    raw_response: Mutex<Option<Vec<u8>>>,
+    /// The buffer request bodies are read into, kept between requests.
+    body_buf: Mutex<Vec<u8>>,
+}
+
+/// Where [`MockIo`] is with a raw response.
+enum Raw {
+    Idle,
+    /// Dropping hyper's response head; `matched` bytes of its closing `\r\n\r\n` seen so far.
+    Swallow {
+        matched: usize,
+        bytes: Vec<u8>,
+    },
+    /// Writing the raw response in its place.
+    Write {
+        bytes: Vec<u8>,
+        pos: usize,
+    },
+}
+
+/// A connection's socket as hyper sees it: the TCP stream, plus the two faults a library does not make.
+///
+/// * Raw response ([`Behavior::Trailers`]): hyper's HTTP/1 server writes trailer fields only when the
+///   request said `TE: trailers`, and Envoy's upstream codec does not say it, so a trailer must be
+///   written raw. The handler answers hyper with an empty `content-length: 0` response and arms
+///   `ConnCtl::raw_response`; this drops that response's head (up to its blank line: header lines
+///   hold no CRLF) and writes the raw bytes in its place. Hyper then goes on with the connection
+///   (keep-alive) as after any complete response. (Clients that pipeline requests could have a
+///   previous response still buffered here; Envoy does not pipeline.)
+/// * Flush count ([`Behavior::Cut`] with `reset`): hyper closes the connection without the terminating
+///   chunk when a response body fails, but it fails the connection at once, dropping what it has
+///   buffered; the body waits for the next flush first (see [`Events`]).
+struct MockIo {
+    tcp: TcpStream,
+    ctl: Arc<ConnCtl>,
+    raw: Raw,
+}
+
+impl MockIo {
+    /// Writes what is left of a raw response; ready once nothing is.
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Raw::Write { bytes, pos } = &mut self.raw {
+            while *pos < bytes.len() {
+                let n = ready!(Pin::new(&mut self.tcp).poll_write(cx, &bytes[*pos..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
-                let sh = Arc::clone(&shared);
-                let spawned =
-                    thread::Builder::new().name(format!("mock-{}-conn{id}", shared.name)).spawn(move || {
-                        serve_connection(stream, &sh);
-                        lock(&sh.conns).remove(&id);
-                    });
-                if spawned.is_err() {
-                    lock(&shared.conns).remove(&id);
-                }
+                *pos += n;
             }
-            // E.g. too many open files: back off a little.
-            Err(_) => thread::sleep(Duration::from_millis(10)),
+            self.raw = Raw::Idle;
         }
+        Poll::Ready(Ok(()))
     }
-}
 
-/// A parsed request.
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    keep_alive: bool,
-}
-
-enum ReadError {
-    /// Peer closed (or I/O failed): just drop the connection.
-    Closed,
-    /// Not HTTP/1.x we understand: answer 400 and close.
-    Malformed(String),
-}
-
-impl From<io::Error> for ReadError {
-    fn from(_: io::Error) -> Self {
-        ReadError::Closed
-    }
-}
-
-fn serve_connection(stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
-    let Ok(write_half) = stream.try_clone() else {
-        return;
-    };
-    let mut out = write_half;
-    let mut reader = BufReader::new(stream);
-    loop {
-        if shared.stopped.load(Ordering::SeqCst) {
-            return;
+    /// Ready(Some(n)) when `buf` went to a raw response (n bytes of hyper's head dropped).
+    fn swallow(&mut self, buf: &[u8]) -> Option<usize> {
+        if matches!(self.raw, Raw::Idle) {
+            let bytes = lock(&self.ctl.raw_response).take()?;
+            self.raw = Raw::Swallow { matched: 0, bytes };
         }
-        let req = match read_request(&mut reader, &mut out) {
-            Ok(Some(r)) => r,
-            Ok(None) | Err(ReadError::Closed) => return,
-            Err(ReadError::Malformed(why)) => {
-                let body = error_json(&format!("malformed request: {why}"), "invalid_request_error");
-                let _ = write_response(&mut out, 400, &[], body.as_bytes(), true);
-                let _ = out.shutdown(Shutdown::Both);
-                return;
-            }
+        let Raw::Swallow { matched, bytes } = &mut self.raw else {
+            return None;
         };
-        let keep_alive = req.keep_alive;
-        if handle(&req, &mut out, shared).is_err() || !keep_alive {
-            let _ = out.flush();
-            let _ = out.shutdown(Shutdown::Both);
-            return;
-        }
-    }
-}
-
-/// Read one line (up to and including `\n`); `Ok(None)` at a clean EOF.
-fn read_line<R: BufRead>(r: &mut R) -> Result<Option<String>, ReadError> {
-    let mut buf = Vec::new();
-    let n = r.by_ref().take(MAX_LINE).read_until(b'\n', &mut buf)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if buf.last() != Some(&b'\n') {
-        if n as u64 >= MAX_LINE {
-            return Err(ReadError::Malformed("line too long".into()));
-        }
-        // Peer closed mid-line.
-        return Err(ReadError::Closed);
-    }
-    buf.pop();
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    String::from_utf8(buf).map(Some).map_err(|_| ReadError::Malformed("line is not UTF-8".into()))
-}
-
-fn read_request<R: BufRead, W: Write>(r: &mut R, out: &mut W) -> Result<Option<Request>, ReadError> {
-    // Request line (tolerate stray blank lines between requests).
-    let line = loop {
-        match read_line(r)? {
-            None => return Ok(None),
-            Some(l) if l.is_empty() => continue,
-            Some(l) => break l,
-        }
-    };
-    let mut parts = line.split(' ').filter(|p| !p.is_empty());
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ReadError::Malformed(format!("bad request line {line:?}")));
-    };
-    if !version.starts_with("HTTP/1.") || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(ReadError::Malformed(format!("bad request line {line:?}")));
-    }
-    if !target.starts_with('/') && target != "*" && !target.contains("://") {
-        return Err(ReadError::Malformed(format!("bad request target {target:?}")));
-    }
-    let http10 = version == "HTTP/1.0";
-
-    let mut headers = Vec::new();
-    loop {
-        let Some(line) = read_line(r)? else {
-            return Err(ReadError::Closed);
-        };
-        if line.is_empty() {
-            break;
-        }
-        if headers.len() >= MAX_HEADERS {
-            return Err(ReadError::Malformed("too many headers".into()));
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(ReadError::Malformed(format!("bad header line {line:?}")));
-        };
-        let name = name.trim();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(ReadError::Malformed(format!("bad header name {name:?}")));
-        }
-        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
-    }
-
-    fn all<'a>(headers: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        headers.iter().filter(move |(h, _)| h == name).map(|(_, v)| v.as_str())
-    }
-    let find = |n: &'static str| all(&headers, n);
-    let chunked = find("transfer-encoding").any(|v| v.to_ascii_lowercase().contains("chunked"));
-    let lengths: Vec<_> = find("content-length").map(|v| v.parse::<u64>()).collect();
-    let length = match lengths.first() {
-        None => None,
-        Some(Ok(n)) => {
-            if lengths.iter().any(|l| l.as_ref().ok() != Some(n)) {
-                return Err(ReadError::Malformed("conflicting content-length".into()));
-            }
-            Some(*n)
-        }
-        Some(Err(_)) => return Err(ReadError::Malformed("bad content-length".into())),
-    };
-    let connection: Vec<String> = find("connection").map(|v| v.to_ascii_lowercase()).collect();
-    let keep_alive = if http10 {
-        connection.iter().any(|v| v.contains("keep-alive"))
-    } else {
-        !connection.iter().any(|v| v.contains("close"))
-    };
-
-    if find("expect").any(|v| v.eq_ignore_ascii_case("100-continue")) && !http10 {
-        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        out.flush()?;
-    }
-
-    let body = if chunked {
-        read_chunked(r)?
-    } else if let Some(n) = length {
-        if n > MAX_BODY {
-            return Err(ReadError::Malformed("body too large".into()));
-        }
-        let mut body = Vec::with_capacity(n as usize);
-        r.by_ref().take(n).read_to_end(&mut body)?;
-        if (body.len() as u64) < n {
-            return Err(ReadError::Closed);
-        }
-        body
-    } else {
-        Vec::new()
-    };
-
-    Ok(Some(Request { method: method.to_string(), target: target.to_string(), headers, body, keep_alive }))
-}
-
-fn read_chunked<R: BufRead>(r: &mut R) -> Result<Vec<u8>, ReadError> {
-    let mut body = Vec::new();
-    loop {
-        let Some(line) = read_line(r)? else {
-            return Err(ReadError::Closed);
-        };
-        let size_str = line.split(';').next().unwrap_or("").trim();
-        let size = u64::from_str_radix(size_str, 16)
-            .map_err(|_| ReadError::Malformed(format!("bad chunk size {line:?}")))?;
-        if size == 0 {
-            // Trailers, up to a blank line.
-            loop {
-                match read_line(r)? {
-                    None => return Err(ReadError::Closed),
-                    Some(l) if l.is_empty() => return Ok(body),
-                    Some(_) => {}
-                }
+        const END: &[u8] = b"\r\n\r\n";
+        for (i, &b) in buf.iter().enumerate() {
+            *matched = if b == END[*matched] { *matched + 1 } else { usize::from(b == b'\r') };
+            if *matched == END.len() {
+                self.raw = Raw::Write { bytes: std::mem::take(bytes), pos: 0 };
+                return Some(i + 1);
             }
         }
-        if body.len() as u64 + size > MAX_BODY {
-            return Err(ReadError::Malformed("body too large".into()));
+        Some(buf.len())
+    }
+}
+
+impl AsyncRead for MockIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for MockIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_raw(cx))?;
+        if let Some(n) = this.swallow(buf) {
+            return Poll::Ready(Ok(n));
         }
-        let before = body.len();
-        r.by_ref().take(size).read_to_end(&mut body)?;
-        if ((body.len() - before) as u64) < size {
-            return Err(ReadError::Closed);
+        Pin::new(&mut this.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_raw(cx))?;
+        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+        if let Some(n) = this.swallow(first) {
+            return Poll::Ready(Ok(n));
         }
-        match read_line(r)? {
-            Some(l) if l.is_empty() => {}
-            Some(_) => return Err(ReadError::Malformed("chunk not followed by CRLF".into())),
-            None => return Err(ReadError::Closed),
+        Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_raw(cx))?;
+        ready!(Pin::new(&mut this.tcp).poll_flush(cx))?;
+        this.ctl.flushes.fetch_add(1, Ordering::SeqCst);
+        if let Some(w) = lock(&this.ctl.flush_waker).take() {
+            w.wake();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_raw(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+/// A response body: all at once, or SSE events as a stream produces them.
+enum MockBody {
+    Full(Option<Bytes>),
+    Events(Events),
+}
+
+impl Body for MockBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.get_mut() {
+            MockBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            MockBody::Events(e) => e.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, MockBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            MockBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            MockBody::Events(_) => SizeHint::default(),
         }
     }
 }
 
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Payload Too Large",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
+/// What a stream's producer sends its body.
+enum Item {
+    Event(Bytes),
+    /// Close the connection here, without ending the response.
+    Reset,
+}
+
+/// The body of an SSE response: the events its producer task sends, in order.
+struct Events {
+    rx: mpsc::Receiver<Item>,
+    ctl: Arc<ConnCtl>,
+    /// Set at a reset: the flush count then. The connection fails only after a later flush, so every
+    /// event before the cut reaches the client.
+    reset_after: Option<u64>,
+}
+
+impl Events {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.reset_after.is_none() {
+            match ready!(self.rx.poll_recv(cx)) {
+                Some(Item::Event(b)) => return Poll::Ready(Some(Ok(Frame::data(b)))),
+                None => return Poll::Ready(None),
+                Some(Item::Reset) => self.reset_after = Some(self.ctl.flushes.load(Ordering::SeqCst)),
+            }
+        }
+        let after = self.reset_after.unwrap_or(0);
+        *lock(&self.ctl.flush_waker) = Some(cx.waker().clone());
+        if self.ctl.flushes.load(Ordering::SeqCst) > after {
+            return Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "mock: stream reset",
+            ))));
+        }
+        Poll::Pending
     }
 }
 
-fn write_response<W: Write>(
-    out: &mut W,
-    code: u16,
-    headers: &[(String, String)],
-    body: &[u8],
-    close: bool,
-) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {code} {}\r\n", reason(code));
-    let has = |n: &str| headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(n));
-    if !has("content-type") {
-        head.push_str("content-type: application/json\r\n");
-    }
+fn response(code: u16, headers: &[(String, String)], body: impl Into<Bytes>) -> Response<MockBody> {
+    let mut resp = Response::new(MockBody::Full(Some(body.into())));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
     for (n, v) in headers {
-        if n.eq_ignore_ascii_case("content-length")
-            || n.eq_ignore_ascii_case("connection")
-            || n.eq_ignore_ascii_case("transfer-encoding")
-        {
+        let skip = ["content-length", "connection", "transfer-encoding"];
+        if skip.iter().any(|s| n.eq_ignore_ascii_case(s)) {
             continue;
         }
-        head.push_str(&format!("{n}: {v}\r\n"));
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(n.as_bytes()), HeaderValue::from_str(v)) {
+            h.append(n, v);
+        }
     }
-    head.push_str(&format!("content-length: {}\r\n", body.len()));
-    if close {
-        head.push_str("connection: close\r\n");
+    if !h.contains_key(CONTENT_TYPE) {
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
-    head.push_str("\r\n");
-    let mut buf = head.into_bytes();
-    buf.extend_from_slice(body);
-    out.write_all(&buf)?;
-    out.flush()
+    resp
 }
 
 fn error_json(message: &str, kind: &str) -> String {
@@ -535,79 +524,139 @@ fn js(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// Answer one request. `Err` means the connection must be closed.
-fn handle<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<()> {
-    let path = req.target.split('?').next().unwrap_or("");
-    match req.method.as_str() {
-        "GET" => write_response(out, 200, &[], br#"{"ok":true}"#, !req.keep_alive),
-        "POST" => {
-            let is_chat = path.ends_with("/chat/completions");
-            if is_chat && shared.record.load(Ordering::Relaxed) {
-                lock(&shared.requests).push(Recorded {
-                    method: req.method.clone(),
-                    path: req.target.clone(),
-                    headers: req.headers.clone(),
-                    body: req.body.clone(),
-                });
+/// The request as the handlers need it: head and whole body.
+struct Req {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Req {
+    fn accepts_gzip(&self) -> bool {
+        self.headers
+            .iter()
+            .any(|(n, v)| n == "accept-encoding" && v.split(',').any(|e| e.trim().starts_with("gzip")))
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    ctl: Arc<ConnCtl>,
+) -> Result<Response<MockBody>, Infallible> {
+    if req.method() == Method::GET {
+        return Ok(response(200, &[], &br#"{"ok":true}"#[..]));
+    }
+    if req.method() != Method::POST {
+        let body = error_json(&format!("method {} not allowed", req.method()), "invalid_request_error");
+        return Ok(response(405, &[("allow".into(), "GET, POST".into())], body));
+    }
+    let (head, mut body) = req.into_parts();
+    // Into the connection's buffer, reused from request to request: a fresh megabyte per request cost
+    // page faults under the benchmark.
+    let mut buf = std::mem::take(&mut *lock(&ctl.body_buf));
+    buf.clear();
+    if let Err(why) = read_body(&mut body, &mut buf).await {
+        let body = error_json(&format!("malformed request: {why}"), "invalid_request_error");
+        // The request's framing is broken: the connection cannot be read on.
+        let mut resp = response(400, &[], body);
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        return Ok(resp);
+    }
+    let req = Req {
+        method: head.method.to_string(),
+        target: head.uri.to_string(),
+        headers: head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body: buf,
+    };
+    let resp = answer(&req, &shared, &ctl).await;
+    if req.body.capacity() <= MAX_KEPT_BODY {
+        *lock(&ctl.body_buf) = req.body;
+    }
+    Ok(resp)
+}
+
+/// Appends the request body to `buf`; `Err` says why it could not be read.
+async fn read_body(body: &mut Incoming, buf: &mut Vec<u8>) -> Result<(), String> {
+    let hint = body.size_hint().lower().min(MAX_BODY as u64) as usize;
+    buf.reserve(hint);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let top: &(dyn std::error::Error + 'static) = &e;
+            std::iter::successors(Some(top), |e| e.source()).last().map_or(String::new(), |e| e.to_string())
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_BODY {
+                return Err("body too large".to_string());
             }
-            let behavior = lock(&shared.behavior).clone();
-            match behavior {
-                Behavior::Status { code, headers, body } => {
-                    write_response(out, code, &headers, body.as_bytes(), !req.keep_alive)
-                }
-                Behavior::Ok if !is_chat => {
-                    let body = error_json(&format!("no route for {path}"), "not_found");
-                    write_response(out, 404, &[], body.as_bytes(), !req.keep_alive)
-                }
-                Behavior::Ok => complete(req, out, shared),
-                Behavior::Trailers => complete_with_trailer(req, out, shared),
-                Behavior::Cut { after_events, reset } => {
-                    complete_cut(req, out, shared, Some((after_events, reset)))
-                }
-                Behavior::Delay { ms } => {
-                    std::thread::sleep(std::time::Duration::from_millis(ms));
-                    complete(req, out, shared)
-                }
-            }
+            buf.extend_from_slice(&data);
         }
-        _ => {
-            let body = error_json(&format!("method {} not allowed", req.method), "invalid_request_error");
-            let allow = vec![("allow".to_string(), "GET, POST".to_string())];
-            write_response(out, 405, &allow, body.as_bytes(), !req.keep_alive)
+    }
+    Ok(())
+}
+
+/// The answer to a POST, by the current behaviour.
+async fn answer(req: &Req, shared: &Arc<Shared>, ctl: &Arc<ConnCtl>) -> Response<MockBody> {
+    let path = req.target.split('?').next().unwrap_or("");
+    let is_chat = path.ends_with("/chat/completions");
+    if is_chat && shared.record.load(Ordering::Relaxed) {
+        lock(&shared.requests).push(Recorded {
+            method: req.method.clone(),
+            path: req.target.clone(),
+            headers: req.headers.clone(),
+            body: req.body.clone(),
+        });
+    }
+    let behavior = lock(&shared.behavior).clone();
+    match behavior {
+        Behavior::Status { code, headers, body } => response(code, &headers, body),
+        Behavior::Ok if !is_chat => {
+            response(404, &[], error_json(&format!("no route for {path}"), "not_found"))
+        }
+        Behavior::Ok => complete(req, shared, ctl, None),
+        Behavior::Trailers => complete_with_trailer(req, shared, ctl),
+        Behavior::Cut { after_events, reset } => complete(req, shared, ctl, Some((after_events, reset))),
+        Behavior::Delay { ms } => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            complete(req, shared, ctl, None)
         }
     }
 }
 
-/// See [`Behavior::Trailers`].
-fn complete_with_trailer<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<()> {
+/// See [`Behavior::Trailers`] and [`MockIo`]: the response goes on the wire raw, hyper's is dropped.
+fn complete_with_trailer(req: &Req, shared: &Shared, ctl: &ConnCtl) -> Response<MockBody> {
     let content = js(&format!("Hello from {}", shared.name));
     let body = format!(
         r#"{{"id":"chatcmpl-trailer","object":"chat.completion","created":{},"model":"native","choices":[{{"index":0,"message":{{"role":"assistant","content":{content}}},"finish_reason":"stop"}}],"usage":{USAGE_JSON}}}"#,
         unix_secs()
     );
-    let mut msg = String::from(
+    let close =
+        req.headers.iter().any(|(n, v)| n == "connection" && v.to_ascii_lowercase().contains("close"));
+    let mut raw = String::from(
         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
          trailer: x-mock-trailer\r\nx-mock-secret: internal\r\n",
     );
-    if !req.keep_alive {
-        msg.push_str("connection: close\r\n");
+    if close {
+        raw.push_str("connection: close\r\n");
     }
-    msg.push_str(&format!("\r\n{:x}\r\n{body}\r\n0\r\nx-mock-trailer: done\r\n\r\n", body.len()));
-    out.write_all(msg.as_bytes())?;
-    out.flush()
+    raw.push_str(&format!("\r\n{:x}\r\n{body}\r\n0\r\nx-mock-trailer: done\r\n\r\n", body.len()));
+    *lock(&ctl.raw_response) = Some(raw.into_bytes());
+    // What hyper writes for this is dropped; an empty body keeps its framing in step with the raw one.
+    response(200, &[], Bytes::new())
 }
 
-fn complete<W: Write>(req: &Request, out: &mut W, shared: &Shared) -> io::Result<()> {
-    complete_cut(req, out, shared, None)
-}
-
-fn complete_cut<W: Write>(
-    req: &Request,
-    out: &mut W,
-    shared: &Shared,
+/// A completion: JSON (gzip when accepted), or an SSE stream, cut as `cut` says.
+fn complete(
+    req: &Req,
+    shared: &Arc<Shared>,
+    ctl: &Arc<ConnCtl>,
     cut: Option<(usize, bool)>,
-) -> io::Result<()> {
-    let close = !req.keep_alive;
+) -> Response<MockBody> {
     // Only the two fields the answer depends on: the rest is validated but never built (a 1 MB
     // conversation parsed into a `Value` made the mock slower than Envoy under the benchmark).
     #[derive(serde::Deserialize)]
@@ -626,7 +675,7 @@ fn complete_cut<W: Write>(
             }
             Err(_) => {
                 let body = error_json("request body is not valid JSON", "invalid_request_error");
-                return write_response(out, 400, &[], body.as_bytes(), close);
+                return response(400, &[], body);
             }
         },
     };
@@ -636,7 +685,7 @@ fn complete_cut<W: Write>(
     let id = js(&format!("chatcmpl-mock-{n}"));
     let created = unix_secs();
     let model = js(model);
-    let extra = [
+    let mut headers = vec![
         ("x-ratelimit-remaining-requests".to_string(), "99".to_string()),
         ("x-mock-secret".to_string(), "internal".to_string()),
     ];
@@ -646,28 +695,12 @@ fn complete_cut<W: Write>(
             r#"{{"id":{id},"object":"chat.completion","created":{created},"model":{model},"system_fingerprint":null,"choices":[{{"index":0,"message":{{"role":"assistant","content":{content}}},"finish_reason":"stop"}}],"usage":{USAGE_JSON}}}"#
         );
         // Like real providers, compress when the client allows it (usage then hides inside gzip).
-        let gzip_ok = req
-            .headers
-            .iter()
-            .any(|(n, v)| n == "accept-encoding" && v.split(',').any(|e| e.trim().starts_with("gzip")));
-        if gzip_ok {
-            let mut headers = extra.to_vec();
+        if req.accepts_gzip() {
             headers.push(("content-encoding".to_string(), "gzip".to_string()));
-            return write_response(out, 200, &headers, &gzip_stored(body.as_bytes()), close);
+            return response(200, &headers, gzip(body.as_bytes()));
         }
-        return write_response(out, 200, &extra, body.as_bytes(), close);
+        return response(200, &headers, body);
     }
-
-    let mut head = String::from("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n");
-    for (n, v) in &extra {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    if close {
-        head.push_str("connection: close\r\n");
-    }
-    head.push_str("\r\n");
-    out.write_all(head.as_bytes())?;
-    out.flush()?;
 
     let chunk = |delta: &str, finish: &str| {
         format!(
@@ -690,142 +723,123 @@ fn complete_cut<W: Write>(
         "data: [DONE]\n\n".to_string(),
     ]);
     let delay = Duration::from_micros(shared.chunk_delay_us.load(Ordering::Relaxed));
+    // Decided before event 1 is sent, so a release that follows the client reading event 1 is never
+    // missed, and the stream counts as held by then.
+    let hold = HeldStream::start(shared);
+    let steps = plan(events, cut, hold);
+    let (tx, rx) = mpsc::channel(1);
+    if delay.is_zero() || delay >= PRECISE_PAUSE {
+        tokio::spawn(produce(steps, tx, delay));
+    } else {
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || produce_paced(steps, tx, delay, rt));
+    }
+    headers.push(("content-type".to_string(), "text/event-stream".to_string()));
+    headers.push(("cache-control".to_string(), "no-cache".to_string()));
+    let mut resp = response(200, &headers, Bytes::new());
+    *resp.body_mut() = MockBody::Events(Events { rx, ctl: Arc::clone(ctl), reset_after: None });
+    resp
+}
 
-    // Decide before event 1 is written, so a release that follows the client
-    // reading event 1 can never be missed.
-    let hold_gen = {
-        let st = lock(&shared.hold);
-        st.hold.then_some(st.release_gen)
-    };
-    for (i, ev) in events.iter().enumerate() {
+/// What a stream's producer does, in order.
+enum Step {
+    /// Wait for the release of a held stream.
+    Hold(HeldStream),
+    /// The pause before an event.
+    Pause,
+    Send(Item),
+}
+
+/// The steps of a stream: a pause before each event, the hold before the 2nd, the cut.
+fn plan(events: Vec<String>, cut: Option<(usize, bool)>, hold: Option<HeldStream>) -> Vec<Step> {
+    let mut hold = hold;
+    let mut steps = Vec::with_capacity(2 * events.len() + 1);
+    for (i, ev) in events.into_iter().enumerate() {
         match cut {
             Some((after, false)) if i == after => break,
             Some((after, true)) if i == after => {
-                out.flush()?;
-                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "mock: stream reset"));
+                steps.push(Step::Send(Item::Reset));
+                break;
             }
             _ => {}
         }
         if i == 1 {
-            if let Some(gen) = hold_gen {
-                wait_release(shared, gen);
+            steps.extend(hold.take().map(Step::Hold));
+        }
+        steps.push(Step::Pause);
+        steps.push(Step::Send(Item::Event(Bytes::from(ev))));
+    }
+    steps
+}
+
+/// Runs a stream's steps on the runtime (`delay` zero, or long enough for tokio's millisecond timer).
+async fn produce(steps: Vec<Step>, tx: mpsc::Sender<Item>, delay: Duration) {
+    for step in steps {
+        match step {
+            Step::Hold(h) => h.wait().await,
+            Step::Pause if delay.is_zero() => {}
+            Step::Pause => tokio::time::sleep(delay).await,
+            Step::Send(item) => {
+                if tx.send(item).await.is_err() {
+                    return; // The client went away.
+                }
             }
         }
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
-        write_chunk(out, ev.as_bytes())?;
     }
-    out.write_all(b"0\r\n\r\n")?;
-    out.flush()
 }
 
-fn write_chunk<W: Write>(out: &mut W, data: &[u8]) -> io::Result<()> {
-    let mut buf = format!("{:x}\r\n", data.len()).into_bytes();
-    buf.extend_from_slice(data);
-    buf.extend_from_slice(b"\r\n");
-    out.write_all(&buf)?;
-    out.flush()
-}
-
-fn wait_release(shared: &Shared, gen: u64) {
-    let deadline = Instant::now() + HOLD_TIMEOUT;
-    let mut st = lock(&shared.hold);
-    st.held += 1;
-    while st.hold && st.release_gen == gen && !shared.stopped.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        st = match shared.hold_cv.wait_timeout(st, deadline - now) {
-            Ok((g, _)) => g,
-            Err(e) => e.into_inner().0,
-        };
-    }
-    st.held -= 1;
-}
-
-/// `data` as a gzip member of stored (uncompressed) deflate blocks: real gzip framing, no codec needed.
-fn gzip_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
-    let mut chunks = data.chunks(0xffff).peekable();
-    if chunks.peek().is_none() {
-        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
-    }
-    while let Some(chunk) = chunks.next() {
-        let last = u8::from(chunks.peek().is_none());
-        let len = chunk.len() as u16;
-        out.push(last);
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(chunk);
-    }
-    let mut crc: u32 = 0xffff_ffff;
-    for b in data {
-        crc ^= u32::from(*b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+/// Runs a stream's steps on a thread of the blocking pool, for short pauses: tokio's timer ticks in whole
+/// milliseconds, and the benchmark's fast mock pauses 0.2 ms before each event. (Stopping the mock wakes
+/// a hold, and closes the body a send waits for.)
+fn produce_paced(steps: Vec<Step>, tx: mpsc::Sender<Item>, delay: Duration, rt: tokio::runtime::Handle) {
+    for step in steps {
+        match step {
+            Step::Hold(h) => rt.block_on(h.wait()),
+            Step::Pause => std::thread::sleep(delay),
+            Step::Send(item) => {
+                if tx.blocking_send(item).is_err() {
+                    return;
+                }
+            }
         }
     }
-    out.extend_from_slice(&(!crc).to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn gzip_stored_is_real_gzip() {
-        use std::io::Write as _;
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let mut child = std::process::Command::new("gzip")
-            .arg("-dc")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&super::gzip_stored(&data)).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        assert_eq!(out.stdout, data);
-    }
+/// A stream that started while streams are held: counted in [`MockProvider::held`] until released or
+/// dropped (its connection gone, or the mock stopped).
+struct HeldStream {
+    shared: Arc<Shared>,
+    gen: u64,
+}
 
-    use super::*;
-
-    fn parse(raw: &[u8]) -> Result<Option<Request>, ReadError> {
-        let mut r = BufReader::new(raw);
-        read_request(&mut r, &mut Vec::new())
-    }
-
-    #[test]
-    fn parses_content_length_and_chunked() {
-        let r = parse(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
-            .ok()
-            .flatten()
-            .expect("parsed");
-        assert_eq!(r.body, b"{}");
-        assert_eq!(r.headers[0], ("host".to_string(), "x".to_string()));
-        assert!(r.keep_alive);
-
-        let r = parse(b"POST /x HTTP/1.1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nx-t: 1\r\n\r\n")
-            .ok()
-            .flatten()
-            .expect("parsed");
-        assert_eq!(r.body, b"abcde");
-        assert!(!r.keep_alive);
-    }
-
-    #[test]
-    fn rejects_garbage() {
-        for raw in [
-            &b"hello\r\n\r\n"[..],
-            b"GET / HTTP/2\r\n\r\n",
-            b"POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n",
-            b"POST / HTTP/1.1\r\nno colon\r\n\r\n",
-            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
-        ] {
-            assert!(matches!(parse(raw), Err(ReadError::Malformed(_))), "{raw:?}");
+impl HeldStream {
+    fn start(shared: &Arc<Shared>) -> Option<HeldStream> {
+        let hold = *shared.hold.borrow();
+        if !hold.on {
+            return None;
         }
-        assert!(matches!(parse(b""), Ok(None)));
+        shared.held.fetch_add(1, Ordering::SeqCst);
+        Some(HeldStream { shared: Arc::clone(shared), gen: hold.release_gen })
     }
+
+    /// Until `release_stream()` or `hold_streams(false)`.
+    async fn wait(self) {
+        let mut rx = self.shared.hold.subscribe();
+        let gen = self.gen;
+        let _ = rx.wait_for(|h| !h.on || h.release_gen != gen || h.stopped).await;
+    }
+}
+
+impl Drop for HeldStream {
+    fn drop(&mut self) {
+        self.shared.held.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc =
+        flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 2 + 32), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = enc.write_all(data);
+    enc.finish().unwrap_or_default()
 }

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use llm_router_testkit::envoy::{self, certs_dir, Envoy, TlsFront};
-use llm_router_testkit::http::{self, open_stream, post_json, request};
-use llm_router_testkit::mock::{Behavior, MockProvider};
+use llm_router_testkit::http::{self, open_stream, open_stream_within, post_json, request};
+use llm_router_testkit::mock::{Behavior, MockProvider, FIRST_EVENT_TIMEOUT};
 use serde_json::{json, Value};
 
 const CHAT: &str = "/v1/chat/completions";
@@ -153,12 +153,12 @@ fn mock_hold_and_release_stream() {
     let mock = MockProvider::start("delta");
     mock.hold_streams(true);
     let body = json!({"model": "m", "stream": true}).to_string();
-    let mut s = open_stream(mock.port(), "POST", CHAT, &[], body.as_bytes());
+    let mut s = open_stream_within(FIRST_EVENT_TIMEOUT, mock.port(), "POST", CHAT, &[], body.as_bytes());
     assert_eq!(s.status, 200);
     let first = s.next_event().expect("event 1");
     assert_eq!(data_json(&first)["choices"][0]["delta"]["content"], "Hello ");
-    // The handler is now parked before event 2.
-    wait_until(10, "the stream to be held", || mock.held() == 1);
+    // The stream counts as held from before event 1 was sent: it is parked before event 2.
+    assert_eq!(mock.held(), 1);
     mock.release_stream();
     let mut events = vec![first];
     events.extend(s.collect_events());
@@ -166,15 +166,64 @@ fn mock_hold_and_release_stream() {
     wait_until(10, "the stream to be released", || mock.held() == 0);
 
     // Still holding: the next stream pauses too; hold_streams(false) lets it go.
-    let mut s = open_stream(mock.port(), "POST", CHAT, &[], body.as_bytes());
+    let mut s = open_stream_within(FIRST_EVENT_TIMEOUT, mock.port(), "POST", CHAT, &[], body.as_bytes());
     s.next_event().expect("event 1");
-    wait_until(10, "the 2nd stream to be held", || mock.held() == 1);
+    assert_eq!(mock.held(), 1, "the 2nd stream is held");
     mock.hold_streams(false);
     assert_eq!(s.collect_events().len(), 4);
 
     // Not holding: streams run straight through.
     let mut s = open_stream(mock.port(), "POST", CHAT, &[], body.as_bytes());
     assert_eq!(s.collect_events().len(), 5);
+}
+
+#[test]
+fn mock_holds_a_stream_past_any_client_read_timeout() {
+    // A held stream has no hold timeout of its own: a client (or a buffering proxy in front of the mock)
+    // that waits for event 2 gives up first, while the mock still holds the stream.
+    let mock = MockProvider::start("theta");
+    mock.hold_streams(true);
+    let body = json!({"model": "m", "stream": true}).to_string();
+    let mut s = open_stream_within(FIRST_EVENT_TIMEOUT, mock.port(), "POST", CHAT, &[], body.as_bytes());
+    assert!(s.next_event().is_some_and(|e| e.contains("Hello ")));
+    s.set_read_timeout(Duration::from_millis(300));
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.next_event()));
+    assert!(waited.is_err(), "event 2 arrived while held: {waited:?}");
+    assert_eq!(mock.held(), 1);
+    drop(s);
+    // A stream whose client went away stops holding once released.
+    mock.release_stream();
+    wait_until(10, "the stream to be released", || mock.held() == 0);
+}
+
+#[test]
+fn mock_paced_streams_hold_and_end_at_stop() {
+    let mock = MockProvider::start("mu");
+    let body = json!({"model": "m", "stream": true}).to_string();
+    let open = || open_stream_within(FIRST_EVENT_TIMEOUT, mock.port(), "POST", CHAT, &[], body.as_bytes());
+    // Pauses of 25 ms (tokio's timer) and of 1 ms (slept on the blocking pool).
+    for pause in [25, 1] {
+        mock.set_stream_shape(2, Duration::from_millis(pause));
+        let events = open().collect_events();
+        assert_eq!(events.len(), 4, "{pause} ms: {events:#?}");
+        assert_eq!(data_json(&events[1])["choices"][0]["delta"]["content"], "token1 ");
+    }
+    mock.hold_streams(true);
+    let mut s = open();
+    assert!(s.next_event().is_some_and(|e| e.contains("token0 ")));
+    assert_eq!(mock.held(), 1);
+    mock.release_stream();
+    assert_eq!(s.collect_events().len(), 3);
+    // A held stream ends when the mock stops: stop() does not wait out the hold (it would give up on the
+    // stream's thread after 5 s), and the client sees the response cut short.
+    let mut s = open();
+    assert!(s.next_event().is_some());
+    assert_eq!(mock.held(), 1);
+    let t = Instant::now();
+    mock.stop();
+    assert!(t.elapsed() < Duration::from_secs(4), "stop took {:?}", t.elapsed());
+    let rest = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.collect_events()));
+    assert!(rest.is_err(), "the stream ended cleanly after stop: {rest:?}");
 }
 
 /// Reads one response from a raw keep-alive connection: (status line, body).
@@ -236,9 +285,137 @@ fn mock_keep_alive_chunked_and_malformed() {
     assert_eq!(reqs[1].json(), json!({"model": "two"}));
     assert_eq!(reqs[1].header("transfer-encoding"), Some("chunked"));
 
-    // A malformed body framing also gets 400.
-    let r = request(mock.port(), "POST", CHAT, &[("transfer-encoding", "chunked")], b"zz\r\n");
-    assert_eq!(r.status, 400);
+    // Malformed requests get 400 on a fresh connection too, which is then closed. (Raw: an HTTP client
+    // sends none of these.)
+    for raw in [
+        &b"hello\r\n\r\n"[..],
+        b"GET / HTTP/2\r\n\r\n",
+        b"POST / HTTP/1.1\r\ncontent-length: x\r\n\r\n",
+        b"POST / HTTP/1.1\r\nno colon\r\n\r\n",
+        // A malformed body framing.
+        b"POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+    ] {
+        let text = raw_exchange(mock.port(), raw);
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{raw:?} → {text}");
+    }
+    // Chunk extensions and request trailers are read past; `connection: close` is honoured.
+    let text = raw_exchange(
+        mock.port(),
+        b"POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n\
+          3;ext=1\r\n{\"m\r\n9\r\nodel\":\"x\"\r\n1\r\n}\r\n0\r\nx-t: 1\r\n\r\n",
+    );
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("connection: close\r\n"), "{text}");
+    assert_eq!(mock.requests().last().map(|r| r.json()), Some(json!({"model": "x"})));
+}
+
+/// Sends `raw` on a fresh connection and reads until the server closes it.
+fn raw_exchange(port: u16, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("{raw:?}: {e} after {:?}", String::from_utf8_lossy(&out)));
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads from `r` until what was read ends with `end`.
+fn read_until_end(r: &mut impl Read, end: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.ends_with(end.as_bytes()) {
+        let n = r.read(&mut buf).unwrap_or_else(|e| panic!("{e} after {:?}", String::from_utf8_lossy(&got)));
+        assert!(n > 0, "closed before {end:?}: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+#[test]
+fn mock_trailers_and_cuts_on_the_wire() {
+    // Raw: an HTTP client hides the trailer and a missing last chunk, which are what is checked here.
+    let mock = MockProvider::start("iota");
+    mock.set_behavior(Behavior::Trailers);
+    let conn = TcpStream::connect(("127.0.0.1", mock.port())).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    let b = r#"{"model":"m"}"#;
+    write!(w, "POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{b}", b.len()).unwrap();
+    let text = read_until_end(&mut r, "\r\n0\r\nx-mock-trailer: done\r\n\r\n");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    for h in ["transfer-encoding: chunked", "trailer: x-mock-trailer", "x-mock-secret: internal"] {
+        assert!(head.contains(h), "{h} in {head}");
+    }
+    let (size, rest) = body.split_once("\r\n").unwrap();
+    let json = &rest[..usize::from_str_radix(size, 16).unwrap()];
+    assert_eq!(
+        serde_json::from_str::<Value>(json).unwrap()["choices"][0]["message"]["content"],
+        "Hello from iota"
+    );
+    // The connection goes on after the raw response.
+    w.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_raw_response(&mut r), ("HTTP/1.1 200 OK".to_string(), r#"{"ok":true}"#.to_string()));
+
+    let stream = |model: &str| {
+        let b = json!({"model": model, "stream": true}).to_string();
+        format!(
+            "POST {CHAT} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )
+    };
+    // A clean cut: the response ends (last chunk) after 2 events, without [DONE].
+    mock.set_behavior(Behavior::Cut { after_events: 2, reset: false });
+    let text = raw_exchange(mock.port(), stream("clean").as_bytes());
+    assert_eq!(text.matches("data: ").count(), 2, "{text}");
+    assert!(!text.contains("[DONE]") && text.ends_with("\r\n0\r\n\r\n"), "{text}");
+    // A reset: the connection closes after 2 events, without the last chunk.
+    mock.set_behavior(Behavior::Cut { after_events: 2, reset: true });
+    let text = raw_exchange(mock.port(), stream("reset").as_bytes());
+    assert_eq!(text.matches("data: ").count(), 2, "{text}");
+    assert!(text.contains(r#""content":"from ""#), "both events are on the wire: {text}");
+    assert!(!text.contains("[DONE]") && !text.ends_with("0\r\n\r\n"), "{text}");
+}
+
+#[test]
+fn mock_gzips_completions_when_accepted() {
+    let mock = MockProvider::start("kappa");
+    let body = json!({"model": "m"}).to_string();
+    let r = request(mock.port(), "POST", CHAT, &[("accept-encoding", "br, gzip;q=0.5")], body.as_bytes());
+    assert_eq!((r.status, r.header("content-encoding")), (200, Some("gzip")));
+    // Real gzip: gzip(1) decodes it.
+    let mut child =
+        Command::new("gzip").arg("-dc").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&r.body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello from kappa");
+    // Not accepted: plain JSON.
+    let r = request(mock.port(), "POST", CHAT, &[("accept-encoding", "identity")], body.as_bytes());
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.json()["model"], "m");
+}
+
+#[test]
+fn client_keeps_repeated_headers_in_order() {
+    let mock = MockProvider::start("lambda");
+    let h = |n: &str, v: &str| (n.to_string(), v.to_string());
+    mock.set_behavior(Behavior::Status {
+        code: 503,
+        headers: vec![h("X-Multi", "1"), h("x-other", "a"), h("x-multi", "2")],
+        body: "{}".into(),
+    });
+    let r = request(mock.port(), "POST", CHAT, &[], b"{}");
+    assert_eq!(r.header_all("x-multi"), ["1", "2"]);
+    assert_eq!(r.header("X-OTHER"), Some("a"));
+    assert!(r.headers.iter().all(|(n, _)| *n == n.to_lowercase()), "{:?}", r.headers);
+    // What the client sent: its own headers are host, content-length and connection: close, no others.
+    let sent = &mock.requests()[0];
+    let names: Vec<&str> = sent.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["host", "content-length", "connection"]);
+    assert_eq!(sent.header("connection"), Some("close"));
 }
 
 #[test]
@@ -252,7 +429,10 @@ fn mock_stop_refuses_connections_and_port_in_use() {
     idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(request(port, "GET", "/", &[], b"").status, 200);
     mock.stop();
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    // Polled: a process that another test spawns at that moment holds a copy of the listening socket from
+    // its fork until its exec (close-on-exec), so connections may be accepted for those microseconds
+    // (seen in ~2% of stops with processes spawned in a loop beside them, the std mock as well).
+    wait_until(10, "connections to be refused", || TcpStream::connect(("127.0.0.1", port)).is_err());
     let mut buf = [0u8; 16];
     assert_eq!(idle.read(&mut buf).unwrap_or(0), 0);
     // The port can be reused.
@@ -296,6 +476,43 @@ fn mock_provider_binary() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), format!("port {port} is in use"));
     drop(child);
+
+    // Stream shape flags (`--flag=value` too, fractional milliseconds).
+    let mut child = Kill(
+        Command::new(bin)
+            .args(["--port=0", "--name", "shaped", "--chunks", "5", "--chunk-delay-ms=0.5"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    let body = json!({"model": "m", "stream": true}).to_string();
+    let events = open_stream(port, "POST", CHAT, &[], body.as_bytes()).collect_events();
+    assert_eq!(events.len(), 7, "5 content events, usage, [DONE]: {events:#?}");
+    assert_eq!(data_json(&events[4])["choices"][0]["delta"]["content"], "token4 ");
+    drop(child);
+
+    // Bad flags: exit 2 with the reason; --help: exit 0.
+    for (args, why) in [
+        (&["--port", "0", "--name", "x", "--chunks", "0"][..], "--chunks"),
+        (&["--port", "0", "--name", "x", "--chunk-delay-ms", "soon"], "bad chunk delay"),
+        (&["--port", "0", "--name", "x", "--status", "42"], "--status"),
+        (&["--name", "x"], "--port"),
+        (&["--port", "0", "--name", "x", "--colour"], "--colour"),
+    ] {
+        let out = Command::new(bin).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(bin).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--chunk-delay-ms"));
 }
 
 fn plain_proxy_yaml(backend_port: u16) -> String {
@@ -320,7 +537,8 @@ fn envoy_proxies_streams_event_by_event() {
 
     mock.hold_streams(true);
     let body = json!({"model": "m", "stream": true}).to_string();
-    let mut s = open_stream(envoy.port, "POST", CHAT, &[], body.as_bytes());
+    // The mock holds event 2 until released, far longer than the head and event 1 may take.
+    let mut s = open_stream_within(FIRST_EVENT_TIMEOUT, envoy.port, "POST", CHAT, &[], body.as_bytes());
     assert_eq!(s.status, 200);
     let first = s.next_event().expect("event 1 through Envoy");
     assert_eq!(mock.held(), 1, "event 1 must arrive while the mock holds event 2");

@@ -1,98 +1,45 @@
 //! `mock-provider --port N --name NAME [--status CODE] [--chunks N] [--chunk-delay-ms MS]`: a mock
-//! OpenAI-compatible provider on 127.0.0.1:N (0 = any free port) that runs until killed. Streams carry
-//! `--chunks` content events (default: the mock's 3), each preceded by a pause of `--chunk-delay-ms`
-//! (fractions allowed: 0.2 = 200 µs).
+//! OpenAI-compatible provider on 127.0.0.1:N (0 = any free port) that runs until killed. It prints
+//! `mock-provider NAME listening on 127.0.0.1:PORT` once it listens (scripts/bench reads the port there).
 //! Requests are not recorded (nothing out of process could read them; a long run would only grow).
 
 use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
 use llm_router_testkit::mock::{Behavior, MockProvider};
 
-const USAGE: &str =
-    "usage: mock-provider --port N --name NAME [--status CODE] [--chunks N] [--chunk-delay-ms MS]";
-
+#[derive(Parser, Debug)]
+#[command(name = "mock-provider", about = "A mock OpenAI-compatible provider on 127.0.0.1, until killed")]
 struct Args {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long)]
     port: u16,
+    /// The provider's name (it answers "Hello from NAME").
+    #[arg(long)]
     name: String,
+    /// Answer every POST with this status and a JSON error body.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(100..=999))]
     status: Option<u16>,
-    chunks: usize,
-    chunk_delay: Duration,
+    /// Content events per stream (default: the mock's 3).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    chunks: Option<u32>,
+    /// Pause before each stream event, in milliseconds (fractions allowed: 0.2 = 200 µs).
+    #[arg(long, value_name = "MS", default_value = "0", value_parser = parse_delay)]
+    chunk_delay_ms: Duration,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut port = None;
-    let mut name = None;
-    let mut status = None;
-    let mut chunks = 0;
-    let mut chunk_delay = Duration::ZERO;
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        if flag == "-h" || flag == "--help" {
-            return Err(String::new());
-        }
-        let mut value =
-            || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--port" => {
-                let v = value()?;
-                port = Some(v.parse::<u16>().map_err(|_| format!("bad port {v:?}"))?);
-            }
-            "--name" => name = Some(value()?),
-            "--status" => {
-                let v = value()?;
-                let code = v
-                    .parse::<u16>()
-                    .ok()
-                    .filter(|c| (100..=999).contains(c))
-                    .ok_or_else(|| format!("bad status {v:?}"))?;
-                status = Some(code);
-            }
-            "--chunks" => {
-                let v = value()?;
-                chunks = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=100_000).contains(n))
-                    .ok_or_else(|| format!("bad chunk count {v:?}"))?;
-            }
-            "--chunk-delay-ms" => {
-                let v = value()?;
-                let ms = v
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|n| (0.0..=60_000.0).contains(n))
-                    .ok_or_else(|| format!("bad chunk delay {v:?}"))?;
-                chunk_delay = Duration::from_secs_f64(ms / 1000.0);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(Args {
-        port: port.ok_or("--port is required")?,
-        name: name.ok_or("--name is required")?,
-        status,
-        chunks,
-        chunk_delay,
-    })
+fn parse_delay(v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|ms| (0.0..=60_000.0).contains(ms))
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+        .ok_or_else(|| format!("bad chunk delay {v:?} (milliseconds, 0 to 60000)"))
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("mock-provider: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
     let mock = match MockProvider::start_on(&args.name, args.port) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::AddrInUse => {
@@ -105,7 +52,7 @@ fn main() -> ExitCode {
         }
     };
     mock.set_recording(false);
-    mock.set_stream_shape(args.chunks, args.chunk_delay);
+    mock.set_stream_shape(args.chunks.unwrap_or(0) as usize, args.chunk_delay_ms);
     if let Some(code) = args.status {
         let body = serde_json::json!({
             "error": {"message": format!("mock status {code}"), "type": "mock_error", "code": code}
