@@ -1,7 +1,7 @@
 //! `bench-load`: the load generator of `scripts/bench` (clap for the flags, hyper 1 on tokio for HTTP/1.1).
 //!
 //! Sends one request body a fixed number of times over `--concurrency` keep-alive HTTP/1.1 connections
-//! (one task each, requests back to back) and prints one JSON object: requests/s, latency percentiles, for
+//! (one task each on a single-threaded tokio runtime, requests back to back) and prints one JSON object: requests/s, latency percentiles, for
 //! streams the time to the first SSE event, and the CPU time and memory the processes named by `--pid`
 //! spent while the measured requests ran. Phases: connect, `--warmup` requests (not measured), CPU
 //! snapshot, the `--requests` measured requests, CPU snapshot, close. Connection set-up and teardown are
@@ -538,11 +538,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // One worker thread per connection up to the number of cores; the main thread only meets the
-    // connections at the phase boundaries and reads /proc.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = (args.concurrency.clamp(1, 1024) as usize).min(cores);
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build() {
+    // One thread runs every connection: at c=1 a multi-thread runtime cost the client more CPU and Envoy
+    // more CPU per request (the response's wake-up crossed threads); at c=16 and 64 one thread keeps up with
+    // Envoy, whose single worker is the bottleneck (see scripts/bench's mock capacity for the client's limit).
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bench-load: tokio runtime: {e}");
