@@ -46,6 +46,7 @@ def figures(runs):
         "p99_us": med([x["latency_us"]["p99"] for x in r]),
         "rss_mb": max((e.get("rss_kb", 0) for e in env), default=0) / 1024,
         "mock_cpu_us_per_req": med([m.get("cpu_us_per_req") for m in mock]),
+        "client_cpu_us_per_req": med([x.get("client", {}).get("cpu_us_per_req") for x in r]),
         "requests_per_rep": r[0]["requests"],
         "errors": sum(x["errors"] for x in r),
         "truncated": any(x["truncated"] for x in r),
@@ -158,6 +159,7 @@ def main():
             "rps": x["result"]["rps"],
             "p50_us": x["result"]["latency_us"]["p50"],
             "mock_cpu_us_per_req": x["result"]["procs"]["mock"].get("cpu_us_per_req"),
+            "client_cpu_us_per_req": x["result"].get("client", {}).get("cpu_us_per_req"),
         }
         for x in lines
         if x["tags"]["kind"] == "mock"
@@ -276,7 +278,7 @@ def main():
         p("\nMock provider alone (load generator → mock):")
         for m in mock_capacity:
             p(f"  {m['scenario']:<10} c={m['concurrency']:<3} {m['rps']:>9.0f} req/s  p50 {m['p50_us']:>6} µs  "
-              f"mock CPU {m['mock_cpu_us_per_req']:.1f} µs/req")
+              f"mock CPU {m['mock_cpu_us_per_req']:.1f} µs/req  client CPU {m['client_cpu_us_per_req'] or 0:.1f} µs/req")
     hdr = (f"{'scenario':<10} {'c':>3} │ {'CPU µs/req':^28} │ {'req/s':^15} │ {'p50 µs':^13} │ {'p99 µs':^13} │"
            f" {'+p50':>5} │ {'RSS MB':^11} │ {'mock':>4}")
     sub = (f"{'':<10} {'':>3} │ {'bare':>6} {'router':>6} {'ratio':>7} {'+µs':>6} │ {'bare':>7} {'router':>7} │ {'bare':>6} {'router':>6} │"
