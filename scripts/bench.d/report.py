@@ -278,7 +278,8 @@ def main():
         p("\nMock provider alone (load generator → mock):")
         for m in mock_capacity:
             p(f"  {m['scenario']:<10} c={m['concurrency']:<3} {m['rps']:>9.0f} req/s  p50 {m['p50_us']:>6} µs  "
-              f"mock CPU {m['mock_cpu_us_per_req']:.1f} µs/req  client CPU {m['client_cpu_us_per_req'] or 0:.1f} µs/req")
+              f"mock CPU {m['mock_cpu_us_per_req']:.1f} µs/req  client CPU "
+              + (f"{m['client_cpu_us_per_req']:.1f} µs/req" if m["client_cpu_us_per_req"] is not None else "-"))
     hdr = (f"{'scenario':<10} {'c':>3} │ {'CPU µs/req':^28} │ {'req/s':^15} │ {'p50 µs':^13} │ {'p99 µs':^13} │"
            f" {'+p50':>5} │ {'RSS MB':^11} │ {'mock':>4}")
     sub = (f"{'':<10} {'':>3} │ {'bare':>6} {'router':>6} {'ratio':>7} {'+µs':>6} │ {'bare':>7} {'router':>7} │ {'bare':>6} {'router':>6} │"
