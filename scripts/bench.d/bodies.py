@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Writes the request bodies of scripts/bench into DIR: chat-1k5.json (system + 3 turns + a tool
 definition, about 1.5 KB), conv-100k.json (a 100 KB conversation), big-1m.json (a 1 MB request),
-stream.json (chat-1k5 with "stream": true) and slow.json (the same for the no-buffering check's model).
+stream.json (chat-1k5 with "stream": true), slow.json (the same for the no-buffering check's model) and
+demo-1k5.json (chat-1k5 for the demo catalog's model, for the run of scripts/run's configuration).
 Deterministic: the same bytes on every machine."""
 import json
 import sys
 
 MODEL = "bench-chat"
 SLOW_MODEL = "bench-slow"
+DEMO_MODEL = "llama-3.3-70b"
 
 SYSTEM = ("You are a concise assistant for a travel company. Answer in plain English, quote prices in "
           "euros, and call a tool whenever live data (weather, flights, opening hours) is needed. ")
@@ -32,7 +34,7 @@ PARA = ("We are planning a long weekend in Lisbon in early May with two children
         "Could you suggest a plan for each day, with rough costs and the best time to visit each place?\n")
 
 
-def chat(target_len, turns_text=None):
+def chat(target_len, turns_text=None, model=MODEL):
     msgs = [{"role": "system", "content": SYSTEM}]
     msgs += turns_text or [
         {"role": "user", "content": PARA},
@@ -41,7 +43,7 @@ def chat(target_len, turns_text=None):
         {"role": "user", "content": "Relaxed, and yes to Sintra if the weather is good. What is the "
                                     "forecast for Lisbon?"},
     ]
-    body = {"model": MODEL, "messages": msgs, "tools": [TOOL], "temperature": 0.3, "max_tokens": 512}
+    body = {"model": model, "messages": msgs, "tools": [TOOL], "temperature": 0.3, "max_tokens": 512}
     # Pad the first user turn so the body is target_len bytes exactly.
     text = json.dumps(body, separators=(",", ":"))
     pad = target_len - len(text)
@@ -74,6 +76,7 @@ def main():
     files["chat-1k5.json"] = t
     files["stream.json"] = json.dumps(dict(b, stream=True), separators=(",", ":"))
     files["slow.json"] = json.dumps(dict(b, stream=True, model=SLOW_MODEL), separators=(",", ":"))
+    files["demo-1k5.json"] = chat(1536, model=DEMO_MODEL)[1]
     files["conv-100k.json"] = conversation(100 * 1024)[1]
     files["big-1m.json"] = conversation(1024 * 1024)[1]
     for name, text in files.items():

@@ -3,7 +3,10 @@
 budget checks, and writes results.json. Figures per (scenario, client concurrency, config) are the
 median over the A/B repetitions. The CPU ratio is the median of each A/B pair's own ratio (a pair runs
 back to back, so drift of the machine between pairs cancels); `ratio_per_pair` lists them (their spread
-is the noise). The other ratios are llm-router / bare of the medians."""
+is the noise). The added CPU (µs per request) is likewise the median of each pair's llm-router − bare
+(`added_cpu_us_per_pair`). Where a round also ran the skeleton (the router's config with a filter that
+makes the same host calls and does no routing work), `floor` holds the medians of the rounds'
+skeleton − bare and llm-router − skeleton. The other ratios are llm-router / bare of the medians."""
 import argparse
 import json
 import statistics
@@ -16,7 +19,9 @@ SCENARIOS = {
     "big-1m": "1 MB request",
     "stream": "stream, 20 SSE chunks",
     "nobuffer": "stream, 2 ms before each event",
+    "run-config": "scripts/run's configuration, 1.5 KB (demo model)",
 }
+RUN_CONFIG = "run-config"
 BUDGET = {"chat-1k5": 1.7, "conv-100k": 2.0, "stream": 1.7}
 ADDED_P50_BUDGET_US = 100
 RSS_BUDGET_MB = 40
@@ -41,6 +46,7 @@ def figures(runs):
         "p99_us": med([x["latency_us"]["p99"] for x in r]),
         "rss_mb": max((e.get("rss_kb", 0) for e in env), default=0) / 1024,
         "mock_cpu_us_per_req": med([m.get("cpu_us_per_req") for m in mock]),
+        "client_cpu_us_per_req": med([x.get("client", {}).get("cpu_us_per_req") for x in r]),
         "requests_per_rep": r[0]["requests"],
         "errors": sum(x["errors"] for x in r),
         "truncated": any(x["truncated"] for x in r),
@@ -64,6 +70,20 @@ def us(v, width=6):
 
 def ratio(a, b):
     return round(a / b, 3) if a is not None and b else None
+
+
+def diff(a, b):
+    return round(a - b, 1) if a is not None and b is not None else None
+
+
+def cpu_by_rep(runs):
+    return {x["tags"]["rep"]: x["result"]["procs"].get("envoy", {}).get("cpu_us_per_req") for x in runs}
+
+
+def per_round(f, *configs):
+    """f applied to each round's CPU/request of the configs (rounds where all of them ran)."""
+    reps = sorted(set.intersection(*(set(c) for c in configs)))
+    return [f(*(c[k] for c in configs)) for k in reps]
 
 
 ANATOMY = {
@@ -123,6 +143,7 @@ def main():
     ap.add_argument("--scale", default="1")
     ap.add_argument("--envoy", default="")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--mode", default="main")
     ap.add_argument("--strict", action="store_true")
     ap.add_argument("--anatomy", action="store_true")
     ap.add_argument("--hostcalls")
@@ -138,6 +159,7 @@ def main():
             "rps": x["result"]["rps"],
             "p50_us": x["result"]["latency_us"]["p50"],
             "mock_cpu_us_per_req": x["result"]["procs"]["mock"].get("cpu_us_per_req"),
+            "client_cpu_us_per_req": x["result"].get("client", {}).get("cpu_us_per_req"),
         }
         for x in lines
         if x["tags"]["kind"] == "mock"
@@ -155,10 +177,9 @@ def main():
         if not bare or not router:
             continue
         b, r = figures(bare), figures(router)
-        pairs = [
-            ratio(y["result"]["procs"]["envoy"].get("cpu_us_per_req"), x["result"]["procs"]["envoy"].get("cpu_us_per_req"))
-            for x, y in zip(sorted(bare, key=lambda z: z["tags"]["rep"]), sorted(router, key=lambda z: z["tags"]["rep"]))
-        ]
+        cb, cr = cpu_by_rep(bare), cpu_by_rep(router)
+        pairs = per_round(lambda x, y: ratio(y, x), cb, cr)
+        added = per_round(diff, cr, cb)
         row = {
             "scenario": sc,
             "description": SCENARIOS.get(sc, sc),
@@ -174,12 +195,28 @@ def main():
                 "p99": ratio(r["p99_us"], b["p99_us"]),
             },
             "ratio_per_pair": pairs,
-            "added_cpu_us_per_req": round(r["cpu_us_per_req"] - b["cpu_us_per_req"], 1),
+            "added_cpu_us_per_req": round(med(added), 1) if med(added) is not None else diff(r["cpu_us_per_req"], b["cpu_us_per_req"]),
+            "added_cpu_us_per_pair": added,
             "added_p50_us": r["p50_us"] - b["p50_us"],
         }
         if "ttfe_p50_us" in b:
             row["ratio"]["ttfe_p50"] = ratio(r["ttfe_p50_us"], b["ttfe_p50_us"])
+        skeleton = groups.get((ec, sc, c, "skeleton"))
+        if skeleton:
+            row["skeleton"] = figures(skeleton)
+            cs = cpu_by_rep(skeleton)
+            over_bare, over_skeleton = per_round(diff, cs, cb), per_round(diff, cr, cs)
+            row["floor"] = {
+                "skeleton_over_bare_us": med(over_bare),
+                "router_over_skeleton_us": med(over_skeleton),
+                "skeleton_ratio": med(per_round(lambda x, y: ratio(y, x), cb, cs)),
+                "router_over_skeleton_ratio": med(per_round(lambda x, y: ratio(y, x), cs, cr)),
+                "skeleton_over_bare_per_round": over_bare,
+                "router_over_skeleton_per_round": over_skeleton,
+            }
         rows.append(row)
+    run_rows = [x for x in rows if x["scenario"] == RUN_CONFIG]
+    rows = [x for x in rows if x["scenario"] != RUN_CONFIG]
 
     def find(sc, c, ec=1):
         return next((x for x in rows if x["scenario"] == sc and x["concurrency"] == c and x["envoy_concurrency"] == ec), None)
@@ -189,7 +226,8 @@ def main():
         row = find(sc, 1)
         if row:
             budgets.append({"name": f"CPU/request ratio, {SCENARIOS[sc]}, c=1", "value": row["ratio"]["cpu"],
-                            "limit": limit, "ok": row["ratio"]["cpu"] <= limit})
+                            "limit": limit, "ok": row["ratio"]["cpu"] <= limit,
+                            "added_cpu_us_per_req": row["added_cpu_us_per_req"]})
     row = find("chat-1k5", 1)
     if row:
         budgets.append({"name": "added p50 latency, 1.5 KB, c=1 (µs)", "value": row["added_p50_us"],
@@ -206,7 +244,7 @@ def main():
                         round(r["ttfe_p50_us"] / r["p50_us"], 3), "limit": 0.25,
                         "ok": r["ttfe_p50_us"] <= r["p50_us"] / 4})
 
-    errors = sum(x["bare"]["errors"] + x["router"]["errors"] for x in rows)
+    errors = sum(x[c]["errors"] for x in rows + run_rows for c in ("bare", "router", "skeleton") if c in x)
     hostcalls = []
     if a.hostcalls:
         try:
@@ -218,6 +256,7 @@ def main():
             "envoy": a.envoy,
             "scale": a.scale,
             "quick": a.quick,
+            "mode": a.mode,
             "elapsed_s": a.elapsed,
             "cpu_method": "sum of /proc/<envoy>/task/*/schedstat run time over the measured requests "
                           "(stat_cpu_us_per_req: utime+stime of /proc/<envoy>/stat, clock ticks)",
@@ -227,6 +266,7 @@ def main():
         "host_calls": hostcalls,
         "mock_capacity": mock_capacity,
         "scenarios": rows,
+        "run_config": run_rows,
         "budgets": budgets,
         "errors": errors,
     }
@@ -238,25 +278,43 @@ def main():
         p("\nMock provider alone (load generator → mock):")
         for m in mock_capacity:
             p(f"  {m['scenario']:<10} c={m['concurrency']:<3} {m['rps']:>9.0f} req/s  p50 {m['p50_us']:>6} µs  "
-              f"mock CPU {m['mock_cpu_us_per_req']:.1f} µs/req")
-    hdr = (f"{'scenario':<10} {'c':>3} │ {'CPU µs/req':^21} │ {'req/s':^15} │ {'p50 µs':^13} │ {'p99 µs':^13} │"
+              f"mock CPU {m['mock_cpu_us_per_req']:.1f} µs/req  client CPU "
+              + (f"{m['client_cpu_us_per_req']:.1f} µs/req" if m["client_cpu_us_per_req"] is not None else "-"))
+    hdr = (f"{'scenario':<10} {'c':>3} │ {'CPU µs/req':^28} │ {'req/s':^15} │ {'p50 µs':^13} │ {'p99 µs':^13} │"
            f" {'+p50':>5} │ {'RSS MB':^11} │ {'mock':>4}")
-    sub = (f"{'':<10} {'':>3} │ {'bare':>6} {'router':>6} {'ratio':>7} │ {'bare':>7} {'router':>7} │ {'bare':>6} {'router':>6} │"
+    sub = (f"{'':<10} {'':>3} │ {'bare':>6} {'router':>6} {'ratio':>7} {'+µs':>6} │ {'bare':>7} {'router':>7} │ {'bare':>6} {'router':>6} │"
            f" {'bare':>6} {'router':>6} │ {'µs':>5} │ {'bare':>5} {'rtr':>5} │ {'µs':>4}")
-    for ec in sorted({x["envoy_concurrency"] for x in rows}):
-        p(f"\nEnvoy --concurrency {ec}; c = client connections; figures are medians over the A/B pairs "
-          f"(pairs: {', '.join(sorted({str(x['pairs']) for x in rows if x['envoy_concurrency'] == ec}))}); "
-          f"CPU ratio = median of the pairs' llm-router / bare")
+
+    def table(title, rows):
+        p(title)
         p(hdr)
         p(sub)
         for x in rows:
-            if x["envoy_concurrency"] != ec:
-                continue
             b, r = x["bare"], x["router"]
             p(f"{x['scenario']:<10} {x['concurrency']:>3} │ {b['cpu_us_per_req']:>6.1f} {r['cpu_us_per_req']:>6.1f} "
-              f"{x['ratio']['cpu']:>6.2f}× │ {b['rps']:>7.0f} {r['rps']:>7.0f} │ {us(b['p50_us'])} {us(r['p50_us'])} │ "
-              f"{us(b['p99_us'])} {us(r['p99_us'])} │ {us(x['added_p50_us'], 5)} │ {b['rss_mb']:>5.1f} {r['rss_mb']:>5.1f} │ "
-              f"{r['mock_cpu_us_per_req'] or 0:>4.0f}")
+              f"{x['ratio']['cpu']:>6.2f}× {x['added_cpu_us_per_req']:>+6.0f} │ {b['rps']:>7.0f} {r['rps']:>7.0f} │ "
+              f"{us(b['p50_us'])} {us(r['p50_us'])} │ {us(b['p99_us'])} {us(r['p99_us'])} │ {us(x['added_p50_us'], 5)} │ "
+              f"{b['rss_mb']:>5.1f} {r['rss_mb']:>5.1f} │ {r['mock_cpu_us_per_req'] or 0:>4.0f}")
+
+    for ec in sorted({x["envoy_concurrency"] for x in rows}):
+        table(f"\nEnvoy --concurrency {ec}; c = client connections; figures are medians over the A/B pairs "
+              f"(pairs: {', '.join(sorted({str(x['pairs']) for x in rows if x['envoy_concurrency'] == ec}))}); "
+              f"CPU ratio and +µs = medians of the pairs' llm-router / bare and llm-router − bare",
+              [x for x in rows if x["envoy_concurrency"] == ec])
+    floors = [x for x in rows if "floor" in x]
+    if floors:
+        p("\nThe skeleton floor: the router's config with a filter that makes the same host calls and does no routing"
+          " work (µs of Envoy CPU per request; differences and ratios: medians over the rounds)")
+        for x in floors:
+            f = x["floor"]
+            p(f"  {x['scenario']:<10} c={x['concurrency']:<3} bare {x['bare']['cpu_us_per_req']:>6.1f}  skeleton "
+              f"{x['skeleton']['cpu_us_per_req']:>6.1f}  llm-router {x['router']['cpu_us_per_req']:>6.1f}   "
+              f"skeleton over bare {f['skeleton_over_bare_us']:>+6.1f} µs ({f['skeleton_ratio']:.2f}×)   "
+              f"router over skeleton {f['router_over_skeleton_us']:>+6.1f} µs ({f['router_over_skeleton_ratio']:.2f}×)")
+    if run_rows:
+        table(f"\nscripts/run's configuration: envoy/demo-catalog.json as scripts/run generates it, its three demo mocks, "
+              f"Envoy at its default concurrency ({run_rows[0]['envoy_concurrency']}), against bare Envoy at the same "
+              f"concurrency (pairs: {', '.join(sorted({str(x['pairs']) for x in run_rows}))})", run_rows)
     streams = [x for x in rows if "ttfe_p50_us" in x["bare"]]
     if streams:
         p("\nStreams: time to first event (p50 / p99 µs) and total (p50 µs)")
@@ -265,11 +323,12 @@ def main():
             p(f"  {x['scenario']:<10} c={x['concurrency']:<3} bare {us(b['ttfe_p50_us'])} / {us(b['ttfe_p99_us'])}, total {us(b['p50_us'])}"
               f"   llm-router {us(r['ttfe_p50_us'])} / {us(r['ttfe_p99_us'])}, total {us(r['p50_us'])}"
               f"   ({r['events_per_response']:.0f} events/response)")
-    spread = [x for x in rows if len(x["ratio_per_pair"]) > 1]
+    spread = [x for x in rows + run_rows if len(x["ratio_per_pair"]) > 1]
     if spread:
-        p("\nCPU ratio of each A/B pair (noise): " + "; ".join(
+        p("\nCPU ratio and added µs of each A/B pair (noise): " + "; ".join(
             f"{x['scenario']} c={x['concurrency']}" + (f" (Envoy c={x['envoy_concurrency']})" if x['envoy_concurrency'] != 1 else "")
-            + ": " + " ".join(f"{v:.2f}" for v in x["ratio_per_pair"] if v is not None) for x in spread))
+            + ": " + " ".join(f"{v:.2f}/{d:+.0f}" for v, d in zip(x["ratio_per_pair"], x["added_cpu_us_per_pair"])
+                              if v is not None and d is not None) for x in spread))
     if hostcalls:
         p("\nHost calls per request (filter → Envoy) and callbacks (Envoy → VM, memory allocations included):")
         for h in hostcalls:
@@ -279,16 +338,29 @@ def main():
             p(f"  {h['scenario']:<10} {h['host_calls_per_request']:>5.1f} calls + {h['callbacks_per_request']:>4.1f} callbacks"
               f"   by role: {roles}")
             p(f"  {'':<10} calls: {top}, …")
-    p("\nBudgets:")
+    if budgets:
+        p("\nBudgets:")
     for bgt in budgets:
-        p(f"  {'ok  ' if bgt['ok'] else 'OVER'}  {bgt['name']}: {bgt['value']} (budget {bgt['limit']})")
+        added = f", +{bgt['added_cpu_us_per_req']:.0f} µs/request over bare" if "added_cpu_us_per_req" in bgt else ""
+        p(f"  {'ok  ' if bgt['ok'] else 'OVER'}  {bgt['name']}: {bgt['value']} (budget {bgt['limit']}){added}")
     if errors:
         p(f"\nWARNING: {errors} failed requests; first errors: " + "; ".join(
-            x[c].get("first_error", "") for x in rows for c in ("bare", "router") if x[c].get("first_error"))[:600])
+            x[c].get("first_error", "") for x in rows + run_rows for c in ("bare", "router", "skeleton")
+            if c in x and x[c].get("first_error"))[:600])
     row = find("chat-1k5", 1)
     if row:
-        p(f"\n1.5KB CPU ratio: {row['ratio']['cpu']:.2f} (budget {BUDGET['chat-1k5']:.2f})"
+        p(f"\n1.5KB CPU ratio: {row['ratio']['cpu']:.2f} (budget {BUDGET['chat-1k5']:.2f}), "
+          f"+{row['added_cpu_us_per_req']:.0f} µs/request over bare"
           f"  [bare {row['bare']['cpu_us_per_req']:.1f} µs, llm-router {row['router']['cpu_us_per_req']:.1f} µs per request]")
+        if "floor" in row:
+            f = row["floor"]
+            p(f"router over skeleton: {f['router_over_skeleton_us']:+.0f} µs/request "
+              f"(skeleton over bare: {f['skeleton_over_bare_us']:+.0f} µs)")
+    if run_rows:
+        p("scripts/run config: " + "; ".join(
+            f"c={x['concurrency']} CPU ratio {x['ratio']['cpu']:.2f}, +{x['added_cpu_us_per_req']:.0f} µs/request over bare, "
+            f"{x['bare']['rps']:.0f} vs {x['router']['rps']:.0f} req/s" for x in run_rows)
+          + f" (Envoy's default concurrency, {run_rows[0]['envoy_concurrency']})")
     p(f"results: {a.out} ({a.elapsed} s)")
     if a.strict and (errors or not all(bg["ok"] for bg in budgets)):
         sys.exit(1)

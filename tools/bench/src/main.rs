@@ -1,107 +1,132 @@
-//! `bench-load`: the load generator of `scripts/bench` (std-only).
+//! `bench-load`: the load generator of `scripts/bench` (clap for the flags, hyper 1 on tokio for HTTP/1.1).
 //!
 //! Sends one request body a fixed number of times over `--concurrency` keep-alive HTTP/1.1 connections
-//! (one thread each) and prints one JSON object: requests/s, latency percentiles, for streams the time
-//! to the first SSE event, and the CPU time and memory the processes named by `--pid` spent while the
-//! measured requests ran. Phases: connect, `--warmup` requests (not measured), CPU snapshot, the
-//! `--requests` measured requests, CPU snapshot, close. Connection set-up and teardown are outside the
-//! measured window, so CPU per request is the steady-state cost of one request.
+//! (one task each on a single-threaded tokio runtime, requests back to back) and prints one JSON object: requests/s, latency percentiles, for
+//! streams the time to the first SSE event, and the CPU time and memory the processes named by `--pid`
+//! spent while the measured requests ran. Phases: connect, `--warmup` requests (not measured), CPU
+//! snapshot, the `--requests` measured requests, CPU snapshot, close. Connection set-up and teardown are
+//! outside the measured window, so CPU per request is the steady-state cost of one request.
 //!
 //! CPU is read two ways from /proc: the sum over the process's threads of `schedstat`'s run time
 //! (nanoseconds; the kernel's own accounting, the same quantity `utime + stime` samples) and
 //! `utime + stime` of `/proc/<pid>/stat` (clock ticks, 10 ms on most kernels: too coarse for short runs,
-//! kept as a cross-check).
+//! kept as a cross-check). The client's own CPU over the same window is reported as `client`.
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const USAGE: &str =
-    "usage: bench-load --port N --body FILE [--path /v1/chat/completions] [--header 'name: value']...
-       [--requests N] [--warmup N] [--concurrency C] [--stream] [--max-seconds S] [--pid LABEL=PID]...
-       [--expect 'name: value']
-Prints one JSON object with rps, latency (and time-to-first-event for --stream) percentiles in µs,
-and for each --pid the CPU µs per measured request and the RSS. A response counts as an error unless
-its status is 200, it has this header line (with --expect, case-insensitive), and, with --stream, it
-carries at least two SSE events.";
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
+use hyper::{Method, Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Barrier;
+use tokio::time::timeout;
 
+/// How long connecting, and one request with its whole response, may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Parser)]
+#[command(
+    name = "bench-load",
+    about = "Load generator of scripts/bench: one request body, N keep-alive HTTP/1.1 connections.",
+    long_about = "Load generator of scripts/bench: sends one request body over --concurrency keep-alive \
+HTTP/1.1 connections to 127.0.0.1 and prints one JSON object with rps, latency (and time-to-first-event \
+for --stream) percentiles in µs, and for each --pid the CPU µs per measured request and the RSS. A \
+response counts as an error unless its status is 200, it has the --expect header line (case-insensitive), \
+and, with --stream, it carries at least two SSE events."
+)]
 struct Args {
+    /// Port on 127.0.0.1.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
-    path: String,
-    body: Vec<u8>,
-    headers: Vec<String>,
+    /// Request path.
+    #[arg(long, default_value = "/v1/chat/completions", value_parser = parse_path)]
+    path: Uri,
+    /// File with the request body (sent as a POST with content-length).
+    #[arg(long, value_name = "FILE")]
+    body: PathBuf,
+    /// A request header, repeatable.
+    #[arg(long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    headers: Vec<(HeaderName, HeaderValue)>,
+    /// Measured requests (at least 1).
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
     requests: i64,
+    /// Requests before the measured ones, on the same connections.
+    #[arg(long, default_value_t = 100, allow_negative_numbers = true)]
     warmup: i64,
-    concurrency: usize,
+    /// Keep-alive connections, each sending its requests back to back (1..1024).
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    concurrency: i64,
+    /// The responses are SSE streams: time the first complete event, require at least two events.
+    #[arg(long)]
     stream: bool,
+    /// Stop sending new requests after this many seconds (the result says "truncated").
+    #[arg(long, default_value_t = 120.0)]
     max_seconds: f64,
+    /// A process whose CPU and memory to report, repeatable.
+    #[arg(long = "pid", value_name = "LABEL=PID", value_parser = parse_pid)]
     pids: Vec<(String, u32)>,
-    expect: Option<String>,
+    /// A response header every response must have.
+    #[arg(long, value_name = "'NAME: VALUE'", value_parser = parse_expect)]
+    expect: Option<(HeaderName, String)>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut it = std::env::args().skip(1);
-    let mut a = Args {
-        port: 0,
-        path: "/v1/chat/completions".into(),
-        body: Vec::new(),
-        headers: Vec::new(),
-        requests: 1000,
-        warmup: 100,
-        concurrency: 1,
-        stream: false,
-        max_seconds: 120.0,
-        pids: Vec::new(),
-        expect: None,
-    };
-    let mut have_body = false;
-    while let Some(flag) = it.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err(String::new());
-        }
-        if flag == "--stream" {
-            a.stream = true;
-            continue;
-        }
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = |v: &str| v.parse::<i64>().map_err(|_| format!("{flag}: not a number: {v}"));
-        match flag.as_str() {
-            "--port" => a.port = v.parse().map_err(|_| format!("--port: bad port {v}"))?,
-            "--path" => a.path = v,
-            "--body" => {
-                a.body = std::fs::read(&v).map_err(|e| format!("--body {v}: {e}"))?;
-                have_body = true;
-            }
-            "--header" => {
-                if !v.contains(':') || v.contains('\r') || v.contains('\n') {
-                    return Err(format!("--header: expected 'name: value', got {v:?}"));
-                }
-                a.headers.push(v)
-            }
-            "--expect" => a.expect = Some(v.to_ascii_lowercase()),
-            "--requests" => a.requests = num(&v)?.max(1),
-            "--warmup" => a.warmup = num(&v)?.max(0),
-            "--concurrency" => a.concurrency = num(&v)?.clamp(1, 1024) as usize,
-            "--max-seconds" => a.max_seconds = v.parse().map_err(|_| format!("--max-seconds: bad {v}"))?,
-            "--pid" => {
-                let (label, pid) = v.split_once('=').ok_or("--pid LABEL=PID")?;
-                a.pids.push((label.to_string(), pid.parse().map_err(|_| format!("--pid: bad pid {pid}"))?));
-            }
-            _ => return Err(format!("unknown argument {flag}")),
-        }
+fn parse_path(v: &str) -> Result<Uri, String> {
+    match v.parse::<Uri>() {
+        Ok(u) if v.starts_with('/') => Ok(u),
+        _ => Err(format!("expected a path such as /v1/chat/completions, got {v:?}")),
     }
-    if a.port == 0 || !have_body {
-        return Err("--port and --body are required".into());
-    }
-    Ok(a)
 }
 
-/// What one connection thread measured.
+fn parse_header(v: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let bad = || format!("expected 'name: value', got {v:?}");
+    let (n, val) = v.split_once(':').ok_or_else(bad)?;
+    let n = HeaderName::from_bytes(n.trim().as_bytes()).map_err(|_| bad())?;
+    let val = HeaderValue::from_str(val.trim()).map_err(|_| bad())?;
+    Ok((n, val))
+}
+
+fn parse_expect(v: &str) -> Result<(HeaderName, String), String> {
+    let (n, val) = parse_header(v)?;
+    let val = val.to_str().map_err(|_| format!("expected an ASCII value, got {v:?}"))?;
+    Ok((n, val.to_string()))
+}
+
+fn parse_pid(v: &str) -> Result<(String, u32), String> {
+    let (label, pid) = v.split_once('=').ok_or("expected LABEL=PID")?;
+    Ok((label.to_string(), pid.parse().map_err(|_| format!("bad pid {pid:?}"))?))
+}
+
+/// What is fixed for the whole run, and the counters and meeting points the connections share.
+struct Shared {
+    port: u16,
+    uri: Uri,
+    /// Every request's headers: host, the --header ones, content-length.
+    headers: HeaderMap,
+    body: Bytes,
+    stream: bool,
+    expect: Option<(HeaderName, String)>,
+    warm_left: AtomicI64,
+    left: AtomicI64,
+    stop: AtomicBool,
+    fatal: Mutex<Option<String>>,
+    /// Connection tasks + the main task meet at: connected and warmed up; go; measured requests done; close.
+    warmed: Barrier,
+    go: Barrier,
+    done: Barrier,
+    close: Barrier,
+}
+
+/// What one connection measured.
 #[derive(Default)]
-struct ThreadResult {
+struct ConnResult {
     latencies_us: Vec<u64>,
     ttfe_us: Vec<u64>,
     errors: u64,
@@ -114,6 +139,7 @@ struct ThreadResult {
 /// One request's outcome.
 struct Outcome {
     status: u16,
+    /// When the first complete SSE event had arrived.
     ttfe: Option<Duration>,
     events: u64,
     bytes: u64,
@@ -123,157 +149,187 @@ struct Outcome {
     expected: bool,
 }
 
-/// A keep-alive connection with its own read buffer.
-struct Conn {
-    s: TcpStream,
-    buf: Vec<u8>,
-    pos: usize,
-    len: usize,
+/// Counts complete SSE events: a blank line ends an event, which counts if it had a `data:` line.
+/// Lines end in `\n` (a `\r` before it is ignored).
+#[derive(Default)]
+struct SseCounter {
+    line: [u8; 5],
+    line_len: usize,
+    has_data: bool,
+    events: u64,
 }
 
-impl Conn {
-    fn open(port: u16) -> io::Result<Conn> {
-        let s = TcpStream::connect(("127.0.0.1", port))?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        s.set_write_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Conn { s, buf: vec![0; 64 * 1024], pos: 0, len: 0 })
-    }
-
-    /// Reads more bytes into the buffer; error at EOF.
-    fn fill(&mut self) -> io::Result<()> {
-        if self.pos == self.len {
-            self.pos = 0;
-            self.len = 0;
-        } else if self.len == self.buf.len() {
-            if self.pos > 0 {
-                self.buf.copy_within(self.pos..self.len, 0);
-                self.len -= self.pos;
-                self.pos = 0;
-            } else {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-        }
-        let n = self.s.read(&mut self.buf[self.len..])?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
-        }
-        self.len += n;
-        Ok(())
-    }
-
-    /// One line without its CRLF.
-    fn line(&mut self) -> io::Result<Vec<u8>> {
-        loop {
-            if let Some(i) = self.buf[self.pos..self.len].iter().position(|&b| b == b'\n') {
-                let mut l = self.buf[self.pos..self.pos + i].to_vec();
-                self.pos += i + 1;
-                if l.last() == Some(&b'\r') {
-                    l.pop();
-                }
-                return Ok(l);
-            }
-            self.fill()?;
-        }
-    }
-
-    /// Consumes `n` body bytes, calling `see` on each piece.
-    fn take(&mut self, mut n: u64, see: &mut dyn FnMut(&[u8])) -> io::Result<()> {
-        while n > 0 {
-            if self.pos == self.len {
-                self.fill()?;
-            }
-            let k = ((self.len - self.pos) as u64).min(n) as usize;
-            see(&self.buf[self.pos..self.pos + k]);
-            self.pos += k;
-            n -= k as u64;
-        }
-        Ok(())
-    }
-
-    fn request(&mut self, req: &[u8], started: Instant, expect: Option<&str>) -> io::Result<Outcome> {
-        self.s.write_all(req)?;
-        let status_line = self.line()?;
-        let status = std::str::from_utf8(&status_line)
-            .ok()
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|c| c.parse::<u16>().ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad status line"))?;
-        let mut length = None;
-        let mut chunked = false;
-        let mut close = false;
-        let mut expected = expect.is_none();
-        loop {
-            let l = self.line()?;
-            if l.is_empty() {
-                break;
-            }
-            let l = String::from_utf8_lossy(&l).to_ascii_lowercase();
-            if let Some(e) = expect {
-                if let Some((n, v)) = l.split_once(':') {
-                    expected |= e
-                        .split_once(':')
-                        .is_some_and(|(en, ev)| en.trim() == n.trim() && ev.trim() == v.trim());
-                }
-            }
-            if let Some((n, v)) = l.split_once(':') {
-                match n.trim() {
-                    "content-length" => length = v.trim().parse::<u64>().ok(),
-                    "transfer-encoding" => chunked = v.contains("chunked"),
-                    "connection" => close = v.contains("close"),
-                    _ => {}
-                }
-            }
-        }
-        let mut out =
-            Outcome { status, ttfe: None, events: 0, bytes: 0, close, snippet: Vec::new(), expected };
-        // Counts SSE events by their "data:" at the start of a line (a body's first bytes count as one).
-        let mut at_line_start = true;
-        let mut partial: Vec<u8> = Vec::new();
-        let mut see = |piece: &[u8]| {
-            if out.ttfe.is_none() && !piece.is_empty() {
-                out.ttfe = Some(started.elapsed());
-            }
-            out.bytes += piece.len() as u64;
-            if out.snippet.len() < 300 {
-                out.snippet.extend_from_slice(&piece[..piece.len().min(300 - out.snippet.len())]);
-            }
-            for &b in piece {
-                if at_line_start || !partial.is_empty() {
-                    partial.push(b);
-                    if partial.len() == 5 {
-                        if partial == b"data:" {
-                            out.events += 1;
+impl SseCounter {
+    fn feed(&mut self, piece: &[u8]) {
+        for &b in piece {
+            match b {
+                b'\n' => {
+                    if self.line_len == 0 {
+                        if self.has_data {
+                            self.events += 1;
+                            self.has_data = false;
                         }
-                        partial.clear();
-                    } else if !b"data:".starts_with(&partial) {
-                        partial.clear();
+                    } else if self.line_len == 5 && &self.line == b"data:" {
+                        self.has_data = true;
                     }
+                    self.line_len = 0;
                 }
-                at_line_start = b == b'\n';
-            }
-        };
-        if chunked {
-            loop {
-                let l = self.line()?;
-                let size = std::str::from_utf8(&l)
-                    .ok()
-                    .and_then(|s| u64::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-                if size == 0 {
-                    while !self.line()?.is_empty() {}
-                    break;
+                b'\r' => {}
+                _ => {
+                    if self.line_len < 5 {
+                        self.line[self.line_len] = b;
+                    }
+                    // Saturates at 5: only "is it empty" and the first five bytes matter.
+                    self.line_len = (self.line_len + 1).min(5);
                 }
-                self.take(size, &mut see)?;
-                self.line()?;
             }
-        } else if let Some(n) = length {
-            self.take(n, &mut see)?;
-        } else {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "response without length"));
         }
-        Ok(out)
     }
+}
+
+/// Opens a keep-alive connection; hyper's connection state machine (reading and writing the socket) runs
+/// as its own task until the server closes the connection or the handle is dropped.
+async fn open(port: u16) -> Result<SendRequest<Full<Bytes>>, String> {
+    let tcp = timeout(IO_TIMEOUT, TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn request(
+    s: &Shared,
+    sender: &mut SendRequest<Full<Bytes>>,
+    started: Instant,
+) -> Result<Outcome, String> {
+    let mut req = Request::new(Full::new(s.body.clone()));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = s.uri.clone();
+    *req.headers_mut() = s.headers.clone();
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let close = resp
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("close")));
+    let expected = s.expect.as_ref().is_none_or(|(n, want)| {
+        resp.headers()
+            .get_all(n)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case(want)))
+    });
+    let mut out = Outcome { status, ttfe: None, events: 0, bytes: 0, close, snippet: Vec::new(), expected };
+    let mut sse = SseCounter::default();
+    let mut body = resp.into_body();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|e| e.to_string())?.into_data() else { continue };
+        out.bytes += data.len() as u64;
+        if out.snippet.len() < 300 {
+            out.snippet.extend_from_slice(&data[..data.len().min(300 - out.snippet.len())]);
+        }
+        sse.feed(&data);
+        if out.ttfe.is_none() && sse.events > 0 {
+            out.ttfe = Some(started.elapsed());
+        }
+    }
+    out.events = sse.events;
+    Ok(out)
+}
+
+/// One request on `conn`, recorded in `r` when `measured`; reconnects after a closed or failed connection.
+/// Returns false when the connection cannot be used (connecting failed).
+async fn one(
+    s: &Shared,
+    conn: &mut Result<SendRequest<Full<Bytes>>, String>,
+    r: &mut ConnResult,
+    measured: bool,
+) -> bool {
+    // A connection the server closed between two requests is replaced before the request is sent.
+    let closed = match conn.as_mut() {
+        Ok(c) => c.ready().await.is_err(),
+        Err(_) => false,
+    };
+    if closed {
+        r.reconnects += 1;
+        *conn = open(s.port).await;
+    }
+    let sender = match conn.as_mut() {
+        Ok(c) => c,
+        Err(e) => {
+            let mut f = s.fatal.lock().unwrap_or_else(|e| e.into_inner());
+            f.get_or_insert_with(|| format!("connect: {e}"));
+            return false;
+        }
+    };
+    let started = Instant::now();
+    let result = timeout(IO_TIMEOUT, request(s, sender, started)).await;
+    match result.unwrap_or_else(|_| Err("no complete response within 30 s".to_string())) {
+        Ok(o) => {
+            let elapsed = started.elapsed();
+            let ok = o.status == 200 && o.expected && (!s.stream || o.events >= 2);
+            if measured {
+                if ok {
+                    r.latencies_us.push(elapsed.as_micros() as u64);
+                    if s.stream {
+                        r.ttfe_us.push(o.ttfe.unwrap_or(elapsed).as_micros() as u64);
+                    }
+                    r.events += o.events;
+                    r.bytes_in += o.bytes;
+                } else {
+                    r.errors += 1;
+                }
+            }
+            if !ok && r.first_error.is_none() {
+                r.first_error = Some(format!(
+                    "status {} events {} expected header {}: {}",
+                    o.status,
+                    o.events,
+                    o.expected,
+                    String::from_utf8_lossy(&o.snippet)
+                ));
+            }
+            if o.close {
+                r.reconnects += 1;
+                *conn = open(s.port).await;
+            }
+        }
+        Err(e) => {
+            if measured {
+                r.errors += 1;
+            }
+            r.first_error.get_or_insert_with(|| format!("i/o: {e}"));
+            r.reconnects += 1;
+            *conn = open(s.port).await;
+        }
+    }
+    true
+}
+
+async fn connection(s: Arc<Shared>) -> ConnResult {
+    let mut r = ConnResult::default();
+    let mut conn = open(s.port).await;
+    while !s.stop.load(Ordering::Relaxed) && s.warm_left.fetch_sub(1, Ordering::Relaxed) > 0 {
+        if !one(&s, &mut conn, &mut r, false).await {
+            break;
+        }
+    }
+    s.warmed.wait().await;
+    s.go.wait().await;
+    while !s.stop.load(Ordering::Relaxed) && s.left.fetch_sub(1, Ordering::Relaxed) > 0 {
+        if !one(&s, &mut conn, &mut r, true).await {
+            break;
+        }
+    }
+    s.done.wait().await;
+    s.close.wait().await;
+    r
 }
 
 /// CPU and memory of one process, from /proc.
@@ -354,141 +410,62 @@ fn json_str(s: &str) -> String {
     o + "\""
 }
 
-fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("bench-load: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut head = format!("POST {} HTTP/1.1\r\nhost: 127.0.0.1:{}\r\n", args.path, args.port);
-    for h in &args.headers {
-        head.push_str(h);
-        head.push_str("\r\n");
+/// Runs the connections and prints the result; false when no request succeeded.
+async fn run(args: Args, body: Vec<u8>) -> bool {
+    let c = args.concurrency.clamp(1, 1024) as usize;
+    let requests = args.requests.max(1);
+    let mut headers = HeaderMap::new();
+    headers.insert(HOST, HeaderValue::from_str(&format!("127.0.0.1:{}", args.port)).expect("a valid host"));
+    for (n, v) in args.headers {
+        headers.append(n, v);
     }
-    head.push_str(&format!("content-length: {}\r\n\r\n", args.body.len()));
-    let mut req = head.into_bytes();
-    req.extend_from_slice(&args.body);
-    let req: Arc<Vec<u8>> = Arc::new(req);
-
-    let c = args.concurrency;
-    // Connection threads + this one meet at: connected and warmed up; measured requests done.
-    let warmed = Arc::new(Barrier::new(c + 1));
-    let go = Arc::new(Barrier::new(c + 1));
-    let done = Arc::new(Barrier::new(c + 1));
-    let close = Arc::new(Barrier::new(c + 1));
-    let warm_left = Arc::new(AtomicI64::new(args.warmup));
-    let left = Arc::new(AtomicI64::new(args.requests));
-    let stop = Arc::new(AtomicBool::new(false));
-    let fatal: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-
-    let mut threads = Vec::new();
-    for _ in 0..c {
-        let (req, warmed, go, done, close) =
-            (req.clone(), warmed.clone(), go.clone(), done.clone(), close.clone());
-        let (warm_left, left, stop, fatal) = (warm_left.clone(), left.clone(), stop.clone(), fatal.clone());
-        let (port, stream, expect) = (args.port, args.stream, args.expect.clone());
-        threads.push(std::thread::spawn(move || {
-            let mut r = ThreadResult::default();
-            let mut conn = Conn::open(port).map_err(|e| e.to_string());
-            // One request; reconnects on a closed connection. Returns false when the connection is unusable.
-            let mut one = |r: &mut ThreadResult, measured: bool| -> bool {
-                let c = match conn.as_mut() {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let mut f = fatal.lock().unwrap_or_else(|e| e.into_inner());
-                        f.get_or_insert_with(|| format!("connect: {e}"));
-                        return false;
-                    }
-                };
-                let started = Instant::now();
-                match c.request(&req, started, expect.as_deref()) {
-                    Ok(o) => {
-                        let elapsed = started.elapsed();
-                        let ok = o.status == 200 && o.expected && (!stream || o.events >= 2);
-                        if measured {
-                            if ok {
-                                r.latencies_us.push(elapsed.as_micros() as u64);
-                                if stream {
-                                    r.ttfe_us.push(o.ttfe.unwrap_or(elapsed).as_micros() as u64);
-                                }
-                                r.events += o.events;
-                                r.bytes_in += o.bytes;
-                            } else {
-                                r.errors += 1;
-                            }
-                        }
-                        if !ok && r.first_error.is_none() {
-                            r.first_error = Some(format!(
-                                "status {} events {} expected header {}: {}",
-                                o.status,
-                                o.events,
-                                o.expected,
-                                String::from_utf8_lossy(&o.snippet)
-                            ));
-                        }
-                        if o.close {
-                            r.reconnects += 1;
-                            conn = Conn::open(port).map_err(|e| e.to_string());
-                        }
-                        true
-                    }
-                    Err(e) => {
-                        if measured {
-                            r.errors += 1;
-                        }
-                        r.first_error.get_or_insert_with(|| format!("i/o: {e}"));
-                        r.reconnects += 1;
-                        conn = Conn::open(port).map_err(|e| e.to_string());
-                        true
-                    }
-                }
-            };
-            while !stop.load(Ordering::Relaxed) && warm_left.fetch_sub(1, Ordering::Relaxed) > 0 {
-                if !one(&mut r, false) {
-                    break;
-                }
-            }
-            warmed.wait();
-            go.wait();
-            while !stop.load(Ordering::Relaxed) && left.fetch_sub(1, Ordering::Relaxed) > 0 {
-                if !one(&mut r, true) {
-                    break;
-                }
-            }
-            done.wait();
-            close.wait();
-            r
-        }));
-    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let s = Arc::new(Shared {
+        port: args.port,
+        uri: args.path,
+        headers,
+        body: Bytes::from(body),
+        stream: args.stream,
+        expect: args.expect,
+        warm_left: AtomicI64::new(args.warmup.max(0)),
+        left: AtomicI64::new(requests),
+        stop: AtomicBool::new(false),
+        fatal: Mutex::new(None),
+        warmed: Barrier::new(c + 1),
+        go: Barrier::new(c + 1),
+        done: Barrier::new(c + 1),
+        close: Barrier::new(c + 1),
+    });
+    let tasks: Vec<_> = (0..c).map(|_| tokio::spawn(connection(s.clone()))).collect();
 
     let deadline = Duration::from_secs_f64(args.max_seconds.max(1.0));
-    let watchdog_stop = stop.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(deadline);
-        watchdog_stop.store(true, Ordering::Relaxed);
-    });
+    let watchdog = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline).await;
+            s.stop.store(true, Ordering::Relaxed);
+        })
+    };
 
-    warmed.wait();
+    let me = std::process::id();
+    s.warmed.wait().await;
     let before: Vec<Option<Proc>> = args.pids.iter().map(|(_, p)| read_proc(*p)).collect();
+    let me_before = read_proc(me);
     let start = Instant::now();
-    go.wait();
-    done.wait();
+    s.go.wait().await;
+    s.done.wait().await;
     let elapsed = start.elapsed();
     let after: Vec<Option<Proc>> = args.pids.iter().map(|(_, p)| read_proc(*p)).collect();
-    close.wait();
+    let me_after = read_proc(me);
+    s.close.wait().await;
+    watchdog.abort();
 
     let mut lat = Vec::new();
     let mut ttfe = Vec::new();
     let (mut errors, mut reconnects, mut events, mut bytes) = (0, 0, 0, 0);
     let mut first_error = None;
-    for t in threads {
-        match t.join() {
+    for t in tasks {
+        match t.await {
             Ok(r) => {
                 lat.extend(r.latencies_us);
                 ttfe.extend(r.ttfe_us);
@@ -505,6 +482,7 @@ fn main() -> ExitCode {
     }
     let ok = lat.len() as u64;
     let done_requests = ok + errors;
+    let per = |x: f64| if done_requests > 0 { x / done_requests as f64 } else { 0.0 };
     let tck = clk_tck();
     let mut cpu = Vec::new();
     for (i, (label, pid)) in args.pids.iter().enumerate() {
@@ -514,7 +492,6 @@ fn main() -> ExitCode {
         };
         let ns = a.run_ns.saturating_sub(b.run_ns);
         let tick_us = a.ticks.saturating_sub(b.ticks) * 1_000_000 / tck;
-        let per = |x: f64| if done_requests > 0 { x / done_requests as f64 } else { 0.0 };
         cpu.push(format!(
             r#"{}:{{"pid":{pid},"cpu_us_per_req":{:.2},"stat_cpu_us_per_req":{:.2},"cpu_ms":{:.3},"stat_cpu_ms":{},"rss_kb":{},"hwm_kb":{}}}"#,
             json_str(label),
@@ -526,25 +503,81 @@ fn main() -> ExitCode {
             a.hwm_kb
         ));
     }
-    let fatal = fatal.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let fatal = s.fatal.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let secs = elapsed.as_secs_f64();
     let mut out = format!(
         r#"{{"requests":{done_requests},"ok":{ok},"errors":{errors},"reconnects":{reconnects},"concurrency":{c},"elapsed_s":{secs:.4},"rps":{:.1},"truncated":{},"bytes_in":{bytes},"events":{events},"latency_us":{}"#,
         if secs > 0.0 { ok as f64 / secs } else { 0.0 },
-        stop.load(Ordering::Relaxed) || done_requests < args.requests as u64,
+        s.stop.load(Ordering::Relaxed) || done_requests < requests as u64,
         dist(lat),
     );
-    if args.stream {
+    if s.stream {
         out += &format!(r#","ttfe_us":{}"#, dist(ttfe));
     }
     out += &format!(r#","procs":{{{}}}"#, cpu.join(","));
+    if let (Some(b), Some(a)) = (me_before, me_after) {
+        out += &format!(
+            r#","client":{{"cpu_us_per_req":{:.2}}}"#,
+            per(a.run_ns.saturating_sub(b.run_ns) as f64 / 1000.0)
+        );
+    }
     if let Some(e) = fatal.or(first_error) {
         out += &format!(r#","first_error":{}"#, json_str(&e));
     }
     out += "}";
     println!("{out}");
-    if ok == 0 {
-        return ExitCode::from(1);
+    ok > 0
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let body = match std::fs::read(&args.body) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("bench-load: --body {}: {e}", args.body.display());
+            return ExitCode::from(2);
+        }
+    };
+    // One thread runs every connection: at c=1 a multi-thread runtime cost the client more CPU and Envoy
+    // more CPU per request (the response's wake-up crossed threads); at c=16 and 64 one thread keeps up with
+    // Envoy, whose single worker is the bottleneck (see scripts/bench's mock capacity for the client's limit).
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench-load: tokio runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let ok = rt.block_on(run(args, body));
+    rt.shutdown_background();
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
-    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SseCounter;
+
+    fn count(pieces: &[&[u8]]) -> u64 {
+        let mut c = SseCounter::default();
+        for p in pieces {
+            c.feed(p);
+        }
+        c.events
+    }
+
+    #[test]
+    fn counts_complete_events_only() {
+        assert_eq!(count(&[b"data: {\"a\":1}\n\ndata: [DONE]\n\n"]), 2);
+        assert_eq!(count(&[b"data: {\"a\":1}\r\n\r\n"]), 1);
+        // Not ended by a blank line yet.
+        assert_eq!(count(&[b"data: {\"a\":1}\n"]), 0);
+        // Split anywhere, even inside "data:" and between the two newlines.
+        assert_eq!(count(&[b"da", b"ta: x\n", b"\n", b"data: y\n\n"]), 2);
+        // A comment or a JSON body is no event.
+        assert_eq!(count(&[b": keep-alive\n\n", b"{\"data:\":1}\n\n"]), 0);
+    }
 }
