@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn examples() -> Vec<(String, PathBuf, PathBuf)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let mut out = Vec::new();
     for entry in std::fs::read_dir(root.join("envoy")).unwrap() {
         let path = entry.unwrap().path();
@@ -40,7 +40,7 @@ fn checked_in_examples_match_the_generator() {
 
 #[test]
 fn envoy_validates_every_example() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     assert!(
         root.join(Options::default().wasm_path).exists(),
         "build the filter first (scripts/test does): {}",

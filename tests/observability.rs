@@ -344,7 +344,7 @@ fn usage_report_reads_the_real_access_log() {
         assert_eq!(chat(&r, stream, &[("x-title", "search-ui")]).status, 200);
     }
     access_log(&r, 3);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/usage-report");
+    let script = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("scripts/usage-report");
     let out = Command::new("python3")
         .arg(&script)
         .arg("--json")

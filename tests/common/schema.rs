@@ -25,7 +25,7 @@ pub const SCHEMA_FILE: &str = "tests/schemas/openrouter.json";
 fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(SCHEMA_FILE);
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(SCHEMA_FILE);
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("cannot read vendored schemas {}: {e}", path.display()));
         let doc: Value = serde_json::from_str(&text)
