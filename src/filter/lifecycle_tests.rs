@@ -2,8 +2,10 @@
 //! provider receives, what the client gets, what is accounted, for completions, streams, local replies,
 //! provider errors, fallbacks, trailers, disconnects and the health memory.
 
+use super::downstream::Downstream;
 use super::fake_host::{
-    get, headers, receive_response, reply_response, send_request, set_header, FakeHost, LocalReply, Sent,
+    get, headers, receive_response, reply_response, send_request, set_header, FakeHost, LocalReply, Received,
+    Sent,
 };
 use super::host::{Flow, IntAttribute, TextAttribute};
 use super::{Role, Vm, DOWNSTREAM_ROOT_ID, LOGGER_ROOT_ID, UPSTREAM_ROOT_ID};
@@ -104,6 +106,14 @@ fn provider_response(status: &str, content_type: &str, attempt: &str) -> super::
         ("server", "provider"),
         ("x-mock-secret", "internal"),
     ])
+}
+
+/// A provider's 200 completion (10 prompt and 5 completion tokens, one chunk) after attempt `attempt`,
+/// through the downstream role; ended by trailers when `trailers`.
+fn answer(d: &mut Downstream, host: &mut FakeHost, attempt: &str, trailers: bool) -> Received {
+    let completion = completion(10, 5);
+    let response = provider_response("200", "application/json", attempt);
+    receive_response(d, host, response, &[&completion], trailers)
 }
 
 fn names(h: &super::host::HeaderList) -> Vec<&str> {
@@ -225,20 +235,13 @@ fn a_completion_costs_a_bounded_number_of_host_calls() {
         ("authorization", "Bearer sk-test-1"),
         ("content-type", "application/json"),
     ]);
-    let completion = completion(10, 5);
     let mut calls = Vec::new();
     for _ in 0..2 {
         let mut d = vm.downstream().unwrap();
         let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
         forwarded(send_request(&mut d, &mut host, client.clone(), &[CHAT], false));
         let request = host.calls.get();
-        receive_response(
-            &mut d,
-            &mut host,
-            provider_response("200", "application/json", "1"),
-            &[&completion],
-            false,
-        );
+        answer(&mut d, &mut host, "1", false);
         d.on_log(&mut host);
         calls.push((request, host.calls.get()));
     }
@@ -453,14 +456,7 @@ fn a_fallback_attempt_gets_its_own_provider_and_the_response_names_it() {
         assert_eq!(get(&attempt.request_headers, name), want, "{name}");
     }
 
-    let completion = completion(10, 5);
-    let got = receive_response(
-        &mut d,
-        &mut host,
-        provider_response("200", "application/json", "2"),
-        &[&completion],
-        false,
-    );
+    let got = answer(&mut d, &mut host, "2", false);
     assert_eq!(
         (get(&got.headers, "x-llm-provider"), get(&got.headers, "x-llm-attempts")),
         (Some("beta"), Some("2"))
@@ -495,14 +491,7 @@ fn bodies_ended_by_trailers_are_routed_and_finished_on_them() {
     let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
     let (sent, _) = forwarded(send_request(&mut d, &mut host, chat_headers(), &chunks(CHAT), true));
     assert_eq!(get(&sent, "authorization"), Some("Bearer alpha-secret"));
-    let completion = completion(10, 5);
-    let got = receive_response(
-        &mut d,
-        &mut host,
-        provider_response("200", "application/json", "1"),
-        &[&completion],
-        true,
-    );
+    let got = answer(&mut d, &mut host, "1", true);
     assert!(get(&got.headers, "x-llm-cost-usd").is_some(), "finished on the trailers: {:?}", got.headers);
     assert_eq!(get(&got.headers, "x-mock-secret"), None);
     assert_eq!(json(&got.body)["model"], "meta/llama");
@@ -560,14 +549,7 @@ fn a_2xx_clears_a_record_older_than_the_request_and_keeps_a_newer_one() {
             put_record(&host, "alpha", newer);
         }
         host.now_ms = START + 10;
-        let completion = completion(1, 1);
-        receive_response(
-            &mut d,
-            &mut host,
-            provider_response("200", "application/json", "1"),
-            &[&completion],
-            false,
-        );
+        answer(&mut d, &mut host, "1", false);
         assert_eq!(
             record(&host, "alpha").is_none(),
             cleared,
