@@ -1,11 +1,12 @@
 //! Validation errors that name the field, and the small readers of JSON values that produce them.
 //!
-//! One error type for the whole brain's validation: the catalog at load (`models[3].endpoints[0].provider:
-//! unknown provider "deepinfar"`), a key's policy, and a request's `provider` preferences
-//! (`provider.sort: unknown value "fastest"`). The readers walk a `serde_json::Value` with the path of
-//! each value, so an error always says where.
+//! One error type and one way of validating for the whole brain: the catalog at load
+//! (`models[3].endpoints[0].provider: unknown provider "deepinfar"`), a key's policy, and a request's
+//! `provider` preferences (`provider.sort: unknown value "fastest"`). The readers walk a
+//! `serde_json::Value` with the path of each value, so an error always says where; `null` is absent.
 
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A value that failed validation: where it is, and what is wrong with it.
@@ -85,4 +86,116 @@ pub fn non_negative_number(v: &Value, path: &str) -> Checked<f64> {
 /// `None` for an empty list: SDKs send empty lists to mean "no restriction".
 pub fn non_empty(list: Vec<String>) -> Option<Vec<String>> {
     (!list.is_empty()).then_some(list)
+}
+
+/// An object read member by member: [`Object::finish`] refuses any member that was not read, so a typo is
+/// an error naming it rather than a setting silently ignored.
+pub struct Object<'v> {
+    /// `None` for `null`.
+    map: Option<&'v Map<String, Value>>,
+    path: String,
+    read: Vec<&'static str>,
+}
+
+impl<'v> Object<'v> {
+    /// The object at `path` (`null` reads as an empty object).
+    pub fn new(value: &'v Value, path: &str) -> Checked<Object<'v>> {
+        let map = match value {
+            Value::Object(map) => Some(map),
+            Value::Null => None,
+            _ => return Err(FieldError::new(path, "must be an object")),
+        };
+        Ok(Object { map, path: path.to_string(), read: Vec::new() })
+    }
+
+    /// The path of member `key`.
+    pub fn path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// Member `key`, unless absent or `null`.
+    pub fn value(&mut self, key: &'static str) -> Option<&'v Value> {
+        self.read.push(key);
+        self.map?.get(key).filter(|v| !v.is_null())
+    }
+
+    fn typed<T>(
+        &mut self,
+        key: &'static str,
+        what: &str,
+        f: impl Fn(&Value) -> Option<T>,
+    ) -> Checked<Option<T>> {
+        match self.value(key) {
+            None => Ok(None),
+            Some(v) => {
+                f(v).map(Some).ok_or_else(|| FieldError::new(&self.path(key), format!("must be {what}")))
+            }
+        }
+    }
+
+    /// A string member, required.
+    pub fn string(&mut self, key: &'static str) -> Checked<String> {
+        self.opt_string(key)?.ok_or_else(|| FieldError::new(&self.path(key), "is required"))
+    }
+
+    /// A string member.
+    pub fn opt_string(&mut self, key: &'static str) -> Checked<Option<String>> {
+        self.typed(key, "a string", |v| v.as_str().map(String::from))
+    }
+
+    /// A boolean member.
+    pub fn opt_bool(&mut self, key: &'static str) -> Checked<Option<bool>> {
+        self.typed(key, "a boolean", Value::as_bool)
+    }
+
+    /// A non-negative integer member.
+    pub fn opt_u64(&mut self, key: &'static str) -> Checked<Option<u64>> {
+        self.typed(key, "a non-negative integer", Value::as_u64)
+    }
+
+    /// A number member, required.
+    pub fn number(&mut self, key: &'static str) -> Checked<f64> {
+        self.opt_number(key)?.ok_or_else(|| FieldError::new(&self.path(key), "is required"))
+    }
+
+    /// A number member.
+    pub fn opt_number(&mut self, key: &'static str) -> Checked<Option<f64>> {
+        self.typed(key, "a number", Value::as_f64)
+    }
+
+    /// An array-of-strings member.
+    pub fn opt_strings(&mut self, key: &'static str) -> Checked<Option<Vec<String>>> {
+        let strings = |v: &Value| v.as_array()?.iter().map(|s| s.as_str().map(String::from)).collect();
+        self.typed(key, "an array of strings", strings)
+    }
+
+    /// An object-of-strings member (empty when absent).
+    pub fn string_map(&mut self, key: &'static str) -> Checked<BTreeMap<String, String>> {
+        let strings = |v: &Value| {
+            v.as_object()?.iter().map(|(k, s)| Some((k.clone(), s.as_str()?.to_string()))).collect()
+        };
+        Ok(self.typed(key, "an object of strings", strings)?.unwrap_or_default())
+    }
+
+    /// Refuses the members that were not read.
+    pub fn finish(self) -> Checked<()> {
+        match self.map.into_iter().flat_map(Map::keys).find(|k| !self.read.contains(&k.as_str())) {
+            Some(k) => Err(FieldError::new(&self.path(k), "unknown field")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The elements of an array, each read by `read` with its own path (`providers[2]`).
+pub fn list<'v, T>(
+    value: &'v Value,
+    path: &str,
+    read: impl Fn(&'v Value, &str) -> Checked<T>,
+) -> Checked<Vec<T>> {
+    let items = value.as_array().ok_or_else(|| FieldError::new(path, "must be an array"))?;
+    items.iter().enumerate().map(|(i, v)| read(v, &format!("{path}[{i}]"))).collect()
 }

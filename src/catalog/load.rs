@@ -3,7 +3,7 @@
 //! environment, names indexed, `/models` rendered.
 
 use super::endpoint::Endpoint;
-use super::fields::FieldError;
+use super::fields::{list, FieldError};
 use super::ids::{id, ModelId, ProviderId};
 use super::keys::validate_key;
 use super::models_api;
@@ -13,16 +13,16 @@ use super::types::{
     INPUT_MODALITIES, KNOWN_PARAMETERS, MAX_ATTEMPTS_LIMIT, OUTPUT_MODALITIES,
 };
 use crate::fnv::FnvMap;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde_json::Value;
 
 impl Catalog {
     /// Parses and validates a catalog. With `env`, every provider's `api_key_env` must be set (the filter);
     /// without, keys are not read (the config generator).
     pub fn parse(json: &[u8], env: Option<EnvLookup<'_>>) -> Result<Catalog, FieldError> {
-        let raw: RawCatalog =
+        let doc: Value =
             serde_json::from_slice(json).map_err(|e| err("", format!("invalid catalog: {e}")))?;
-        let providers = parse_list::<RawProvider>(&raw.providers, "providers")?;
+        let raw = RawCatalog::read(&doc)?;
+        let providers = list(raw.providers, "providers", RawProvider::read)?;
         if providers.is_empty() {
             return Err(err("providers", "at least one provider is required"));
         }
@@ -31,7 +31,7 @@ impl Catalog {
             models: Vec::new(),
             keys: Vec::new(),
             auth: AuthMode::Keys,
-            routing: parse_routing(&raw.routing)?,
+            routing: parse_routing(raw.routing.unwrap_or(&Value::Null))?,
             provider_header_names: Vec::new(),
             models_json: String::new(),
             by_model_name: FnvMap::default(),
@@ -47,7 +47,7 @@ impl Catalog {
             }
             catalog.providers.push(provider);
         }
-        let models = parse_list::<RawModel>(&raw.models, "models")?;
+        let models = list(raw.models, "models", RawModel::read)?;
         if models.is_empty() {
             return Err(err("models", "at least one model is required"));
         }
@@ -68,7 +68,10 @@ impl Catalog {
             Some("none") => AuthMode::None,
             Some(other) => return Err(err("auth", format!("must be \"keys\" or \"none\", not \"{other}\""))),
         };
-        let keys = if raw.keys.is_null() { Vec::new() } else { parse_list::<RawKey>(&raw.keys, "keys")? };
+        let keys = match raw.keys {
+            Some(keys) => list(keys, "keys", RawKey::read)?,
+            None => Vec::new(),
+        };
         for (i, k) in keys.into_iter().enumerate() {
             let key = validate_key(k, &format!("keys[{i}]"), &catalog.providers)?;
             if catalog.keys.iter().any(|other| other.name == key.name) {
@@ -105,7 +108,7 @@ impl Catalog {
         ] {
             check_known(values.as_deref().unwrap_or_default(), known, &format!("{path}.{field}"))?;
         }
-        let raw_endpoints = parse_list::<RawEndpoint>(&m.endpoints, &format!("{path}.endpoints"))?;
+        let raw_endpoints = list(m.endpoints, &format!("{path}.endpoints"), RawEndpoint::read)?;
         if raw_endpoints.is_empty() {
             return Err(err(&format!("{path}.endpoints"), "at least one endpoint is required"));
         }
@@ -186,24 +189,14 @@ fn err(path: &str, message: impl Into<String>) -> FieldError {
     FieldError::new(path, message)
 }
 
-/// Deserializes a JSON array element by element so an error names the element's index.
-fn parse_list<T: DeserializeOwned>(value: &serde_json::Value, path: &str) -> Result<Vec<T>, FieldError> {
-    let items = value.as_array().ok_or_else(|| err(path, "must be an array"))?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, v)| T::deserialize(v).map_err(|e| err(&format!("{path}[{i}]"), e.to_string())))
-        .collect()
-}
-
-fn parse_routing(value: &serde_json::Value) -> Result<Routing, FieldError> {
-    let raw = if value.is_null() {
-        RawRouting::default()
-    } else {
-        RawRouting::deserialize(value).map_err(|e| err("routing", e.to_string()))?
-    };
+fn parse_routing(value: &Value) -> Result<Routing, FieldError> {
+    let raw = RawRouting::read(value)?;
+    let max_attempts = raw.max_attempts.unwrap_or(3);
+    if max_attempts == 0 || max_attempts > u64::from(MAX_ATTEMPTS_LIMIT) {
+        return Err(err("routing.max_attempts", format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}")));
+    }
     let routing = Routing {
-        max_attempts: raw.max_attempts.unwrap_or(3),
+        max_attempts: u32::try_from(max_attempts).unwrap_or(MAX_ATTEMPTS_LIMIT),
         outage_window_seconds: raw.outage_window_seconds.unwrap_or(30),
         sticky_sessions: raw.sticky_sessions.unwrap_or(true),
         max_request_bytes: raw.max_request_bytes.unwrap_or(8 * 1024 * 1024),

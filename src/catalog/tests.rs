@@ -73,7 +73,26 @@ fn errors_name_the_field_path() {
         ),
         (
             j.replace(r#""name": "gamma","#, r#""name": "gamma", "colour": "red","#),
-            "providers[2]: unknown field `colour`",
+            "providers[2].colour: unknown field",
+        ),
+        (
+            j.replace(r#""name": "gamma","#, r#""name": "gamma", "zdr": "yes","#),
+            "providers[2].zdr: must be a boolean",
+        ),
+        (j.replace(r#", "endpoint": "http://gamma.local""#, ""), "providers[2].endpoint: is required"),
+        (j.replace(r#""max_attempts": 2"#, r#""max_attemps": 2"#), "routing.max_attemps: unknown field"),
+        (
+            j.replace(r#""max_attempts": 2"#, r#""max_attempts": 2.5"#),
+            "routing.max_attempts: must be a non-negative integer",
+        ),
+        (j.replace(r#""providers": ["#, r#""providerz": 1, "providers": ["#), "providerz: unknown field"),
+        (
+            j.replace(r#""aliases": ["llama"]"#, r#""aliases": ["llama", 7]"#),
+            "models[0].aliases: must be an array of strings",
+        ),
+        (
+            j.replace(r#""pricing": {"prompt": 1, "completion": 1}"#, r#""pricing": {"prompt": 1}"#),
+            "models[0].endpoints[0].pricing.completion: is required",
         ),
         (j.replace(r#""max_attempts": 2"#, r#""max_attempts": 0"#), "routing.max_attempts:"),
         (j.replace(r#""prompt": 2,"#, r#""prompt": -2,"#), "models[1].endpoints[0].pricing.prompt:"),
@@ -87,10 +106,11 @@ fn errors_name_the_field_path() {
         ),
         (
             j.replace(r#"[{"name": "team-a", "sha256": "#, r#"[{"name": "team-a", "sha256": "abc", "x": "#),
-            "keys[0]:",
+            "keys[0].x: unknown field",
         ),
         ("{\"providers\": [], \"models\": []}".to_string(), "providers: at least one provider"),
         ("not json".to_string(), "invalid catalog"),
+        ("[]".to_string(), "must be an object"),
     ];
     for (json, want) in cases {
         let got = parse_err(&json);
