@@ -3,7 +3,7 @@
 //! environment, names indexed, `/models` rendered.
 
 use super::endpoint::Endpoint;
-use super::fields::{list, FieldError};
+use super::fields::{list, parse_document, FieldError};
 use super::ids::{id, ModelId, ProviderId};
 use super::keys::validate_key;
 use super::models_api;
@@ -19,8 +19,7 @@ impl Catalog {
     /// Parses and validates a catalog. With `env`, every provider's `api_key_env` must be set (the filter);
     /// without, keys are not read (the config generator).
     pub fn parse(json: &[u8], env: Option<EnvLookup<'_>>) -> Result<Catalog, FieldError> {
-        let doc: Value =
-            serde_json::from_slice(json).map_err(|e| err("", format!("invalid catalog: {e}")))?;
+        let doc = parse_document(json).map_err(|e| err("", format!("invalid catalog: {e}")))?;
         let raw = RawCatalog::read(&doc)?;
         let providers = list(raw.providers, "providers", RawProvider::read)?;
         if providers.is_empty() {

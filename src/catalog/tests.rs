@@ -111,6 +111,11 @@ fn errors_name_the_field_path() {
         ("{\"providers\": [], \"models\": []}".to_string(), "providers: at least one provider"),
         ("not json".to_string(), "invalid catalog"),
         ("[]".to_string(), "must be an object"),
+        (
+            j.replace(r#""providers": ["#, r#""providers": 1, "providers": ["#),
+            "invalid catalog: duplicate key \"providers\"",
+        ),
+        (j.replace(r#""name": "gamma","#, r#""name": "gamma", "name": "delta","#), "duplicate key \"name\""),
     ];
     for (json, want) in cases {
         let got = parse_err(&json);

@@ -7,6 +7,12 @@
 //! headers callback go out when the filter next continues; a local reply sent from the request path goes
 //! back through the filter's response callbacks; every attempt of a request shares one request header
 //! map; shared data is one store for every worker, with a version per key for compare-and-swap.
+//!
+//! What it leaves out, so the integration tests must cover it: how the shell reads Envoy's properties
+//! (paths, byte encodings, units: attributes arrive here already typed), Envoy's buffer limits (413 on a
+//! held body over the listener's limit), what Envoy does with an upstream filter's local reply (it is that
+//! attempt's response, retried and logged like a provider's), and how filter state reaches the upstream
+//! filter (tests copy it by hand).
 
 use super::host::{Flow, HeaderList, Host, IntAttribute, MetricKind, SharedDataError, TextAttribute};
 use std::cell::{Cell, RefCell};
@@ -59,6 +65,8 @@ pub struct FakeHost {
     pub shared: Rc<RefCell<SharedStore>>,
     pub stats: Rc<RefCell<FakeStats>>,
     pub warnings: Vec<String>,
+    /// Envoy refuses stat definitions (a name it cannot take).
+    pub refuse_metrics: bool,
     /// Host calls made (each method of [`Host`] is one).
     pub calls: Cell<usize>,
 }
@@ -200,6 +208,9 @@ impl Host for FakeHost {
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
         self.call();
+        if self.refuse_metrics {
+            return None;
+        }
         let mut stats = self.stats.borrow_mut();
         let id = match stats.names.iter().position(|(n, _)| n == name) {
             Some(i) => i,

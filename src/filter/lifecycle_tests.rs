@@ -10,8 +10,10 @@ use super::fake_host::{
 use super::host::{Flow, IntAttribute, TextAttribute};
 use super::{Role, Vm, DOWNSTREAM_ROOT_ID, LOGGER_ROOT_ID, UPSTREAM_ROOT_ID};
 use crate::catalog::tests::demo_json;
+use crate::catalog::Catalog;
 use crate::routing::health::Record;
 use serde_json::Value;
+use std::rc::Rc;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -25,15 +27,43 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-/// A VM configured with the brain's test catalog (`routing` overridden by `routing`, JSON members).
-fn vm_with(routing: &str) -> Vm {
-    let catalog = demo_json().replace(r#""max_attempts": 2"#, &format!(r#""max_attempts": 2{routing}"#));
-    let mut vm = Vm::default();
-    assert_eq!(vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env), Ok(Role::Downstream));
-    vm
+/// A VM and the catalog its downstream plugin instance was configured with.
+struct Configured {
+    vm: Vm,
+    catalog: Rc<Catalog>,
 }
 
-fn vm() -> Vm {
+impl Configured {
+    /// The downstream role for a new request.
+    fn downstream(&self) -> Option<Downstream> {
+        Some(self.vm.downstream(&self.catalog))
+    }
+}
+
+impl std::ops::Deref for Configured {
+    type Target = Vm;
+    fn deref(&self) -> &Vm {
+        &self.vm
+    }
+}
+
+impl std::ops::DerefMut for Configured {
+    fn deref_mut(&mut self) -> &mut Vm {
+        &mut self.vm
+    }
+}
+
+/// A VM configured with the brain's test catalog (`routing` overridden by `routing`, JSON members).
+fn vm_with(routing: &str) -> Configured {
+    let catalog = demo_json().replace(r#""max_attempts": 2"#, &format!(r#""max_attempts": 2{routing}"#));
+    let mut vm = Vm::default();
+    match vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env) {
+        Ok(Role::Downstream(catalog)) => Configured { vm, catalog },
+        other => panic!("{other:?}"),
+    }
+}
+
+fn vm() -> Configured {
     vm_with("")
 }
 
@@ -561,7 +591,7 @@ fn a_2xx_clears_a_record_older_than_the_request_and_keeps_a_newer_one() {
 #[test]
 fn the_logger_records_failures_and_cool_downs_and_ignores_the_clients_faults() {
     let mut vm = vm();
-    assert_eq!(vm.configure(LOGGER_ROOT_ID.as_bytes(), b"", &env), Ok(Role::Logger));
+    assert!(matches!(vm.configure(LOGGER_ROOT_ID.as_bytes(), b"", &env), Ok(Role::Logger)));
     let attempt = |cluster: &str, code: Option<u64>, flags: u64, retry_after: Option<&str>| {
         let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
         host.text_attributes.push((TextAttribute::ClusterName, cluster.to_string()));
@@ -588,25 +618,68 @@ fn the_logger_records_failures_and_cool_downs_and_ignores_the_clients_faults() {
     );
     assert_eq!(attempt("llm_provider_beta", Some(404), 0, None), (None, None), "the request's fault");
     assert_eq!(attempt("some_other_cluster", Some(503), 0, None), (None, None));
+    // A 2xx clears a record only if its attempt began at or after the failure (a day-old start time is
+    // not believed: the attempt counts as starting now).
+    let failed = Record { last_failure_ms: START - 100, cooldown_until_ms: 0 };
+    for (started, cleared) in [(START - 50, true), (START - 200, false), (START - 2 * 86_400_000, true)] {
+        let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+        put_record(&host, "beta", failed);
+        host.text_attributes.push((TextAttribute::ClusterName, "llm_fallback_beta".into()));
+        host.int_attributes.push((IntAttribute::ResponseCode, 200));
+        host.int_attributes.push((IntAttribute::RequestStartMs, started));
+        vm.log_attempt(&mut host);
+        assert_eq!(record(&host, "beta").is_none(), cleared, "attempt started at {started}");
+    }
+}
+
+#[test]
+fn stats_envoy_refuses_are_defined_again_by_the_next_request() {
+    let vm = vm();
+    let envoy = FakeHost::default();
+    for refuse in [true, false] {
+        let mut host = FakeHost { refuse_metrics: refuse, ..FakeHost::beside(&envoy, START) };
+        let mut d = vm.downstream().unwrap();
+        forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+        answer(&mut d, &mut host, "1", false);
+        d.on_log(&mut host);
+        vm.tick(&mut host);
+    }
+    // The first request's stats were lost (never worth failing a request for), the second's counted.
+    let stats = envoy.stats.borrow();
+    assert_eq!(stats.counter("llm_router.model.meta_llama.provider.alpha.requests"), Some(1));
 }
 
 #[test]
 fn configuration_picks_the_role_and_names_what_is_wrong() {
     let mut vm = Vm::default();
-    assert!(vm.downstream().is_none(), "no catalog yet");
     let bad = demo_json()
         .replace(r#""provider": "beta", "model": "llama-b""#, r#""provider": "betta", "model": "llama-b""#);
     let e = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), bad.as_bytes(), &env).unwrap_err();
     assert!(e.contains("models[0].endpoints[2].provider: unknown provider \"betta\""), "{e}");
     assert!(vm.configure(b"other", b"", &env).unwrap_err().contains("unknown root_id"));
-    assert_eq!(
+    assert!(matches!(
         vm.configure(UPSTREAM_ROOT_ID.as_bytes(), br#"{"provider":"beta"}"#, &env),
-        Ok(Role::Upstream("beta".into()))
-    );
+        Ok(Role::Upstream(p)) if &*p == "beta"
+    ));
     assert!(vm.configure(UPSTREAM_ROOT_ID.as_bytes(), br#"{"provider":"beta","x":1}"#, &env).is_err());
     let no_keys = |_: &str| None;
     let e = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), demo_json().as_bytes(), &no_keys).unwrap_err();
     assert!(e.contains("ALPHA_KEY") && !e.contains("secret"), "{e}");
-    assert_eq!(Role::Downstream.tick_period_ms(), Some(1000));
     assert_eq!(Role::Logger.tick_period_ms(), None);
+    // Two listeners, two catalogs, one VM: each plugin instance routes with its own.
+    let other = demo_json().replace(r#""model": "llama-a""#, r#""model": "llama-a2""#);
+    let (Ok(first), Ok(second)) = (
+        vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), demo_json().as_bytes(), &env),
+        vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), other.as_bytes(), &env),
+    ) else {
+        panic!("both catalogs load")
+    };
+    assert_eq!(first.tick_period_ms(), Some(1000));
+    for (role, native) in [(first, "llama-a"), (second, "llama-a2")] {
+        let Role::Downstream(catalog) = role else { panic!("{role:?}") };
+        let mut d = vm.downstream(&catalog);
+        let mut host = FakeHost::default();
+        let (_, body) = forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+        assert_eq!(json(&body)["model"], native);
+    }
 }

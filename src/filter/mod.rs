@@ -40,10 +40,11 @@ pub const UPSTREAM_ROOT_ID: &str = "llm_router_upstream";
 pub const LOGGER_ROOT_ID: &str = "llm_router_log";
 
 /// The role a plugin instance plays.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Role {
-    /// The listener's filter; its configuration is the catalog.
-    Downstream,
+    /// The listener's filter, with the catalog its configuration holds: every request of this plugin
+    /// instance routes with it (another listener's instance may hold another catalog).
+    Downstream(Rc<Catalog>),
     /// A fallback cluster's filter, for this provider.
     Upstream(Rc<str>),
     /// The router's `upstream_log`.
@@ -53,7 +54,7 @@ pub enum Role {
 impl Role {
     /// How often the host should call [`Vm::tick`] for this role (only the downstream role flushes stats).
     pub fn tick_period_ms(&self) -> Option<u64> {
-        matches!(self, Role::Downstream).then_some(stats::FLUSH_PERIOD_MS)
+        matches!(self, Role::Downstream(_)).then_some(stats::FLUSH_PERIOD_MS)
     }
 }
 
@@ -67,8 +68,8 @@ struct UpstreamConfig {
 /// What the roles of one VM share.
 #[derive(Debug, Default)]
 pub struct Vm {
-    /// Set by the downstream role's configuration; the upstream and logger roles (same VM) read it at
-    /// request time, since clusters may be configured first.
+    /// The catalog the downstream role configured last; the upstream and logger roles (same VM) read it
+    /// at request time, since clusters may be configured first.
     catalog: Option<Rc<Catalog>>,
     stats: Rc<RefCell<Stats>>,
 }
@@ -87,8 +88,9 @@ impl Vm {
             id if id == DOWNSTREAM_ROOT_ID.as_bytes() => {
                 let catalog =
                     Catalog::parse(configuration, Some(env)).map_err(|e| format!("invalid catalog: {e}"))?;
-                self.catalog = Some(Rc::new(catalog));
-                Ok(Role::Downstream)
+                let catalog = Rc::new(catalog);
+                self.catalog = Some(catalog.clone());
+                Ok(Role::Downstream(catalog))
             }
             id if id == UPSTREAM_ROOT_ID.as_bytes() => {
                 serde_json::from_slice::<UpstreamConfig>(configuration)
@@ -101,9 +103,9 @@ impl Vm {
         }
     }
 
-    /// The downstream role for a new request (`None` before the catalog is configured).
-    pub fn downstream(&self) -> Option<Downstream> {
-        Some(Downstream::new(self.catalog.clone()?, self.stats.clone()))
+    /// The downstream role for a new request routed with `catalog` (its plugin instance's).
+    pub fn downstream(&self, catalog: &Rc<Catalog>) -> Downstream {
+        Downstream::new(catalog.clone(), self.stats.clone())
     }
 
     /// The upstream role for a new attempt to `provider`.

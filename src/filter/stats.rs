@@ -48,7 +48,8 @@ impl Stats {
                 Kind::Counter => {
                     if let Ok(n) = i64::try_from(value) {
                         if n > 0 {
-                            *self.pending.entry(*id).or_insert(0) += n;
+                            let pending = self.pending.entry(*id).or_insert(0);
+                            *pending = pending.saturating_add(n);
                         }
                     }
                 }

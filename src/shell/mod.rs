@@ -61,9 +61,9 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         match self.role.as_ref()? {
-            Role::Downstream => VM
-                .with(|vm| vm.borrow().downstream())
-                .map(|d| Box::new(DownstreamContext(d)) as Box<dyn HttpContext>),
+            Role::Downstream(catalog) => {
+                Some(Box::new(DownstreamContext(VM.with(|vm| vm.borrow().downstream(catalog)))))
+            }
             Role::Upstream(provider) => {
                 Some(Box::new(UpstreamContext(VM.with(|vm| vm.borrow().upstream(provider.clone())))))
             }
