@@ -78,6 +78,27 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_off_in_two_bytes_is_no_match() {
+        // Differences that would cancel out under XOR must still be a mismatch.
+        let mut near: [u8; 32] = Sha256::digest(b"sk-test-1").into();
+        near[0] ^= 0x5a;
+        near[1] ^= 0x5a;
+        let right: [u8; 32] = Sha256::digest(b"sk-test-1").into();
+        assert!(constant_time_eq(&right, &right));
+        assert!(!constant_time_eq(&right, &near));
+    }
+
+    #[test]
+    fn key_names_are_checked() {
+        let c = demo();
+        for (name, ok) in [("team-a.b_c", true), ("", false), ("team a", false), ("team/a", false)] {
+            let raw = serde_json::json!({"name": name, "sha256": hash_token("x")});
+            let k = RawKey::read(&raw, "keys[0]").unwrap();
+            assert_eq!(validate_key(k, "keys[0]", &c.providers).is_ok(), ok, "{name:?}");
+        }
+    }
+
+    #[test]
     fn hash_matches_sha256sum() {
         assert_eq!(
             hash_token("sk-demo-llm-router"),

@@ -95,6 +95,10 @@ fn errors_name_the_field_path() {
             "models[0].endpoints[0].pricing.completion: is required",
         ),
         (j.replace(r#""max_attempts": 2"#, r#""max_attempts": 0"#), "routing.max_attempts:"),
+        (
+            j.replace(r#""max_attempts": 2"#, r#""max_attempts": 11"#),
+            "routing.max_attempts: must be between 1 and 10",
+        ),
         (j.replace(r#""prompt": 2,"#, r#""prompt": -2,"#), "models[1].endpoints[0].pricing.prompt:"),
         (
             j.replace(r#"["tools", "max_tokens"]"#, r#"["tools", "max_tokenz"]"#),
@@ -133,6 +137,8 @@ fn missing_key_variable_names_provider_and_variable_only() {
     );
     // The generator does not read keys.
     assert!(Catalog::parse(demo_json().as_bytes(), None).is_ok());
+    let ten = demo_json().replace(r#""max_attempts": 2"#, r#""max_attempts": 10"#);
+    assert_eq!(Catalog::parse(ten.as_bytes(), None).map(|c| c.routing.max_attempts), Ok(10));
 }
 
 #[test]
@@ -150,6 +156,8 @@ fn endpoints_parse() {
     let e = Endpoint::parse("http://[::1]:9000").unwrap();
     assert_eq!((e.host.as_str(), e.port, e.authority.as_str()), ("::1", 9000, "[::1]:9000"));
     assert!(e.host_is_ip());
+    assert!(!Endpoint::parse("https://h.example").unwrap().host_is_ip());
+    assert!(Endpoint::parse("http://10.0.0.1:80").unwrap().host_is_ip());
     for bad in ["h.example", "https://", "https://h:0", "https://h:99999", "https://h/x?y=1", "http://a b"] {
         assert!(Endpoint::parse(bad).is_err(), "{bad}");
     }

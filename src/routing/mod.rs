@@ -141,7 +141,8 @@ fn assemble(lists: Vec<Vec<EndpointRef>>, max_attempts: usize) -> Vec<EndpointRe
         let later = lists.iter().skip(i + 1).filter(|l| !l.is_empty()).count();
         let room = budget.saturating_sub(plan.len() + later);
         let fresh: Vec<EndpointRef> = list.iter().filter(|c| !plan.contains(c)).copied().collect();
-        plan.extend(fresh.into_iter().take(room.max(usize::from(!list.is_empty()))));
+        // `room` is at least 1 here for a non-empty list: the earlier lists left one place per later one.
+        plan.extend(fresh.into_iter().take(room));
     }
     plan.truncate(budget);
     plan

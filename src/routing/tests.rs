@@ -370,6 +370,16 @@ fn nothing_fits_is_a_404_listing_every_exclusion() {
     );
     let e = req(&body("chat", r#","provider":{"max_price":{"prompt":0.1}}"#)).run(&c).unwrap_err();
     assert!(e.message().starts_with("No endpoints found that meet your max_price"), "{}", e.message());
+    // The most common reason names the message, wherever it comes in the list: one is left out for its
+    // quantization first, then two and three for their price.
+    let prefs = r#","provider":{"quantizations":["fp8","bf16"],"max_price":{"prompt":0.6}}"#;
+    let e = req(&body("chat", prefs)).run(&c).unwrap_err();
+    assert_eq!(e.message(), "No endpoints found that meet your max_price");
+    // With several models, each exclusion names its model.
+    let both = r#"{"models":["chat","m/other"],"messages":[],"provider":{"only":["gift"]}}"#;
+    let ApiError::NoEndpoints { excluded_by, .. } = req(both).run(&c).unwrap_err() else { panic!() };
+    let keys: Vec<&str> = excluded_by.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["m/chat@one", "m/chat@two", "m/chat@three", "m/other@two", "m/other@three"]);
 }
 
 #[test]
@@ -416,6 +426,14 @@ fn models_list_falls_back_across_models_keeping_each_first_candidate() {
         (0..9).map(|i| format!("\"chat{}\"", if i == 0 { "" } else { ":floor" })).collect();
     let e = req(&format!(r#"{{"models":[{}],"messages":[]}}"#, many.join(","))).run(&c);
     assert!(e.is_ok(), "duplicates collapse");
+    // At most MAX_MODELS distinct models (a variant counts as its own).
+    let distinct: Vec<String> = ["chat", "m/other", "m/free-mix"]
+        .iter()
+        .flat_map(|m| ["", ":floor", ":nitro"].map(|v| format!("\"{m}{v}\"")))
+        .collect();
+    let models = |n: usize| format!(r#"{{"models":[{}],"messages":[]}}"#, distinct[..n].join(","));
+    assert!(req(&models(MAX_MODELS)).run(&c).is_ok());
+    assert_eq!(req(&models(MAX_MODELS + 1)).run(&c).unwrap_err().status(), 400);
 }
 
 #[test]
