@@ -175,3 +175,113 @@ fn models_api_renders_openrouter_shape() {
     assert_eq!(m["context_length"], 1000);
     assert_eq!(m["supported_parameters"], serde_json::json!(["tools", "max_tokens"]));
 }
+
+#[test]
+fn every_field_check_accepts_its_edge_and_refuses_past_it() {
+    let j = demo_json();
+    let gamma = r#""name": "gamma", "endpoint": "http://gamma.local""#;
+    let provider = |extra: &str| {
+        j.replace(gamma, &format!(r#""name": "gamma", "endpoint": "http://gamma.local"{extra}"#))
+    };
+    let routing = |extra: &str| j.replace(r#""max_attempts": 2"#, &format!(r#""max_attempts": 2, {extra}"#));
+    let model_id = |id: &str| j.replace(r#""id": "openai/gpt""#, &format!(r#""id": {id}"#));
+    // (catalog, error wanted: None = it loads)
+    let cases: Vec<(String, Option<&str>)> = vec![
+        (routing(r#""max_request_bytes": 1024"#), None),
+        (routing(r#""max_request_bytes": 1023"#), Some("routing.max_request_bytes:")),
+        (routing(r#""max_request_bytes": 1073741824"#), None),
+        (routing(r#""max_request_bytes": 1073741825"#), Some("routing.max_request_bytes:")),
+        (routing(r#""first_byte_timeout_ms": 0"#), Some("routing: timeouts")),
+        (routing(r#""response_timeout_ms": 0"#), Some("routing: timeouts")),
+        (routing(r#""first_byte_timeout_ms": 1, "response_timeout_ms": 1"#), None),
+        (j.replace(r#""gamma""#, r#""gamma-2.x_y""#), None),
+        (
+            j.replace(r#""name": "gamma""#, r#""name": "Gamma""#),
+            Some("providers[2].name: must be a non-empty slug"),
+        ),
+        (
+            j.replace(r#""name": "gamma""#, r#""name": """#),
+            Some("providers[2].name: must be a non-empty slug"),
+        ),
+        (provider(r#", "auth_header": "X-Key""#), None),
+        (
+            provider(r#", "auth_header": "x key""#),
+            Some("providers[2].auth_header: is not a valid header name"),
+        ),
+        (provider(r#", "auth_header": """#), Some("providers[2].auth_header: is not a valid header name")),
+        (provider(r#", "auth_scheme": "Token""#), None),
+        (
+            provider(r#", "auth_scheme": "Bad\nScheme""#),
+            Some("providers[2].auth_scheme: is not a valid header value"),
+        ),
+        (
+            provider(r#", "api_key_env": "GAMMA_KEY_2""#),
+            Some("providers[2].api_key_env: provider \"gamma\" needs environment variable GAMMA_KEY_2"),
+        ),
+        (
+            provider(r#", "api_key_env": "GAMMA-KEY""#),
+            Some("providers[2].api_key_env: must be an environment variable name"),
+        ),
+        (
+            provider(r#", "api_key_env": """#),
+            Some("providers[2].api_key_env: must be an environment variable name"),
+        ),
+        (provider(r#", "data_collection": "deny""#), None),
+        (
+            provider(r#", "data_collection": "never""#),
+            Some("providers[2].data_collection: must be \"allow\" or \"deny\""),
+        ),
+        (provider(r#", "headers": {"X-Org": "o-1"}"#), None),
+        (
+            provider(r#", "headers": {":path": "/x"}"#),
+            Some("providers[2].headers.:path: is not a valid header"),
+        ),
+        (
+            provider(r#", "headers": {"x org": "o"}"#),
+            Some("providers[2].headers.x org: is not a valid header"),
+        ),
+        (
+            provider(r#", "headers": {"x-org": "a\u0007b"}"#),
+            Some("providers[2].headers.x-org: is not a valid header"),
+        ),
+        (model_id(r#""a/b~c""#), None),
+        (model_id(r#""a b""#), Some("models[1].id: must be a non-empty name of visible ASCII")),
+        (model_id(r#""""#), Some("models[1].id: must be a non-empty name of visible ASCII")),
+        (model_id(r#""a/é""#), Some("models[1].id: must be a non-empty name of visible ASCII")),
+        (
+            j.replace(r#""aliases": ["llama"]"#, r#""aliases": ["lla ma"]"#),
+            Some("models[0].aliases[0]: must be a non-empty"),
+        ),
+    ];
+    for (json, want) in cases {
+        let got = Catalog::parse(json.as_bytes(), Some(&env)).map(|_| ()).map_err(|e| e.to_string());
+        match want {
+            None => assert!(got.is_ok(), "{got:?} for {json}"),
+            Some(want) => {
+                assert!(got.as_ref().is_err_and(|e| e.starts_with(want)), "want {want:?}, got {got:?}")
+            }
+        }
+    }
+    assert!(is_header_name("x-a.b_c!#$%&'*+^`|~9") && !is_header_name("X-Upper") && !is_header_name(""));
+    assert!(is_header_value("a b\tc~") && !is_header_value("a\rb") && !is_header_value("é"));
+}
+
+#[test]
+fn the_models_list_shows_the_cheapest_endpoint_and_every_provider_id_is_listed() {
+    let c = demo();
+    // gamma $2, alpha $0.3, beta $1: alpha's prices are shown; a tie keeps the first listed.
+    let v: serde_json::Value = serde_json::from_str(&c.models_json).unwrap();
+    assert_eq!(v["data"][0]["pricing"]["prompt"], "0.0000001");
+    let tie = demo_json().replace(
+        r#""prompt": 0.5, "completion": 0.5, "cache_read": 0.1"#,
+        r#""prompt": 0.1, "completion": 0.2, "cache_read": 0.05"#,
+    );
+    let c2 = Catalog::parse(tie.as_bytes(), None).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&c2.models_json).unwrap();
+    assert!(
+        v["data"][0]["pricing"].get("input_cache_read").is_none(),
+        "alpha (first of the two cheapest) has none"
+    );
+    let names: Vec<&str> = c.provider_ids().map(|p| c.provider(p).name.as_str()).collect();
+    assert_eq!(names, ["alpha", "beta", "gamma"]);
+}
