@@ -267,6 +267,21 @@ fn every_field_check_accepts_its_edge_and_refuses_past_it() {
 }
 
 #[test]
+fn keys_never_show_in_debug_output_and_clusters_are_named_for_envoy() {
+    let c = demo();
+    let alpha = &c.providers[0];
+    assert_eq!(format!("{:?}", alpha.auth_value), "Some(Secret(***))");
+    assert!(!format!("{alpha:?}").contains("alpha-secret") && !format!("{c:?}").contains("secret\""));
+    assert_eq!(
+        (alpha.cluster_name(), alpha.fallback_cluster_name()),
+        ("llm_provider_alpha".into(), "llm_fallback_alpha".into())
+    );
+    assert_eq!(c.provider_by_cluster("llm_fallback_beta").map(|p| p.name.as_str()), Some("beta"));
+    assert_eq!(c.provider_by_cluster("llm_provider_beta").map(|p| p.name.as_str()), Some("beta"));
+    assert!(c.provider_by_cluster("beta").is_none());
+}
+
+#[test]
 fn the_models_list_shows_the_cheapest_endpoint_and_every_provider_id_is_listed() {
     let c = demo();
     // gamma $2, alpha $0.3, beta $1: alpha's prices are shown; a tie keeps the first listed.

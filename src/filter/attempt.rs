@@ -174,4 +174,17 @@ mod tests {
         assert_eq!(prepare(&c, "nope", "1 0 0\n", &[]), Err(AttemptError::UnknownProvider));
         assert_eq!(prepare(&c, "gamma", "10 0 3\nalpha\t\"x\"\n", &[]), Err(AttemptError::NoPlan));
     }
+
+    #[test]
+    fn a_provider_twice_in_the_plan_gets_the_attempts_own_slot() {
+        // `models` fallback lists can put one provider in two slots, with two native models.
+        let c = demo();
+        let plan = "30 9 3\nalpha\t\"a\"\nbeta\t\"first\"\nbeta\t\"second\"\n";
+        let attempt =
+            |n: &str| prepare(&c, "beta", plan, &h(&[("x-envoy-attempt-count", n)])).unwrap().splice;
+        assert_eq!(attempt("2").map(|(_, m)| m), Some("\"first\"".to_string()));
+        assert_eq!(attempt("3").map(|(_, m)| m), Some("\"second\"".to_string()));
+        // An attempt count that points at another provider's slot falls back to this provider's first.
+        assert_eq!(attempt("1").map(|(_, m)| m), Some("\"first\"".to_string()));
+    }
 }

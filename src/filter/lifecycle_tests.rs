@@ -683,3 +683,88 @@ fn configuration_picks_the_role_and_names_what_is_wrong() {
         assert_eq!(json(&body)["model"], native);
     }
 }
+
+#[test]
+fn a_body_at_the_limit_is_routed_and_one_byte_more_is_413_whether_ended_by_data_or_trailers() {
+    let vm = vm_with(r#", "max_request_bytes": 1024"#);
+    let at_limit = |len: usize| {
+        let head =
+            r#"{"model":"llama","provider":{"sort":"price"},"messages":[{"role":"user","content":"hi"}]"#;
+        format!("{head}{}}}", " ".repeat(len - head.len() - 1)).into_bytes()
+    };
+    for trailers in [false, true] {
+        for (len, status) in [(1024, None), (1025, Some(413))] {
+            let mut d = vm.downstream().unwrap();
+            let mut host = FakeHost::default();
+            let body = at_limit(len);
+            let (a, b) = body.split_at(100);
+            match (send_request(&mut d, &mut host, chat_headers(), &[a, b], trailers), status) {
+                (Sent::Forwarded { .. }, None) => {}
+                (Sent::Replied(r), Some(s)) if r.status == s => {}
+                (other, _) => panic!("{len} bytes, trailers {trailers}: {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn after_a_local_reply_the_role_leaves_the_exchange_alone() {
+    let vm = vm();
+    let mut d = vm.downstream().unwrap();
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    let mut h = chat_headers();
+    h.retain(|(n, _)| n != "authorization");
+    host.request_headers = h;
+    assert_eq!(d.on_request_headers(&mut host, false), Flow::Pause);
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(401));
+    // A body still arriving is neither routed nor passed on.
+    host.request_body = CHAT.to_vec();
+    assert_eq!(d.on_request_body(&mut host, CHAT.len(), true), Flow::Pause);
+    assert!(host.filter_state.is_empty(), "no plan");
+    // The reply's own response passes untouched, and is not timed as a provider's first byte.
+    let reply = host.reply.clone().unwrap();
+    host.now_ms = START + 30;
+    let got = reply_response(&mut d, &mut host, &reply);
+    assert!(got.headers.iter().all(|(n, _)| !n.starts_with("x-llm-")), "{:?}", got.headers);
+    d.on_log(&mut host);
+    let a = account(&host);
+    assert_eq!((a["status"].as_u64(), a["ttfb_ms"].is_null()), (Some(401), true), "{a}");
+}
+
+#[test]
+fn a_tls_failure_reaching_no_provider_is_our_502_naming_it() {
+    let vm = vm();
+    let mut d = vm.downstream().unwrap();
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+    // Envoy's own 503 after the connection failed its certificate check (not via_upstream).
+    host.int_attributes.push((IntAttribute::AttemptCount, 1));
+    host.text_attributes.push((
+        TextAttribute::TransportFailureReason,
+        "TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED".into(),
+    ));
+    let envoy_reply = headers(&[(":status", "503"), ("content-type", "application/json")]);
+    let got = receive_response(&mut d, &mut host, envoy_reply, &[br#"{"error":{"code":503}}"#], false);
+    assert_eq!(get(&got.headers, ":status"), Some("502"));
+    assert_eq!(json(&got.body)["error"]["message"], "Could not verify the TLS certificate of Alpha");
+    // Any other reply of Envoy's passes as its local_reply_config shaped it.
+    let mut d = vm.downstream().unwrap();
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+    host.text_attributes.push((TextAttribute::TransportFailureReason, "connection refused".into()));
+    let got = receive_response(&mut d, &mut host, headers(&[(":status", "503")]), &[b"{}"], false);
+    assert_eq!((get(&got.headers, ":status"), got.body.as_slice()), (Some("503"), &b"{}"[..]));
+}
+
+#[test]
+fn a_completion_with_no_body_is_forwarded_at_once_filtered() {
+    let vm = vm();
+    let mut d = vm.downstream().unwrap();
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+    host.response_headers = provider_response("200", "application/json", "1");
+    assert_eq!(d.on_response_headers(&mut host, true), Flow::Continue, "nothing to wait for");
+    assert_eq!(get(&host.response_headers, "x-llm-provider"), Some("alpha"));
+    assert_eq!(get(&host.response_headers, "x-mock-secret"), None);
+    assert!(host.filter_state.contains_key("llm_account"), "the exchange is over");
+}

@@ -588,6 +588,8 @@ mod tests {
             assert_eq!(names_provider(name, p), want, "{name} vs {}", p.name);
         }
         assert!(eq_ci("Ünïcode", "üNÏCODE") && !eq_ci("ü", "u"));
+        // Unicode case folding applies as soon as one side is not ASCII (the Kelvin sign folds to k).
+        assert!(eq_ci("K", "\u{212A}") && eq_ci("\u{212A}", "k"));
     }
 
     #[test]
