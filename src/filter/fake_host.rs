@@ -67,6 +67,8 @@ pub struct FakeHost {
     pub warnings: Vec<String>,
     /// Envoy refuses stat definitions (a name it cannot take).
     pub refuse_metrics: bool,
+    /// This many compare-and-swap writes lose to another worker's write first.
+    pub cas_conflicts: Cell<usize>,
     /// Host calls made (each method of [`Host`] is one).
     pub calls: Cell<usize>,
 }
@@ -198,6 +200,13 @@ impl Host for FakeHost {
     fn set_shared_data(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError> {
         self.call();
         let mut store = self.shared.borrow_mut();
+        if cas.is_some() && self.cas_conflicts.get() > 0 {
+            // Another worker wrote in between: its write bumps the version.
+            self.cas_conflicts.set(self.cas_conflicts.get() - 1);
+            if let Some((_, v)) = store.values.get_mut(key) {
+                *v += 1;
+            }
+        }
         let version = store.values.get(key).map(|(_, v)| *v);
         if cas.is_some() && cas != version {
             return Err(SharedDataError::CasMismatch);

@@ -768,3 +768,66 @@ fn a_completion_with_no_body_is_forwarded_at_once_filtered() {
     assert_eq!(get(&host.response_headers, "x-mock-secret"), None);
     assert!(host.filter_state.contains_key("llm_account"), "the exchange is over");
 }
+
+#[test]
+fn envoys_own_error_replies_are_accounted_by_their_status() {
+    let vm = vm();
+    for (status, error_type) in
+        [("504", Some("timeout")), ("503", Some("provider_unavailable")), ("200", None)]
+    {
+        let mut d = vm.downstream().unwrap();
+        let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+        forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+        let reply = headers(&[(":status", status), ("content-type", "text/plain")]);
+        receive_response(&mut d, &mut host, reply, &[b"x"], false);
+        d.on_log(&mut host);
+        assert_eq!(account(&host)["error_type"].as_str(), error_type, "{status}");
+    }
+}
+
+#[test]
+fn a_health_update_that_loses_a_race_reads_again_and_writes() {
+    let mut vm = vm();
+    assert!(matches!(vm.configure(LOGGER_ROOT_ID.as_bytes(), b"", &env), Ok(Role::Logger)));
+    let host = FakeHost { now_ms: START, ..FakeHost::default() };
+    put_record(&host, "beta", Record { last_failure_ms: START - 10, cooldown_until_ms: 0 });
+    let mut host = FakeHost { cas_conflicts: std::cell::Cell::new(2), ..host };
+    host.text_attributes.push((TextAttribute::ClusterName, "llm_fallback_beta".into()));
+    host.int_attributes.push((IntAttribute::ResponseCode, 503));
+    vm.log_attempt(&mut host);
+    assert_eq!(record(&host, "beta").map(|r| r.last_failure_ms), Some(START), "written on the third try");
+}
+
+#[test]
+fn a_flush_gives_envoy_only_the_counters_that_moved() {
+    let vm = vm();
+    let envoy = FakeHost::default();
+    let mut host = FakeHost::beside(&envoy, START);
+    // A request Envoy answered itself: no usage, no cost, one attempt of none.
+    let mut d = vm.downstream().unwrap();
+    forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+    receive_response(&mut d, &mut host, headers(&[(":status", "503")]), &[b"x"], false);
+    d.on_log(&mut host);
+    let mut tick = FakeHost::beside(&envoy, START);
+    vm.tick(&mut tick);
+    let moved = envoy.stats.borrow().counters.len();
+    assert_eq!(tick.calls.get(), moved, "one increment per counter that moved");
+    assert!(envoy.stats.borrow().counters.values().all(|n| *n > 0));
+    assert!(envoy.stats.borrow().names.len() > moved, "the zero ones were defined, not incremented");
+}
+
+#[test]
+fn a_replayed_body_shorter_than_the_plan_says_is_not_spliced() {
+    let vm = vm();
+    let mut d = vm.downstream().unwrap();
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    let (first, _) = forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+    let mut attempt =
+        FakeHost { filter_state: host.filter_state.clone(), request_headers: first, ..FakeHost::default() };
+    set_header(&mut attempt.request_headers, "x-envoy-attempt-count", b"2");
+    let mut up = vm.upstream("beta".into());
+    assert_eq!(up.on_request_headers(&mut attempt), Flow::Continue);
+    attempt.request_body = br#"{"model":"ll"#.to_vec();
+    assert_eq!(up.on_request_body(&mut attempt, 12, true), Flow::Continue);
+    assert_eq!(attempt.request_body, br#"{"model":"ll"#.to_vec(), "left as it is");
+}

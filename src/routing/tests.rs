@@ -475,3 +475,52 @@ fn invalid_preferences_and_session_ids_are_400() {
     let long = "x".repeat(300);
     assert_eq!(Req { session: Some(&long), ..req(&body("chat", "")) }.run(&c).unwrap_err().status(), 400);
 }
+
+#[test]
+fn context_and_completion_limits_hold_at_their_edge() {
+    let c = catalog();
+    let with = |max_tokens: u64| {
+        body("chat", &format!(r#","max_tokens":{max_tokens},"provider":{{"sort":"price"}}"#))
+    };
+    // two's max_completion_tokens is 100: 100 fits, 101 does not.
+    assert_eq!(req(&with(100)).plan(&c), ["one:c1", "two:c2", "three:c3"]);
+    assert_eq!(req(&with(101)).plan(&c), ["one:c1", "three:c3"]);
+    // The context (1000) holds max_tokens + body bytes / 4: exactly full fits, one more token does not.
+    let len = with(900).len() as u64; // the same length for every 3-digit max_tokens
+    let full = 1000 - len / 4;
+    assert!((100..1000).contains(&full));
+    assert_eq!(req(&with(full)).plan(&c), ["one:c1", "three:c3"]);
+    assert_eq!(req(&with(full + 1)).run(&c).unwrap_err().status(), 404);
+}
+
+#[test]
+fn max_tokens_and_max_completion_tokens_are_one_capability() {
+    let c = catalog();
+    // one lists neither; two and three list max_tokens, which covers max_completion_tokens too.
+    let b =
+        body("chat", r#","max_completion_tokens":50,"provider":{"require_parameters":true,"sort":"price"}"#);
+    assert_eq!(req(&b).plan(&c), ["two:c2", "three:c3"]);
+}
+
+#[test]
+fn the_whole_explanation_line() {
+    let c = catalog();
+    let b = body(
+        "chat",
+        r#","provider":{"sort":"price","ignore":["one"],"zdr":false,"quantizations":["fp8","bf16"]}"#,
+    );
+    let r = req(&b).run(&c).unwrap();
+    assert_eq!(
+        r.explanation.render(&c),
+        format!(
+            "m/chat:sort=price; session=messages:{}; plan=two@2,three@3; excluded=one:allowed_providers",
+            r.session.clone().unwrap()
+        )
+    );
+    let b = body("chat", r#","provider":{"sort":"price","only":["three"]}"#);
+    let text = req(&b).explain(&c);
+    assert!(text.ends_with("; plan=three@3; excluded=one:allowed_providers,two:allowed_providers"), "{text}");
+    // An unknown model's name is shown header-safe: non-ASCII becomes '?', spaces stay.
+    let e = req(r#"{"model":"caf\u00e9 x","messages":[]}"#).run(&c).unwrap_err();
+    assert_eq!(e.message(), "Model \"caf? x\" is not available");
+}
