@@ -112,6 +112,8 @@ mod tests {
         };
         assert_eq!(PlanRecord::decode(&r.encode()), Some(r));
         assert_eq!(PlanRecord::decode("5 3 4\n"), None);
+        // A model value may end exactly where the body does (a range past it is refused above).
+        assert!(PlanRecord::decode("7 3 4\nalpha\t\"x\"\n").is_some());
         assert_eq!(PlanRecord::decode("garbage"), None);
     }
 }
