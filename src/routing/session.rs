@@ -195,6 +195,7 @@ mod tests {
             (r#"{"content":"a \"role\": \"system\"","role":"user"}"#, Some("user")),
             (r#"{"\u0072ole":"system"}"#, Some("system")),
             (r#"{"role":"sys\u0074em"}"#, Some("system")),
+            (r#"{"we\nird":"system","role":"user"}"#, Some("user")),
             (r#"{"role":null}"#, None),
             (r#"{"content":"x"}"#, None),
             (r#"{}"#, None),

@@ -213,14 +213,21 @@ fn without_stickiness_or_cache_discount_the_draw_is_per_request() {
         .replace(r#", "cache_read": 0.1"#, "")
         .replace(r#", "cache_read": 0.2"#, "")
         .replace(r#", "cache_read": 0.3"#, "");
-    let c = Catalog::parse(plain.as_bytes(), None).unwrap();
-    let firsts: std::collections::BTreeSet<String> = (0..200)
-        .map(|i| {
-            let id = format!("req-{i}");
-            Req { session: Some("same"), request_id: &id, ..req(&body("chat", "")) }.first(&c)
-        })
-        .collect();
-    assert!(firsts.len() > 1, "{firsts:?}");
+    // A cache_read equal to the prompt price is no discount either.
+    let equal = CATALOG
+        .replace(r#""cache_read": 0.1"#, r#""cache_read": 0.5"#)
+        .replace(r#""cache_read": 0.2"#, r#""cache_read": 1"#)
+        .replace(r#""cache_read": 0.3"#, r#""cache_read": 1.5"#);
+    for catalog in [plain, equal] {
+        let c = Catalog::parse(catalog.as_bytes(), None).unwrap();
+        let firsts: std::collections::BTreeSet<String> = (0..200)
+            .map(|i| {
+                let id = format!("req-{i}");
+                Req { session: Some("same"), request_id: &id, ..req(&body("chat", "")) }.first(&c)
+            })
+            .collect();
+        assert!(firsts.len() > 1, "{firsts:?}");
+    }
 }
 
 #[test]
@@ -328,6 +335,24 @@ fn tools_prefer_supporting_endpoints_without_requiring_them() {
             Req { request_id: &id, ..req(&body("chat", r#","tools":[{"type":"function"}]"#)) }.plan(&c);
         assert_eq!(plan.last().map(String::as_str), Some("one:c1"), "one lacks tools: {plan:?}");
         assert_eq!(plan.len(), 3);
+    }
+}
+
+#[test]
+fn preferred_speeds_hold_at_their_edge() {
+    let c = catalog();
+    // Throughputs one 50, two 200, three 100; latencies one 900 ms, two 300 ms, three 100 ms.
+    for (prefs, last) in [
+        (r#""preferred_min_throughput":200"#, ["one:c1", "three:c3"]), // exactly 200 is fast enough
+        (r#""preferred_max_latency":0.3"#, ["one:c1", "one:c1"]),      // exactly 300 ms is quick enough
+    ] {
+        for i in 0..30 {
+            let id = format!("{i}");
+            let b = body("chat", &format!(r#","provider":{{{prefs}}}"#));
+            let plan = Req { request_id: &id, ..req(&b) }.plan(&c);
+            assert!(!last.contains(&plan[0].as_str()), "{prefs}: {plan:?}");
+            assert!(last.contains(&plan[2].as_str()), "{prefs}: {plan:?}");
+        }
     }
 }
 

@@ -25,8 +25,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     /// 429: the last provider tried was rate limited; `retry_after` in seconds.
     RateLimited { message: String, retry_after: u64 },
-    /// A provider answered the request itself with a client error (4xx other than 401/403/408/429):
-    /// passed on with the provider's status and message.
+    /// A provider answered the request itself with a client error (4xx other than 401/403/408/429, which
+    /// are the router's or the provider's own trouble): passed on with the provider's status and message.
     ProviderRejected { status: u16, message: String },
     /// 502: the last provider tried failed (5xx, bad credentials on our side, invalid answer, TLS).
     BadGateway(String),
@@ -63,10 +63,9 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "invalid_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limit_exceeded",
+            // 401, 403, 408 and 429 from a provider are never passed on as its own rejection.
             ApiError::ProviderRejected { status, .. } => match status {
-                401 => "authentication",
                 402 => "payment_required",
-                403 => "permission_denied",
                 404 => "not_found",
                 413 => "payload_too_large",
                 422 => "unprocessable",
@@ -146,6 +145,21 @@ mod tests {
             e.body(),
             r#"{"error":{"code":500,"message":"Router misconfigured: no routing plan for this request","metadata":{"error_type":"server"}}}"#
         );
+    }
+
+    #[test]
+    fn a_providers_own_rejection_keeps_its_status_and_a_matching_type() {
+        for (status, error_type) in [
+            (400, "invalid_request"),
+            (402, "payment_required"),
+            (404, "not_found"),
+            (413, "payload_too_large"),
+            (422, "unprocessable"),
+            (418, "invalid_request"),
+        ] {
+            let e = ApiError::ProviderRejected { status, message: "m".into() };
+            assert_eq!((e.status(), e.error_type()), (status, error_type));
+        }
     }
 
     #[test]
