@@ -170,11 +170,6 @@ impl StreamRewriter {
         &self.out
     }
 
-    /// Whether `[DONE]` was seen.
-    pub fn completed(&self) -> bool {
-        self.done
-    }
-
     /// Usage and cost seen so far.
     pub fn accounted(&self) -> Accounted {
         self.accounted

@@ -40,6 +40,30 @@ fn completion_gets_public_model_provider_fingerprint_and_cost() {
 }
 
 #[test]
+fn a_completion_keeps_its_own_fingerprint_gets_a_model_and_one_cost() {
+    let with_fp = COMPLETION
+        .replace(r#""created":7,"model":"llama-native","#, r#""created":7,"system_fingerprint":"fp_1","#);
+    let (out, _) = rewrite_completion(with_fp.as_bytes(), &served());
+    let out = String::from_utf8(out.unwrap()).unwrap();
+    // No "model" member came: one is added; the provider's fingerprint stays, once, and no null one.
+    assert_eq!(out.matches("\"system_fingerprint\"").count(), 1, "{out}");
+    assert!(
+        out.contains(r#""system_fingerprint":"fp_1""#) && out.contains(r#""model":"meta/llama""#),
+        "{out}"
+    );
+    // The provider's own cost is replaced, not joined by ours; its other usage members stay.
+    assert_eq!(out.matches("\"cost\":").count(), 1, "{out}");
+    assert!(!out.contains("99") && out.contains(r#""total_tokens":18"#), "{out}");
+}
+
+#[test]
+fn a_chunk_keeps_a_string_fingerprint() {
+    let chunk = STREAM.replace(r#""system_fingerprint":null"#, r#""system_fingerprint":"fp_2""#);
+    let (out, _) = run_stream(&[chunk.as_bytes()]);
+    assert_eq!(out.matches(r#""system_fingerprint":"fp_2""#).count(), 1, "{out}");
+}
+
+#[test]
 fn a_body_that_is_not_json_is_left_alone_with_unknown_usage() {
     let (out, accounted) = rewrite_completion(b"not json", &served());
     assert_eq!((out, accounted), (None, Accounted::default()));
@@ -69,7 +93,7 @@ fn run_stream(pieces: &[&[u8]]) -> (String, StreamRewriter) {
 #[test]
 fn stream_chunks_carry_the_public_model_and_the_last_one_the_cost() {
     let (out, r) = run_stream(&[STREAM.as_bytes()]);
-    assert!(r.completed());
+    assert!(!out.contains("\"error\""), "a complete stream gets no error chunk: {out}");
     assert!(!out.contains("llama-native"), "{out}");
     let datas: Vec<&str> = out.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).collect();
     assert_eq!(datas.len(), 4);
