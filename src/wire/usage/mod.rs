@@ -1,7 +1,7 @@
 //! Usage and cost: the token counts a provider reports, what they cost at the serving endpoint's prices, and
 //! their JSON in OpenRouter's `usage` shape.
 //!
-//! Counts come from the `usage` member of a chat completion or of a stream chunk ([`usage_of`]); streams
+//! Counts come from the `usage` member of a chat completion or of a stream chunk ([`usage_in`]); streams
 //! are cut into events by [`crate::wire::sse::SseParser`]. Costs are integer nano-USD (10⁻⁹ USD), so they add up exactly
 //! and render as exact decimals ([`usd_json`]).
 
@@ -60,8 +60,8 @@ struct CompletionDetails {
     reasoning_tokens: Option<u64>,
 }
 
-/// The `usage` member of a chat completion or stream chunk (a top-level JSON object), if present and
-/// well-formed: `prompt_tokens` and `completion_tokens` non-negative integers, plus
+/// The usage among the top-level members of a chat completion or stream chunk (split by [`top_level`],
+/// which the response rewrite does anyway), if present and well-formed: `prompt_tokens` and `completion_tokens` non-negative integers, plus
 /// `prompt_tokens_details.cached_tokens` / `.cache_write_tokens` and
 /// `completion_tokens_details.reasoning_tokens` when present (null or absent details count 0).
 ///
@@ -71,16 +71,7 @@ struct CompletionDetails {
 ///
 /// `usage: null`, no `usage`, or anything malformed (not JSON, not an object, a count that is not a
 /// non-negative integer) is `None`: missing usage is unknown, not zero. Nothing but `usage` is
-/// materialised, and a body without the text `"usage"` is not parsed at all.
-pub fn usage_of(json: &[u8]) -> Option<Usage> {
-    if !json.windows(7).any(|w| w == b"\"usage\"") {
-        return None;
-    }
-    usage_in(&top_level(std::str::from_utf8(json).ok()?).ok()?.1)
-}
-
-/// The usage among an object's top-level members (split by [`top_level`]), as [`usage_of`] reads it: for
-/// callers that split the object anyway.
+/// materialised.
 pub fn usage_in(members: &[Member<'_>]) -> Option<Usage> {
     let raw = members.iter().find(|m| m.key == "usage")?.value;
     from_wire(serde_json::from_str::<Option<WireUsage>>(raw).ok()??)

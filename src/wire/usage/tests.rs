@@ -3,6 +3,11 @@ use crate::wire::sse::{Event, Kind, SseParser};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+/// The usage of a whole JSON text (test helper: the product splits the top level once and reads it there).
+fn usage_of(json: &[u8]) -> Option<Usage> {
+    usage_in(&top_level(std::str::from_utf8(json).ok()?).ok()?.1)
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------------
@@ -738,6 +743,14 @@ fn cost_table() {
         };
         assert_eq!(got, want, "{}", c.name);
     }
+}
+
+#[test]
+fn leftover_units_go_to_the_largest_fractions() {
+    // Floors 1 + 5 + 2 = 8 of 10: the two units left go to the .9s, not to the .2.
+    assert_eq!(apportion(10, [1.2, 5.9, 2.9]), [1, 6, 3]);
+    // A tie goes to the earlier part.
+    assert_eq!(apportion(3, [0.5, 0.5, 2.0]), [1, 0, 2]);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::catalog::tests::demo;
+use crate::catalog::tests::{demo, demo_json};
 use crate::routing::plan::{record_of_slot, PlanRecord};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -160,4 +160,34 @@ fn body_errors() {
     let e = body(&c, br#"{"model":"nope","messages":[]}"#).unwrap_err();
     assert_eq!((e.status(), e.error_type()), (404, "model_not_found"));
     assert_eq!(body(&c, b"{").unwrap_err().status(), 400);
+}
+
+#[test]
+fn sizes_at_the_limit_pass_and_one_byte_more_is_413() {
+    let json = demo_json().replace(r#""max_attempts": 2"#, r#""max_attempts": 2, "max_request_bytes": 1024"#);
+    let c = Catalog::parse(json.as_bytes(), None).unwrap();
+    for (len, want) in [("1024", 0), ("1025", 413)] {
+        let v = on_request_headers(&c, &chat_headers(&[("content-length", len)]), false);
+        assert_eq!(reply_status(v), want, "content-length {len}");
+    }
+    let head = r#"{"model":"meta/llama","messages":[]"#;
+    for (len, ok) in [(1024, true), (1025, false)] {
+        let bytes = format!("{head}{}}}", " ".repeat(len - head.len() - 1));
+        let d = body(&c, bytes.as_bytes());
+        assert_eq!(d.map_err(|e| e.status()).err(), (!ok).then_some(413), "{len} bytes");
+    }
+}
+
+#[test]
+fn either_debug_header_asks_for_the_explanation() {
+    let c = demo();
+    let debug = |extra: &[(&str, &str)]| match on_request_headers(&c, &chat_headers(extra), false) {
+        HeadVerdict::Chat(head) => head.debug,
+        HeadVerdict::Reply(r) => panic!("{}", r.body),
+    };
+    assert!(debug(&[("x-llm-router-debug", "1")]));
+    assert!(debug(&[("x-openrouter-metadata", "Enabled")]));
+    assert!(!debug(&[("x-llm-router-debug", "0")]));
+    assert!(!debug(&[("x-openrouter-metadata", "disabled")]));
+    assert!(!debug(&[]));
 }

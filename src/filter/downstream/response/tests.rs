@@ -67,7 +67,13 @@ fn error_replies_by_provider_status() {
     assert!(!error_reply(&r(401, None), b"sk-secret").body().contains("sk-secret"));
     let e = error_reply(&r(429, Some(30)), b"");
     assert_eq!((e.status(), e.headers()[1].1.as_str()), (429, "30"));
-    assert_eq!(error_reply(&r(0, None), b"").status(), 502);
+    let e = error_reply(&r(0, None), b"");
+    assert_eq!((e.status(), e.message()), (502, "Could not verify the TLS certificate of P"));
+    let e = error_reply(&r(408, None), b"");
+    assert_eq!((e.status(), e.message()), (502, "P timed out (status 408)"));
+    // A provider error with an empty message gets ours.
+    let e = error_reply(&r(422, None), br#"{"error":{"message":""}}"#);
+    assert_eq!((e.status(), e.message()), (422, "P rejected the request (status 422)"));
     let e = error_reply(&r(400, None), br#"{"error":{"message":"bad temperature"}}"#);
     assert_eq!((e.status(), e.message()), (400, "P: bad temperature"));
 }
@@ -92,4 +98,59 @@ fn only_a_providers_own_2xx_shows_it_recovered() {
         "Envoy's own reply"
     );
     assert_eq!(recovered_provider(&c, 200, &origin(true, None), &routed).map(|p| p.name.as_str()), None);
+}
+
+#[test]
+fn envoys_own_replies_are_typed_by_status() {
+    for (status, want) in [
+        (408, "timeout"),
+        (504, "timeout"),
+        (413, "payload_too_large"),
+        (429, "rate_limit_exceeded"),
+        (400, "invalid_request"),
+        (431, "invalid_request"),
+        (503, "provider_unavailable"),
+        (500, "provider_unavailable"),
+    ] {
+        assert_eq!(envoy_error_type(status), want, "{status}");
+    }
+}
+
+#[test]
+fn a_connection_failure_names_tls_only_when_the_reason_says_so() {
+    let c = demo();
+    let routed = Routed { plan: vec![ep(&c, "alpha")], ..Routed::default() };
+    for (reason, replaced) in [
+        ("TLS_error:|268435581:routines", true),
+        ("upstream connect error: CERTIFICATE_VERIFY_FAILED", true),
+        ("SSL routines failed", true),
+        ("delayed connect error: 111", false),
+    ] {
+        let origin =
+            Origin { via_upstream: false, attempts: Some(1), transport_failure: Some(reason.into()) };
+        let verdict = on_response_headers(&c, &h(&[(":status", "503")]), &origin, &routed);
+        assert_eq!(matches!(verdict, ResponseVerdict::Replace(_)), replaced, "{reason}");
+    }
+}
+
+#[test]
+fn only_a_providers_own_2xx_body_is_rewritten() {
+    let c = demo();
+    let routed = Routed { plan: vec![ep(&c, "alpha")], ..Routed::default() };
+    let origin = |via_upstream| Origin { via_upstream, attempts: Some(1), transport_failure: None };
+    let body = |status, via, ct: &str| response_body(&c, status, ct.as_bytes(), &origin(via), &routed);
+    assert!(matches!(body(200, true, "application/json; charset=utf-8"), ResponseBody::Completion { .. }));
+    assert!(matches!(body(200, true, "Text/Event-Stream"), ResponseBody::Stream(_)));
+    assert!(matches!(body(200, true, "text/plain"), ResponseBody::Pass));
+    assert!(matches!(body(200, false, "application/json"), ResponseBody::Pass), "Envoy's own reply");
+    assert!(matches!(body(404, true, "application/json"), ResponseBody::Pass));
+}
+
+#[test]
+fn long_provider_messages_are_cut_at_a_character() {
+    let long = format!(r#"{{"error":{{"message":"{}é tail"}}}}"#, "x".repeat(999));
+    let r = Replacement { provider: "P".into(), status: 400, retry_after: None };
+    let e = error_reply(&r, long.as_bytes());
+    // 999 bytes of x, then a 2-byte 'é' that would straddle byte 1000: cut before it.
+    assert_eq!(e.message(), format!("P: {}", "x".repeat(999)));
 }
