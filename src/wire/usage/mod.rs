@@ -6,7 +6,7 @@
 //! and render as exact decimals ([`usd_json`]).
 
 use crate::catalog::Pricing;
-use crate::wire::json::{top_level, Member};
+use crate::wire::json::Member;
 use crate::wire::text::{push_u64, push_u64_padded};
 use serde::Deserialize;
 
@@ -60,7 +60,7 @@ struct CompletionDetails {
     reasoning_tokens: Option<u64>,
 }
 
-/// The usage among the top-level members of a chat completion or stream chunk (split by [`top_level`],
+/// The usage among the top-level members of a chat completion or stream chunk (split by [`crate::wire::json::top_level`],
 /// which the response rewrite does anyway), if present and well-formed: `prompt_tokens` and `completion_tokens` non-negative integers, plus
 /// `prompt_tokens_details.cached_tokens` / `.cache_write_tokens` and
 /// `completion_tokens_details.reasoning_tokens` when present (null or absent details count 0).

@@ -1,4 +1,5 @@
 use super::*;
+use crate::wire::json::top_level;
 use crate::wire::sse::{Event, Kind, SseParser};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
