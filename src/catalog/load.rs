@@ -203,9 +203,6 @@ fn parse_routing(value: &Value) -> Result<Routing, FieldError> {
         response_timeout_ms: raw.response_timeout_ms.unwrap_or(120_000),
         apps: raw.apps,
     };
-    if routing.max_attempts == 0 || routing.max_attempts > MAX_ATTEMPTS_LIMIT {
-        return Err(err("routing.max_attempts", format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}")));
-    }
     if routing.max_request_bytes < 1024 || routing.max_request_bytes > 1 << 30 {
         return Err(err("routing.max_request_bytes", "must be between 1024 and 1073741824"));
     }

@@ -17,11 +17,6 @@ pub const QUANTIZATIONS: &[&str] =
 const POLICY_FIELDS: &[&str] = &["data_collection", "zdr", "only", "ignore", "max_price", "quantizations"];
 
 impl MaxPrice {
-    /// Whether no ceiling is set.
-    pub fn is_unset(&self) -> bool {
-        *self == MaxPrice::default()
-    }
-
     /// The stricter of two sets of ceilings, field by field.
     pub fn min(&self, other: &MaxPrice) -> MaxPrice {
         MaxPrice {

@@ -416,7 +416,7 @@ mod tests {
             assert_eq!(Preferences::parse(raw).unwrap(), Preferences::default(), "{raw:?}");
         }
         let d = Preferences::default();
-        assert!(d.allow_fallbacks && d.weighting_allowed() && d.max_price.is_unset());
+        assert!(d.allow_fallbacks && d.weighting_allowed() && d.max_price == MaxPrice::default());
     }
 
     #[test]
@@ -480,7 +480,7 @@ mod tests {
             (r#"{"order":[]}"#, |p| p.weighting_allowed()),
             (r#"{"max_price":{"prompt":" 1.25 "}}"#, |p| p.max_price.prompt == Some(1.25)),
             (r#"{"max_price":{"completion":"1e-1"}}"#, |p| p.max_price.completion == Some(0.1)),
-            (r#"{"max_price":{}}"#, |p| p.max_price.is_unset()),
+            (r#"{"max_price":{}}"#, |p| p.max_price == MaxPrice::default()),
             (r#"{"preferred_max_latency":{"p50":2}}"#, |p| p.preferred_max_latency_ms == Some(2000.0)),
             (r#"{"preferred_max_latency":0.25}"#, |p| p.preferred_max_latency_ms == Some(250.0)),
             (r#"{"preferred_min_throughput":{"p50":50.5}}"#, |p| p.preferred_min_throughput == Some(50.5)),
