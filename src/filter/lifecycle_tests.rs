@@ -621,7 +621,10 @@ fn the_logger_records_failures_and_cool_downs_and_ignores_the_clients_faults() {
     // A 2xx clears a record only if its attempt began at or after the failure (a day-old start time is
     // not believed: the attempt counts as starting now).
     let failed = Record { last_failure_ms: START - 100, cooldown_until_ms: 0 };
-    for (started, cleared) in [(START - 50, true), (START - 200, false), (START - 2 * 86_400_000, true)] {
+    let day = 86_400_000;
+    for (started, cleared) in
+        [(START - 50, true), (START - 200, false), (START - day + 1, false), (START - day, true)]
+    {
         let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
         put_record(&host, "beta", failed);
         host.text_attributes.push((TextAttribute::ClusterName, "llm_fallback_beta".into()));
@@ -830,4 +833,11 @@ fn a_replayed_body_shorter_than_the_plan_says_is_not_spliced() {
     attempt.request_body = br#"{"model":"ll"#.to_vec();
     assert_eq!(up.on_request_body(&mut attempt, 12, true), Flow::Continue);
     assert_eq!(attempt.request_body, br#"{"model":"ll"#.to_vec(), "left as it is");
+    // One that ends right after the model value is spliced (the range is within it).
+    let mut up = vm.upstream("beta".into());
+    let mut attempt = FakeHost { request_headers: attempt.request_headers.clone(), ..attempt };
+    assert_eq!(up.on_request_headers(&mut attempt), Flow::Continue);
+    attempt.request_body = br#"{"model":"llama-a""#.to_vec();
+    assert_eq!(up.on_request_body(&mut attempt, 18, true), Flow::Continue);
+    assert_eq!(attempt.request_body, br#"{"model":"llama-b""#.to_vec());
 }
