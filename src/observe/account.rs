@@ -2,11 +2,15 @@
 //! request; exported as one filter-state JSON value for Envoy's access log and as Envoy stats.
 
 use crate::catalog::Catalog;
-use crate::wire::text::{push_json_str, push_u64};
+use crate::wire::text::{push_json_str, push_u64, truncated};
 use crate::wire::usage::Usage;
 
 /// Filter-state key of the account (`wasm.llm_account` in Envoy's access log).
 pub const ACCOUNT_KEY: &str = "llm_account";
+
+/// The longest requested model name the access log prints: the client chose it (a catalog's ids are
+/// far shorter), and an 8 MiB one must not reach every log line whole.
+pub const MAX_REQUESTED_MODEL: usize = 256;
 
 /// What happened to one request.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,7 +90,7 @@ impl Account {
         field(&mut out, "provider");
         text(&mut out, self.provider.as_deref());
         field(&mut out, "requested_model");
-        push_json_str(&mut out, &self.requested_model);
+        push_json_str(&mut out, truncated(&self.requested_model, MAX_REQUESTED_MODEL));
         field(&mut out, "route");
         text(&mut out, self.route.as_deref());
         field(&mut out, "session");
@@ -131,6 +135,13 @@ mod tests {
     use crate::catalog::tests::demo_json;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_huge_requested_model_is_cut_in_the_log() {
+        let a = Account { requested_model: "m".repeat(8 << 20), ..Account::default() };
+        let v: serde_json::Value = serde_json::from_str(&a.to_json()).unwrap();
+        assert_eq!(v["requested_model"].as_str().map(str::len), Some(MAX_REQUESTED_MODEL));
+    }
 
     #[test]
     fn apps_are_kept_only_when_listed() {

@@ -4,7 +4,12 @@
 //! provider key, a client key or an internal header name. `error_type` values come from OpenRouter's
 //! `ApiErrorType` list, except `model_not_found`, which our contract names for an unknown model.
 
+use crate::wire::text::truncated;
 use serde_json::json;
+
+/// The longest message a client receives: messages quote what the client sent (a model name, a field),
+/// and an 8 MiB model name must not come back whole.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// An error answered to the client instead of (or in place of) a provider's response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +111,7 @@ impl ApiError {
         json!({
             "error": {
                 "code": self.status(),
-                "message": self.message(),
+                "message": truncated(self.message(), MAX_MESSAGE_BYTES),
                 "metadata": metadata,
             }
         })
@@ -136,6 +141,20 @@ mod tests {
         assert_eq!(v["error"]["code"], 404);
         assert_eq!(v["error"]["message"], "no model \"x\"");
         assert_eq!(v["error"]["metadata"]["error_type"], "model_not_found");
+    }
+
+    #[test]
+    fn a_message_quoting_a_huge_client_string_is_cut() {
+        let e = ApiError::ModelNotFound(format!("Model \"{}\" is not available", "m".repeat(8 << 20)));
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(v["error"]["message"].as_str().map(str::len), Some(MAX_MESSAGE_BYTES));
+        // Cut at a character, never inside one.
+        let e = ApiError::InvalidRequest("é".repeat(MAX_MESSAGE_BYTES));
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(v["error"]["message"].as_str().map(str::len), Some(MAX_MESSAGE_BYTES));
+        let e = ApiError::InvalidRequest(format!("x{}", "é".repeat(MAX_MESSAGE_BYTES)));
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(v["error"]["message"].as_str().map(str::len), Some(MAX_MESSAGE_BYTES - 1));
     }
 
     #[test]

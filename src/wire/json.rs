@@ -4,6 +4,7 @@
 //! Hand-written scan on the hot path, measured: a full `serde_json::Value` parse of a 100 KB body cost
 //! ~330 µs of Envoy CPU, the top-level split ~50 µs, and the scan finds the opening messages in one pass.
 
+use crate::wire::text::truncated;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -21,8 +22,14 @@ pub struct Member<'a> {
     pub value_range: Range<usize>,
 }
 
+/// The most top-level members an object may have. A chat request has a few dozen fields at most, a
+/// provider's completion or SSE event about ten; the cap stops a body of a million keys early (the scan
+/// ends at the first member over it) whoever sent it.
+pub const MAX_MEMBERS: usize = 256;
+
 /// The members of a JSON object's top level, with the offset of its `{`: values stay raw text. Errors
-/// (not an object, not JSON, a duplicate key) are phrased to follow "the request body ".
+/// (not an object, not JSON, more than [`MAX_MEMBERS`] members, a duplicate key) are phrased to follow
+/// "the request body ".
 pub fn top_level(text: &str) -> Result<(usize, Vec<Member<'_>>), String> {
     let trimmed = text.trim_start();
     if !trimmed.starts_with('{') {
@@ -30,21 +37,47 @@ pub fn top_level(text: &str) -> Result<(usize, Vec<Member<'_>>), String> {
     }
     let object_start = text.len() - trimmed.len();
     let mut de = serde_json::Deserializer::from_str(text);
-    let raw = TopLevel::deserialize_from(&mut de)
-        .and_then(|t| de.end().map(|_| t))
-        .map_err(|e| format!("is not valid JSON: {e}"))?;
-    let base = text.as_ptr() as usize;
-    let mut members: Vec<Member<'_>> = Vec::with_capacity(raw.0.len());
-    for (key, value) in raw.0 {
-        if members.iter().any(|m| m.key == key) {
-            return Err(format!("has a duplicate key \"{key}\""));
+    let raw = match TopLevel::deserialize_from(&mut de).and_then(|t| de.end().map(|_| t)) {
+        Ok(raw) => raw,
+        Err(e) if e.to_string().starts_with(TOO_MANY) => {
+            return Err(format!("has more than {MAX_MEMBERS} top-level members"));
         }
-        let v = value.get();
-        let start = v.as_ptr() as usize - base;
-        members.push(Member { key, value: v, value_range: start..start + v.len() });
+        Err(e) => return Err(format!("is not valid JSON: {e}")),
+    };
+    if let Some(key) = duplicate_key(&raw.0) {
+        return Err(format!("has a duplicate key \"{}\"", truncated(key, 100)));
     }
+    let base = text.as_ptr() as usize;
+    let members = raw
+        .0
+        .into_iter()
+        .map(|(key, value)| {
+            let v = value.get();
+            let start = v.as_ptr() as usize - base;
+            Member { key, value: v, value_range: start..start + v.len() }
+        })
+        .collect();
     Ok((object_start, members))
 }
+
+/// A key that occurs twice, in O(n log n): the few members of a real body are compared pairwise (no
+/// allocation), a longer list is sorted first.
+fn duplicate_key<'k>(members: &'k [(Cow<'_, str>, &RawValue)]) -> Option<&'k str> {
+    if members.len() <= 16 {
+        return members.iter().enumerate().find_map(|(i, (k, _))| {
+            members.get(..i)?.iter().any(|(other, _)| other == k).then_some(k.as_ref())
+        });
+    }
+    let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
+    keys.sort_unstable();
+    keys.windows(2).find_map(|w| match w {
+        [a, b] if a == b => Some(*a),
+        _ => None,
+    })
+}
+
+/// The visitor's error past [`MAX_MEMBERS`] (serde_json appends the position).
+const TOO_MANY: &str = "too many members";
 
 /// The members of the top-level object as borrowed raw values.
 struct TopLevel<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -69,6 +102,9 @@ impl<'de> Visitor<'de> for TopLevelVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::with_capacity(12);
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            if out.len() == MAX_MEMBERS {
+                return Err(de::Error::custom(TOO_MANY));
+            }
             let v: &'de RawValue = map.next_value()?;
             out.push((k, v));
         }
@@ -173,6 +209,30 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// `{"k0":0,…}` with `n` members, plus `extra` text before the closing brace.
+    fn object(n: usize, extra: &str) -> String {
+        let members: Vec<String> = (0..n).map(|i| format!(r#""k{i}":0"#)).collect();
+        format!("{{{}{extra}}}", members.join(","))
+    }
+
+    #[test]
+    fn members_are_capped_and_duplicates_found_however_many() {
+        assert_eq!(top_level(&object(MAX_MEMBERS, "")).map(|(_, m)| m.len()), Ok(MAX_MEMBERS));
+        assert_eq!(
+            top_level(&object(MAX_MEMBERS + 1, "")).map(|(_, m)| m.len()),
+            Err(format!("has more than {MAX_MEMBERS} top-level members"))
+        );
+        // Found when the first copy is far from the second (the sorted check) and when near (pairwise).
+        assert_eq!(top_level(&object(200, r#","k3":1"#)), Err(r#"has a duplicate key "k3""#.to_string()));
+        assert_eq!(top_level(&object(5, r#","k3":1"#)), Err(r#"has a duplicate key "k3""#.to_string()));
+        // Escaped spellings are the same key.
+        assert_eq!(top_level(r#"{"model":1,"mod\u0065l":2}"#), Err(r#"has a duplicate key "model""#.into()));
+        // A key quoted in the error is cut.
+        let long = "x".repeat(10_000);
+        let err = top_level(&format!(r#"{{"{long}":1,"{long}":2}}"#)).unwrap_err();
+        assert_eq!(err.len(), r#"has a duplicate key """#.len() + 100);
+    }
 
     #[test]
     fn array_elements_split_valid_json_arrays() {

@@ -77,6 +77,16 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// At most `max` bytes of `s`, cut at a character boundary: what a client or provider sent is echoed
+/// into errors and logs only this far.
+pub fn truncated(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use crate::catalog::{Catalog, Provider};
 use crate::wire::error::ApiError;
 use crate::wire::headers::{decimal, forwardable_response_header, header, media_type, status, Headers};
 use crate::wire::response::{Served, StreamRewriter};
-use crate::wire::text::decimal as decimal_text;
+use crate::wire::text::{decimal as decimal_text, truncated};
 
 /// Where a response came from, as far as the host could tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -187,19 +187,10 @@ fn provider_message(provider: &str, status: u16, body: &[u8]) -> String {
     }
     match serde_json::from_slice::<Body>(body) {
         Ok(b) if !b.error.message.is_empty() => {
-            format!("{provider}: {}", truncate(&b.error.message, 1000))
+            format!("{provider}: {}", truncated(&b.error.message, 1000))
         }
         _ => format!("{provider} rejected the request (status {status})"),
     }
-}
-
-/// At most `max` bytes of `s`, cut at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    let mut end = max.min(s.len());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
 }
 
 #[cfg(test)]
