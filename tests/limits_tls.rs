@@ -3,15 +3,12 @@
 mod common;
 
 use common::envoy::{certs_dir, start_expect_failure, wasm_path, TlsFront};
-use common::http::{request, Response};
+use common::http::{post_chunked_with_trailer, request, Response};
 use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
 use common::schema::assert_valid;
 use llm_router_cli::envoy_config::{generate, Options};
 use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
 
 const LIMIT: usize = 4096;
 
@@ -51,29 +48,7 @@ fn post(port: u16, body: &[u8]) -> Response {
 
 /// Sends a chunked request by hand (the harness client always sends content-length).
 fn post_chunked(port: u16, body: &[u8]) -> (u16, String) {
-    post_chunked_with_trailer(port, body, "")
-}
-
-/// A chunked POST whose last chunk is followed by `trailer` (e.g. `x-client-trailer: 1\r\n`).
-fn post_chunked_with_trailer(port: u16, body: &[u8], trailer: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {CLIENT_KEY}\r\n\
-         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    for chunk in body.chunks(1000) {
-        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
-        s.write_all(chunk).unwrap();
-        s.write_all(b"\r\n").unwrap();
-    }
-    let _ = s.write_all(format!("0\r\n{trailer}\r\n").as_bytes());
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, text)
+    post_chunked_with_trailer(port, CLIENT_KEY, body, "")
 }
 
 #[test]
@@ -112,7 +87,8 @@ fn a_chunked_body_ended_by_trailers_is_routed_without_the_client_key() {
     // The last body chunk does not end the stream when trailers follow: the body is routed on them.
     let r = limited_router();
     let body = body_of_len(1000);
-    let (status, text) = post_chunked_with_trailer(r.envoy.port, &body, "x-client-trailer: 1\r\n");
+    let (status, text) =
+        post_chunked_with_trailer(r.envoy.port, CLIENT_KEY, &body, "x-client-trailer: 1\r\n");
     assert_eq!(status, 200, "{text}");
     assert!(text.contains("x-llm-provider: first"), "{text}");
     let got = r.mock("first").requests();

@@ -58,6 +58,9 @@ pub struct FakeHost {
     pub request_body: Vec<u8>,
     pub response_headers: HeaderList,
     pub response_body: Vec<u8>,
+    /// Envoy holds a response body buffer: a body callback ran. A response of headers and trailers alone
+    /// has none, and a write to it fails (the proxy-wasm SDK panics, trapping the VM): so does this one.
+    pub response_has_body: bool,
     pub reply: Option<LocalReply>,
     pub text_attributes: Vec<(TextAttribute, String)>,
     pub int_attributes: Vec<(IntAttribute, u64)>,
@@ -159,6 +162,7 @@ impl Host for FakeHost {
 
     fn replace_response_body(&mut self, replaced: usize, bytes: &[u8]) {
         self.call();
+        assert!(self.response_has_body, "a response body written where Envoy has none: the VM would trap");
         let rest = self.response_body.split_off(replaced.min(self.response_body.len()));
         self.response_body = [bytes, &rest].concat();
     }
@@ -338,6 +342,8 @@ pub fn receive_response(
     let mut out = Received::default();
     host.response_headers = response_headers;
     host.response_body.clear();
+    host.response_has_body = false;
+    let earlier_reply = host.reply.clone();
     let no_body = chunks.is_empty() && !trailers;
     let mut headers_out = role.response_headers(host, no_body) == Flow::Continue;
     if headers_out {
@@ -357,6 +363,7 @@ pub fn receive_response(
     };
     for (i, chunk) in chunks.iter().enumerate() {
         host.response_body.extend_from_slice(chunk);
+        host.response_has_body = true;
         let last = i + 1 == chunks.len() && !trailers;
         if role.response_body(host, host.response_body.len(), last) == Flow::Continue {
             flush(host, &mut out, &mut headers_out);
@@ -364,6 +371,15 @@ pub fn receive_response(
     }
     if trailers {
         role.response_trailers(host);
+    }
+    if host.reply != earlier_reply {
+        // A local reply from the response path: while the response's headers are still held, Envoy
+        // sends it to the client in their place, past the filters; after them, it could only reset.
+        let Some(reply) = host.reply.clone() else { return out };
+        assert!(!headers_out, "a local reply after the response headers went out: Envoy resets the stream");
+        let mut headers = headers(&[(":status", &reply.status.to_string())]);
+        headers.extend(reply.headers.iter().map(|(n, v)| (n.clone(), v.as_bytes().to_vec())));
+        return Received { headers, body: reply.body, pieces: vec![None, Some(0)] };
     }
     if trailers || !headers_out {
         // The stream's end releases whatever was held.

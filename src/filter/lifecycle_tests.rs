@@ -174,7 +174,7 @@ fn a_completion_is_routed_rewritten_and_accounted() {
         ("api-key", None),
         ("x-goog-api-key", None),
         ("x-llm-plan", None),
-        ("x-title", Some("some app")),
+        ("x-title", None),
     ] {
         assert_eq!(get(&sent, name), want, "{name}");
     }
@@ -497,6 +497,56 @@ fn a_fallback_attempt_gets_its_own_provider_and_the_response_names_it() {
 }
 
 #[test]
+fn a_provider_error_without_a_body_is_replaced_by_our_reply_not_written_into_nothing() {
+    // Headers then trailers (or headers alone): Envoy has no body buffer to write our error into (the
+    // FakeHost traps as the VM did), so our error replaces the held response as a local reply.
+    let vm = vm();
+    for (status, trailers, want_status, want_message) in [
+        ("400", true, 400, "Alpha rejected the request (status 400)"),
+        ("400", false, 400, "Alpha rejected the request (status 400)"),
+        ("503", true, 502, "Alpha failed (status 503) and no other provider could serve"),
+    ] {
+        let mut d = vm.downstream().unwrap();
+        let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+        forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+        host.text_attributes.push((TextAttribute::ResponseCodeDetails, "via_upstream".into()));
+        let response = provider_response(status, "application/json", "1");
+        let got = receive_response(&mut d, &mut host, response, &[], trailers);
+        assert_eq!(get(&got.headers, ":status"), Some(want_status.to_string().as_str()), "{status}");
+        assert_eq!(get(&got.headers, "content-type"), Some("application/json"));
+        let v = json(&got.body);
+        assert_eq!(v["error"]["message"], want_message, "{status} {trailers}");
+        d.on_log(&mut host);
+        assert_eq!(account(&host)["status"], want_status, "{status}");
+    }
+}
+
+#[test]
+fn a_replayed_body_ended_by_trailers_is_spliced_on_them() {
+    // Envoy replays a body the client ended with trailers without end-of-stream on the data.
+    let vm = vm();
+    let mut d = vm.downstream().unwrap();
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    let (first, body) = forwarded(send_request(&mut d, &mut host, chat_headers(), &chunks(CHAT), true));
+    let mut attempt = FakeHost::beside(&host, START + 10);
+    attempt.filter_state = host.filter_state.clone();
+    attempt.request_headers = first;
+    set_header(&mut attempt.request_headers, "x-envoy-attempt-count", b"2");
+    attempt.request_body = body.clone();
+    let mut up = vm.upstream("beta".into());
+    assert_eq!(up.on_request_headers(&mut attempt), Flow::Continue);
+    assert_eq!(up.on_request_body(&mut attempt, body.len(), false), Flow::Pause, "held for the splice");
+    assert_eq!(attempt.request_body, body, "not yet");
+    assert_eq!(up.on_request_trailers(&mut attempt), Flow::Continue);
+    let spliced = br#"{"model":"llama-b","messages":[{"role":"user","content":"hi"}]}"#;
+    assert_eq!(attempt.request_body, spliced.to_vec());
+    assert_eq!(get(&attempt.request_headers, "content-length"), Some(spliced.len().to_string().as_str()));
+    // Once only: trailers after a body that was already spliced change nothing.
+    assert_eq!(up.on_request_trailers(&mut attempt), Flow::Continue);
+    assert_eq!(attempt.request_body, spliced.to_vec());
+}
+
+#[test]
 fn an_attempt_without_a_plan_is_refused_not_sent() {
     let vm = vm();
     let mut up = vm.upstream("beta".into());
@@ -539,6 +589,7 @@ fn a_client_that_goes_away_mid_stream_is_accounted_once() {
 
 "#
     .to_vec();
+    host.response_has_body = true;
     let size = host.response_body.len();
     d.on_response_body(&mut host, size, false);
     // The client hangs up: Envoy logs the request without ending the stream.

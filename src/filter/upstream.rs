@@ -55,21 +55,38 @@ impl Upstream {
         Flow::Continue
     }
 
-    /// The replayed body: the model splice, once it is all there.
+    /// The replayed body: the model splice, once it is all there (here, or on the trailers).
     pub fn on_request_body(&mut self, host: &mut dyn Host, size: usize, end_of_stream: bool) -> Flow {
-        let Some((range, model)) = &self.splice else {
+        if self.splice.is_none() {
             return Flow::Continue;
-        };
+        }
         if !end_of_stream {
             return Flow::Pause;
         }
-        if range.end > size {
-            return Flow::Continue;
-        }
+        self.apply_splice(host, Some(size));
+        Flow::Continue
+    }
+
+    /// Trailers end a replayed body whose last chunk did not: Envoy re-sends a body that the client ended
+    /// with trailers without end-of-stream on its data, so the splice happens here.
+    pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Flow {
+        self.apply_splice(host, None);
+        Flow::Continue
+    }
+
+    /// Splices the model name into the buffered body (`size` when the host told it), once.
+    fn apply_splice(&mut self, host: &mut dyn Host, size: Option<usize>) {
+        let Some((range, model)) = self.splice.take() else {
+            return;
+        };
         // Envoy replaces only from offset 0: rewrite the prefix up to the end of the model value.
-        let mut prefix = host.request_body(range.start);
+        let mut prefix = host.request_body(range.end);
+        if size.unwrap_or(prefix.len()) < range.end || prefix.len() < range.end {
+            // Shorter than the plan says: not the body the plan was made for; leave it alone.
+            return;
+        }
+        prefix.truncate(range.start);
         prefix.extend_from_slice(model.as_bytes());
         host.replace_request_body_prefix(range.end, &prefix);
-        Flow::Continue
     }
 }

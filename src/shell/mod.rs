@@ -132,4 +132,8 @@ impl HttpContext for UpstreamContext {
     fn on_http_request_body(&mut self, size: usize, end_of_stream: bool) -> Action {
         action(self.0.on_request_body(&mut WasmHost, size, end_of_stream))
     }
+
+    fn on_http_request_trailers(&mut self, _n: usize) -> Action {
+        action(self.0.on_request_trailers(&mut WasmHost))
+    }
 }

@@ -45,13 +45,25 @@ pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-/// Client headers that carry the client's own credentials (OpenAI, Anthropic, Azure, Google styles):
-/// never forwarded to a provider.
-pub const CLIENT_CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "x-goog-api-key"];
-
-/// Headers that steer Envoy or our filter: a client must never set them.
-pub fn is_routing_header(name: &str) -> bool {
-    name.starts_with("x-envoy-") || name.starts_with("x-llm-")
+/// Whether a client's request header goes on to providers: the pseudo-headers, the body's type, length
+/// and framing, what the client accepts, and Envoy's own `x-request-id` and `x-forwarded-proto` (without
+/// the latter Envoy finds no route once the filter changes the headers: measured, 404 NR). Everything
+/// else stays with us, by
+/// allowlist: the client's credentials in any API's style (`authorization`, `x-api-key`,
+/// `anthropic-api-key`, …), cookies, organisation and project ids, other APIs' options, attribution,
+/// and every header that steers Envoy or the router (`x-envoy-*`, `x-llm-*`). What a provider needs
+/// besides is set per attempt from the catalog (its key, host, path and `headers`).
+pub fn forwardable_request_header(name: &str) -> bool {
+    name.starts_with(':')
+        || matches!(
+            name,
+            "content-type"
+                | "content-length"
+                | "transfer-encoding"
+                | "accept"
+                | "x-request-id"
+                | "x-forwarded-proto"
+        )
 }
 
 /// Whether a response header goes on to the client: everything of a reply Envoy or we made, and of a

@@ -17,6 +17,7 @@ use super::stats::Stats;
 use crate::catalog::{Catalog, ProviderId};
 use crate::observe::account::{Account, ACCOUNT_KEY};
 use crate::routing::health::{status, Outcome};
+use crate::wire::error::ApiError;
 use crate::wire::headers::{attempt_count, header, status as header_status, ATTEMPT_COUNT};
 use crate::wire::response::{rewrite_completion, Accounted};
 use crate::wire::text::decimal;
@@ -46,6 +47,9 @@ pub struct Downstream {
     account: Account,
     /// The account was written (filter state and stats).
     accounted: bool,
+    /// A response body callback ran: Envoy holds a body buffer we may write. A response of headers and
+    /// trailers alone has none, and writing one fails (the SDK would panic).
+    response_has_body: bool,
 }
 
 /// The request side's state.
@@ -76,6 +80,7 @@ impl Downstream {
             body: ResponseBody::Pass,
             account: Account::default(),
             accounted: false,
+            response_has_body: false,
         }
     }
 
@@ -194,13 +199,14 @@ impl Downstream {
                 let e = error_reply(&replacement, b"");
                 self.account.status = e.status();
                 self.account.error_type = Some(e.error_type().to_string());
-                let status = decimal(u64::from(e.status()));
-                let mut out: Vec<(&str, &[u8])> = vec![(":status", status.as_bytes())];
-                let headers = e.headers();
-                out.extend(headers.iter().map(|(n, v)| (*n, v.as_bytes())));
-                host.set_response_headers(&out);
-                self.body = ResponseBody::Replacing(replacement);
-                Flow::Continue
+                if end_of_stream {
+                    // No body will come to write ours into: our reply replaces the response.
+                    self.reply_in_place(host, &e)
+                } else {
+                    // Held: the provider's message (in its body) may go into ours.
+                    self.body = ResponseBody::Replacing(replacement);
+                    Flow::Pause
+                }
             }
         };
         if status >= 400 && self.account.error_type.is_none() {
@@ -214,6 +220,7 @@ impl Downstream {
 
     /// A chunk of the response body; `size` is how much Envoy holds so far.
     pub fn on_response_body(&mut self, host: &mut dyn Host, size: usize, end_of_stream: bool) -> Flow {
+        self.response_has_body = true;
         match &mut self.body {
             ResponseBody::Completion { .. } | ResponseBody::Replacing(_) => {
                 if !end_of_stream {
@@ -260,6 +267,18 @@ impl Downstream {
         self.account.error_type = r.error_type.map(str::to_string);
         let headers: Vec<(&str, &str)> = r.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         host.send_reply(r.status, &headers, r.body.as_bytes());
+        Flow::Pause
+    }
+
+    /// Replaces a provider's response whose headers are still held with our error, as a local reply
+    /// (Envoy sends it straight to the client, past the filters). Later response callbacks, if any, are
+    /// left alone.
+    fn reply_in_place(&mut self, host: &mut dyn Host, e: &ApiError) -> Flow {
+        self.request = RequestState::Replied;
+        self.body = ResponseBody::Pass;
+        let headers = e.headers();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        host.send_reply(e.status(), &headers, e.body().as_bytes());
         Flow::Pause
     }
 
@@ -316,7 +335,19 @@ impl Downstream {
         match std::mem::replace(&mut self.body, ResponseBody::Pass) {
             ResponseBody::Replacing(r) => {
                 let e = error_reply(&r, body);
-                host.replace_response_body(body.len(), e.body().as_bytes());
+                if !self.response_has_body {
+                    self.reply_in_place(host, &e);
+                } else {
+                    let status = decimal(u64::from(e.status()));
+                    let text = e.body();
+                    let length = decimal(text.len() as u64);
+                    let mut out: Vec<(&str, &[u8])> =
+                        vec![(":status", status.as_bytes()), ("content-length", length.as_bytes())];
+                    let headers = e.headers();
+                    out.extend(headers.iter().map(|(n, v)| (*n, v.as_bytes())));
+                    host.set_response_headers(&out);
+                    host.replace_response_body(body.len(), text.as_bytes());
+                }
             }
             ResponseBody::Completion { served, mut headers } => {
                 let (rewritten, accounted) = rewrite_completion(body, &served);

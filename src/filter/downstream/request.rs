@@ -10,9 +10,7 @@ use crate::routing::plan::{slot_key, slot_value, PlanRecord};
 use crate::routing::{route, Inputs, Route};
 use crate::wire::chat_request::{ChatRequest, Rewritten};
 use crate::wire::error::ApiError;
-use crate::wire::headers::{
-    bearer_token, decimal, header, is_routing_header, media_type, Headers, CLIENT_CREDENTIAL_HEADERS,
-};
+use crate::wire::headers::{bearer_token, decimal, forwardable_request_header, header, media_type, Headers};
 use crate::wire::text::decimal as decimal_text;
 
 /// What to do after the request headers.
@@ -108,12 +106,7 @@ fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Resu
     if end_of_stream {
         return Err(ApiError::InvalidRequest("the request has no body".into()));
     }
-    let remove = headers
-        .iter()
-        .map(|(n, _)| n)
-        .filter(|n| CLIENT_CREDENTIAL_HEADERS.contains(&n.as_str()) || is_routing_header(n))
-        .cloned()
-        .collect();
+    let remove = headers.iter().map(|(n, _)| n).filter(|n| !forwardable_request_header(n)).cloned().collect();
     let debug = header("x-llm-router-debug").is_some_and(|v| v.trim_ascii() == b"1")
         || header("x-openrouter-metadata").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"enabled"));
     Ok(HeadVerdict::Chat(ChatHead {
@@ -155,8 +148,8 @@ pub struct BodyDecision {
     pub body: Rewritten,
     /// Filter-state values: one per slot for the route matcher, slot 0's carrying the plan record.
     pub filter_state: Vec<(String, String)>,
-    /// Client request headers to remove: its credentials and routing headers (those `set` does not
-    /// replace anyway).
+    /// Client request headers to remove: every one providers may not see (those `set` does not
+    /// replace anyway; see `forwardable_request_header`).
     pub remove: Vec<String>,
     /// Headers the router sets (replacing the client's): slot 0's provider headers (host, path, key,
     /// content-length), the retry count and the per-try timeout. One host call per header: measured in

@@ -43,7 +43,7 @@ pub fn wasm_path() -> PathBuf {
     if !path.is_file() {
         panic!(
             "wasm filter not found at {}: build it with \
-             `cargo build --release --target wasm32-wasip1 --features shell` \
+             `cargo build --release --target wasm32-wasip1 -p llm-router --lib` \
              (scripts/test does this) or set LLM_ROUTER_WASM",
             path.display()
         );

@@ -199,6 +199,31 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], bo
     try_request(port, method, path, headers, body).unwrap_or_else(|e| panic!("HTTP request failed: {e}"))
 }
 
+/// A chunked `POST /v1/chat/completions` written by hand (the client above always sends
+/// content-length), its body in 1000-byte chunks and its last chunk followed by `trailer` (e.g.
+/// `x-client-trailer: 1\r\n`, or nothing). Returns the status and the whole response as text.
+pub fn post_chunked_with_trailer(port: u16, key: &str, body: &[u8], trailer: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(READ_TIMEOUT)).expect("read timeout");
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).expect("write head");
+    for chunk in body.chunks(1000) {
+        s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).expect("write chunk");
+        s.write_all(chunk).expect("write chunk");
+        s.write_all(b"\r\n").expect("write chunk");
+    }
+    let _ = s.write_all(format!("0\r\n{trailer}\r\n").as_bytes());
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
 /// POST a JSON body (content-type application/json; `authorization: Bearer <key>` when given).
 pub fn post_json(port: u16, path: &str, key: Option<&str>, body: &serde_json::Value) -> Response {
     let auth = key.map(|k| format!("Bearer {k}"));

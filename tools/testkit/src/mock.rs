@@ -102,6 +102,9 @@ pub enum Behavior {
     /// A non-streamed completion sent chunked and ended by a trailer (`x-mock-trailer: done`), as HTTP/2
     /// providers may end theirs (Envoy passes HTTP/1 trailers on with `enable_trailers`).
     Trailers,
+    /// This status with headers, then a trailer and no body at all (chunked: only `0\r\n` and the
+    /// trailer), as an HTTP/2 provider's HEADERS + trailing HEADERS: the filter sees no response body.
+    TrailersOnly { code: u16 },
 }
 
 /// What [`MockProvider::hold_streams`] and [`MockProvider::release_stream`] set.
@@ -620,6 +623,7 @@ async fn answer(req: &Req, shared: &Arc<Shared>, ctl: &Arc<ConnCtl>) -> Response
         }
         Behavior::Ok => complete(req, shared, ctl, None),
         Behavior::Trailers => complete_with_trailer(req, shared, ctl),
+        Behavior::TrailersOnly { code } => raw_with_trailer(req, ctl, code, ""),
         Behavior::Cut { after_events, reset } => complete(req, shared, ctl, Some((after_events, reset))),
         Behavior::Delay { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -635,16 +639,26 @@ fn complete_with_trailer(req: &Req, shared: &Shared, ctl: &ConnCtl) -> Response<
         r#"{{"id":"chatcmpl-trailer","object":"chat.completion","created":{},"model":"native","choices":[{{"index":0,"message":{{"role":"assistant","content":{content}}},"finish_reason":"stop"}}],"usage":{USAGE_JSON}}}"#,
         unix_secs()
     );
+    raw_with_trailer(req, ctl, 200, &body)
+}
+
+/// A chunked response with this status and body (no data chunk when it is empty) ended by the trailer
+/// `x-mock-trailer: done`, armed to replace hyper's (see [`MockIo`]).
+fn raw_with_trailer(req: &Req, ctl: &ConnCtl, code: u16, body: &str) -> Response<MockBody> {
     let close =
         req.headers.iter().any(|(n, v)| n == "connection" && v.to_ascii_lowercase().contains("close"));
-    let mut raw = String::from(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
+    let mut raw = format!(
+        "HTTP/1.1 {code} Mock\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
          trailer: x-mock-trailer\r\nx-mock-secret: internal\r\n",
     );
     if close {
         raw.push_str("connection: close\r\n");
     }
-    raw.push_str(&format!("\r\n{:x}\r\n{body}\r\n0\r\nx-mock-trailer: done\r\n\r\n", body.len()));
+    raw.push_str("\r\n");
+    if !body.is_empty() {
+        raw.push_str(&format!("{:x}\r\n{body}\r\n", body.len()));
+    }
+    raw.push_str("0\r\nx-mock-trailer: done\r\n\r\n");
     *lock(&ctl.raw_response) = Some(raw.into_bytes());
     // What hyper writes for this is dropped; an empty body keeps its framing in step with the raw one.
     response(200, &[], Bytes::new())
