@@ -200,3 +200,57 @@ fn providers_get_only_allowlisted_client_headers() {
         );
     }
 }
+
+#[test]
+fn a_compressed_request_body_is_refused_not_forwarded_unread() {
+    let r = router();
+    let auth = format!("Bearer {CLIENT_KEY}");
+    let body = chat_body("test/m", false).to_string();
+    let resp = request(
+        r.envoy.port,
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", &auth), ("content-type", "application/json"), ("content-encoding", "gzip")],
+        body.as_bytes(),
+    );
+    assert_eq!(resp.status, 415, "{}", resp.text());
+    assert_eq!(error_of(&resp)["error"]["metadata"]["error_type"], "invalid_request");
+    assert!(r.mock("first").requests().is_empty() && r.mock("second").requests().is_empty());
+}
+
+#[test]
+fn only_a_key_that_may_debug_sees_the_route_and_the_providers_quota() {
+    // The explanation names other tenants' exclusions and recent failures; x-ratelimit-* is the
+    // provider account every tenant shares.
+    let first = MockProvider::start("first");
+    let mut c = catalog(
+        vec![provider("first", first.port())],
+        vec![json!({"id": "test/m", "endpoints": [endpoint("first", "m@first", 1.0)]})],
+        json!({}),
+    );
+    let other_key = "sk-other-tenant";
+    c["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "other", "sha256": llm_router::catalog::hash_token(other_key)}));
+    let r = Router::start(c, vec![first]);
+    let body = chat_body("test/m", false).to_string();
+    for (key, sees) in [(CLIENT_KEY, true), (other_key, false)] {
+        let auth = format!("Bearer {key}");
+        let resp = request(
+            r.envoy.port,
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", &auth), ("content-type", "application/json"), ("x-llm-router-debug", "1")],
+            body.as_bytes(),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.header("x-llm-route").is_some(), sees, "{key}: {:?}", resp.headers);
+        assert_eq!(
+            resp.header("x-ratelimit-remaining-requests").is_some(),
+            sees,
+            "{key}: {:?}",
+            resp.headers
+        );
+    }
+}

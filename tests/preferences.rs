@@ -41,7 +41,7 @@ fn router() -> Router {
             {"id": "t/second", "endpoints": [endpoint("p0", "second@p0", 2.0), endpoint("p3", "second@p3", 3.0)]},
         ],
         "keys": [
-            {"name": "tests", "sha256": hash_token(CLIENT_KEY)},
+            {"name": "tests", "sha256": hash_token(CLIENT_KEY), "debug": true},
             {"name": "careful", "sha256": hash_token(CAREFUL_KEY), "policy": {"data_collection": "deny"}},
         ],
         "routing": {"max_attempts": 3},

@@ -44,7 +44,7 @@ pub(super) fn validate_key(k: RawKey, path: &str, providers: &[Provider]) -> Res
         Some(v) => parse_key_policy(v, &format!("{path}.policy"), providers)?,
         None => KeyPolicy::default(),
     };
-    Ok(ClientKey { name: k.name, sha256, policy })
+    Ok(ClientKey { name: k.name, sha256, policy, debug: k.debug.unwrap_or(false) })
 }
 
 fn decode_sha256(hex: &str) -> Option<[u8; 32]> {

@@ -173,13 +173,19 @@ pub struct RawKey<'v> {
     pub name: String,
     pub sha256: String,
     pub policy: Option<&'v Value>,
+    pub debug: Option<bool>,
 }
 
 impl<'v> RawKey<'v> {
     /// Reads `keys[i]`.
     pub fn read(v: &'v Value, path: &str) -> Checked<RawKey<'v>> {
         let mut o = Object::new(v, path)?;
-        let k = RawKey { name: o.string("name")?, sha256: o.string("sha256")?, policy: o.value("policy") };
+        let k = RawKey {
+            name: o.string("name")?,
+            sha256: o.string("sha256")?,
+            policy: o.value("policy"),
+            debug: o.opt_bool("debug")?,
+        };
         o.value("limits");
         o.finish()?;
         Ok(k)

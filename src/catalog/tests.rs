@@ -27,6 +27,14 @@ pub(crate) fn demo() -> Catalog {
     Catalog::parse(demo_json().as_bytes(), Some(&env)).unwrap()
 }
 
+/// [`demo`] with its key allowed to debug.
+pub(crate) fn demo_debug() -> Catalog {
+    let json = demo_json().replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "debug": true,"#);
+    let c = Catalog::parse(json.as_bytes(), Some(&env)).unwrap();
+    assert!(c.keys.iter().all(|k| k.debug));
+    c
+}
+
 fn parse_err(json: &str) -> String {
     Catalog::parse(json.as_bytes(), Some(&env)).unwrap_err().to_string()
 }

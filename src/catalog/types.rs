@@ -261,6 +261,10 @@ pub struct ClientKey {
     pub sha256: [u8; 32],
     /// The floor every request made with this key is held to.
     pub policy: KeyPolicy,
+    /// `debug: true`: requests made with it may ask for the route's explanation (`x-llm-route`) and see
+    /// providers' `x-ratelimit-*` headers. Both tell of other tenants (policies, failures, the shared
+    /// provider quota), so other keys never see them.
+    pub debug: bool,
 }
 
 /// A client key's `policy` from the catalog: a floor every request made with the key is held to.

@@ -205,8 +205,7 @@ fn a_completion_is_routed_rewritten_and_accounted() {
             "x-llm-attempts",
             "x-llm-cost-usd",
             "x-llm-model",
-            "x-llm-provider",
-            "x-ratelimit-remaining-requests"
+            "x-llm-provider"
         ]
     );
     // 1000 prompt tokens at $0.1/M and 500 completion tokens at $0.2/M: $0.0002.

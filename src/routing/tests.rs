@@ -516,6 +516,8 @@ fn context_and_completion_limits_hold_at_their_edge() {
     assert!((100..1000).contains(&full));
     assert_eq!(req(&with(full)).plan(&c), ["one:c1", "three:c3"]);
     assert_eq!(req(&with(full + 1)).run(&c).unwrap_err().status(), 404);
+    // The largest max_tokens a client can write does not wrap the sum round to a small number.
+    assert_eq!(req(&with(u64::MAX)).run(&c).unwrap_err().status(), 404);
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     /// 413: the request body is larger than `routing.max_request_bytes`.
     PayloadTooLarge(String),
+    /// 415: the body is compressed (`content-encoding` other than identity): the router reads it.
+    UnsupportedMediaType(String),
     /// 429: the last provider tried was rate limited; `retry_after` in seconds.
     RateLimited { message: String, retry_after: u64 },
     /// A provider answered the request itself with a client error (4xx other than 401/403/408/429, which
@@ -50,6 +52,7 @@ impl ApiError {
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) | ApiError::NoEndpoints { .. } => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge(_) => 413,
+            ApiError::UnsupportedMediaType(_) => 415,
             ApiError::RateLimited { .. } => 429,
             ApiError::ProviderRejected { status, .. } => *status,
             ApiError::BadGateway(_) => 502,
@@ -65,7 +68,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "authentication",
             ApiError::ModelNotFound(_) => "model_not_found",
             ApiError::NotFound(_) | ApiError::NoEndpoints { .. } => "not_found",
-            ApiError::MethodNotAllowed(_) => "invalid_request",
+            ApiError::MethodNotAllowed(_) | ApiError::UnsupportedMediaType(_) => "invalid_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limit_exceeded",
             // 401, 403, 408 and 429 from a provider are never passed on as its own rejection.
@@ -90,6 +93,7 @@ impl ApiError {
             | ApiError::NotFound(m)
             | ApiError::MethodNotAllowed(m)
             | ApiError::PayloadTooLarge(m)
+            | ApiError::UnsupportedMediaType(m)
             | ApiError::BadGateway(m)
             | ApiError::ProviderUnavailable(m)
             | ApiError::Internal(m) => m,

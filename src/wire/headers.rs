@@ -67,8 +67,9 @@ pub fn forwardable_request_header(name: &str) -> bool {
 }
 
 /// Whether a response header goes on to the client: everything of a reply Envoy or we made, and of a
-/// provider's only the allowlist (content type and length, rate-limit hints). Never the attempt count.
-pub fn forwardable_response_header(name: &str, via_upstream: bool) -> bool {
+/// provider's only the allowlist (content type and length, `retry-after`), plus its rate-limit headers
+/// when `provider_limits` (they describe the quota every tenant shares). Never the attempt count.
+pub fn forwardable_response_header(name: &str, via_upstream: bool, provider_limits: bool) -> bool {
     if name == ATTEMPT_COUNT {
         return false;
     }
@@ -77,7 +78,7 @@ pub fn forwardable_response_header(name: &str, via_upstream: bool) -> bool {
     }
     name.starts_with(':')
         || matches!(name, "content-type" | "content-length" | "retry-after")
-        || name.starts_with("x-ratelimit-")
+        || (provider_limits && name.starts_with("x-ratelimit-"))
 }
 
 #[cfg(test)]
@@ -110,14 +111,17 @@ mod tests {
             (":status", true),
             ("content-type", true),
             ("retry-after", true),
-            ("x-ratelimit-remaining-requests", true),
             ("set-cookie", false),
             ("x-mock-secret", false),
             (ATTEMPT_COUNT, false),
         ] {
-            assert_eq!(forwardable_response_header(name, true), ok, "{name}");
+            assert_eq!(forwardable_response_header(name, true, false), ok, "{name}");
+            assert_eq!(forwardable_response_header(name, true, true), ok, "{name}");
         }
-        assert!(forwardable_response_header("x-anything", false));
-        assert!(!forwardable_response_header(ATTEMPT_COUNT, false));
+        // The provider's quota is every tenant's: only a key that may debug sees it.
+        assert!(!forwardable_response_header("x-ratelimit-remaining-requests", true, false));
+        assert!(forwardable_response_header("x-ratelimit-remaining-requests", true, true));
+        assert!(forwardable_response_header("x-anything", false, false));
+        assert!(!forwardable_response_header(ATTEMPT_COUNT, false, true));
     }
 }

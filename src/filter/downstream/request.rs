@@ -49,8 +49,11 @@ pub struct ChatHead {
     pub session_header: Option<Vec<u8>>,
     /// Header `x-request-id` (Envoy sets one when the client did not).
     pub request_id: Option<Vec<u8>>,
-    /// `x-llm-router-debug: 1` or `x-openrouter-metadata: enabled`: explain the route in the response.
+    /// `x-llm-router-debug: 1` or `x-openrouter-metadata: enabled` with a key that may debug: explain
+    /// the route in the response.
     pub debug: bool,
+    /// The key may debug: providers' `x-ratelimit-*` headers reach it.
+    pub provider_limits: bool,
     /// The calling app (metric label), see `observe::account::app_of`.
     pub app: String,
 }
@@ -96,6 +99,12 @@ fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Resu
     if !media_type(header("content-type").unwrap_or_default()).eq_ignore_ascii_case(b"application/json") {
         return Err(ApiError::InvalidRequest("Content-Type must be application/json".into()));
     }
+    if header("content-encoding").is_some_and(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity")) {
+        // The router must read the body it routes; compressed bytes would pass unread.
+        return Err(ApiError::UnsupportedMediaType(
+            "Content-Encoding is not supported: send the request body uncompressed".into(),
+        ));
+    }
     if let Some(len) = header("content-length") {
         match decimal(len) {
             Some(n) if n > catalog.routing.max_request_bytes => return Err(too_large(catalog)),
@@ -107,14 +116,18 @@ fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Resu
         return Err(ApiError::InvalidRequest("the request has no body".into()));
     }
     let remove = headers.iter().map(|(n, _)| n).filter(|n| !forwardable_request_header(n)).cloned().collect();
-    let debug = header("x-llm-router-debug").is_some_and(|v| v.trim_ascii() == b"1")
+    // Only a key the catalog lets debug sees how routing went: the explanation and providers' quota
+    // headers tell of other tenants' policies and failures and of the shared provider account.
+    let may_debug = caller.is_some_and(|k| catalog.key(k).debug);
+    let asked = header("x-llm-router-debug").is_some_and(|v| v.trim_ascii() == b"1")
         || header("x-openrouter-metadata").is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"enabled"));
     Ok(HeadVerdict::Chat(ChatHead {
         caller,
         remove,
         session_header: header("x-session-id").map(<[u8]>::to_vec),
         request_id: header("x-request-id").map(<[u8]>::to_vec),
-        debug,
+        debug: asked && may_debug,
+        provider_limits: may_debug,
         app: app_of(catalog, header("x-openrouter-title").or(header("x-title")), header("http-referer")),
     }))
 }
@@ -163,6 +176,10 @@ pub struct BodyDecision {
     pub route: String,
 }
 
+/// The longest `x-request-id` that becomes a generation id (Envoy's own are 36-byte UUIDs; a longer one
+/// was chosen by someone else and is not echoed).
+const MAX_REQUEST_ID: usize = 128;
+
 /// The decision as the response phase sees it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Routed {
@@ -170,6 +187,8 @@ pub struct Routed {
     pub plan: Vec<EndpointRef>,
     /// The explanation, when the client asked for it (`x-llm-route`).
     pub explain: Option<String>,
+    /// Providers' `x-ratelimit-*` headers go to the client (its key may debug).
+    pub provider_limits: bool,
     /// `x-generation-id`: ours, from the request id (response ids keep the provider's).
     pub generation_id: Option<String>,
     /// The model as the client asked for it.
@@ -230,10 +249,11 @@ pub fn on_request_body(
     let routed = Routed {
         plan,
         explain: head.debug.then(|| route.clone()),
+        provider_limits: head.provider_limits,
         generation_id: head
             .request_id
             .as_deref()
-            .filter(|id| id.iter().all(|b| b.is_ascii_graphic()))
+            .filter(|id| id.len() <= MAX_REQUEST_ID && id.iter().all(|b| b.is_ascii_graphic()))
             .map(|id| format!("gen-{}", String::from_utf8_lossy(id))),
         requested_model: req.requested_model().to_string(),
         session,

@@ -68,7 +68,7 @@ pub fn on_response_headers(
     }
     let mut out: Vec<(String, Vec<u8>)> = headers
         .iter()
-        .filter(|(n, _)| forwardable_response_header(n, origin.via_upstream))
+        .filter(|(n, _)| forwardable_response_header(n, origin.via_upstream, routed.provider_limits))
         .cloned()
         .collect();
     if let Some(p) = provider {

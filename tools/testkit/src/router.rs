@@ -7,7 +7,8 @@ use crate::mock::MockProvider;
 use llm_router_cli::envoy_config::{generate, Options};
 use serde_json::{json, Value};
 
-/// The client key every fixture accepts.
+/// The client key every fixture accepts (allowed to debug: it sees `x-llm-route` and providers'
+/// `x-ratelimit-*` headers).
 pub const CLIENT_KEY: &str = "sk-client-test-key";
 
 /// A provider key as the environment gives it to Envoy.
@@ -85,7 +86,7 @@ pub fn catalog(providers: Vec<Value>, models: Vec<Value>, routing: Value) -> Val
     json!({
         "providers": providers,
         "models": models,
-        "keys": [{"name": "tests", "sha256": llm_router::catalog::hash_token(CLIENT_KEY)}],
+        "keys": [{"name": "tests", "sha256": llm_router::catalog::hash_token(CLIENT_KEY), "debug": true}],
         "routing": routing,
     })
 }

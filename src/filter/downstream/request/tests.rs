@@ -1,5 +1,5 @@
 use super::*;
-use crate::catalog::tests::{demo, demo_json};
+use crate::catalog::tests::{demo, demo_debug, demo_json};
 use crate::routing::plan::{record_of_slot, PlanRecord};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -37,6 +37,7 @@ pub(crate) fn body(c: &Catalog, bytes: &[u8]) -> Result<BodyDecision, ApiError> 
         session_header: None,
         request_id: None,
         debug: false,
+        provider_limits: false,
         app: String::new(),
     };
     on_request_body(c, bytes, &head, &|_| Status::default())
@@ -96,10 +97,14 @@ fn head_errors() {
         (chat_headers(&[("content-length", "99999999999")]), false, 413),
         (chat_headers(&[("content-length", "abc")]), false, 400),
         (chat_headers(&[]), true, 400),
+        (chat_headers(&[("content-encoding", "gzip")]), false, 415),
+        (chat_headers(&[("content-encoding", "br")]), false, 415),
     ];
     for (headers, eos, want) in cases {
         assert_eq!(reply_status(on_request_headers(&c, &headers, eos)), want, "{headers:?}");
     }
+    let identity = chat_headers(&[("content-encoding", " Identity")]);
+    assert!(matches!(on_request_headers(&c, &identity, false), HeadVerdict::Chat(_)));
 }
 
 #[test]
@@ -194,15 +199,20 @@ fn sizes_at_the_limit_pass_and_one_byte_more_is_413() {
 }
 
 #[test]
-fn either_debug_header_asks_for_the_explanation() {
-    let c = demo();
-    let debug = |extra: &[(&str, &str)]| match on_request_headers(&c, &chat_headers(extra), false) {
-        HeadVerdict::Chat(head) => head.debug,
+fn either_debug_header_asks_for_the_explanation_of_a_key_that_may_debug() {
+    let c = demo_debug();
+    let head = |c: &Catalog, extra: &[(&str, &str)]| match on_request_headers(c, &chat_headers(extra), false)
+    {
+        HeadVerdict::Chat(head) => (head.debug, head.provider_limits),
         HeadVerdict::Reply(r) => panic!("{}", r.body),
     };
-    assert!(debug(&[("x-llm-router-debug", "1")]));
-    assert!(debug(&[("x-openrouter-metadata", "Enabled")]));
-    assert!(!debug(&[("x-llm-router-debug", "0")]));
-    assert!(!debug(&[("x-openrouter-metadata", "disabled")]));
-    assert!(!debug(&[]));
+    assert_eq!(head(&c, &[("x-llm-router-debug", "1")]), (true, true));
+    assert_eq!(head(&c, &[("x-openrouter-metadata", "Enabled")]), (true, true));
+    assert_eq!(head(&c, &[("x-llm-router-debug", "0")]), (false, true));
+    assert_eq!(head(&c, &[("x-openrouter-metadata", "disabled")]), (false, true));
+    assert_eq!(head(&c, &[]), (false, true));
+    // Any other key asks in vain: the explanation tells of other tenants.
+    let c = demo();
+    assert_eq!(head(&c, &[("x-llm-router-debug", "1")]), (false, false));
+    assert_eq!(head(&c, &[("x-openrouter-metadata", "enabled")]), (false, false));
 }

@@ -14,7 +14,8 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
     let c = demo();
     let origin = Origin { via_upstream: true, attempts: Some(2), transport_failure: None };
     // Attempt 2 went to slot 1: beta.
-    let routed = Routed { plan: vec![ep(&c, "alpha"), ep(&c, "beta")], ..Routed::default() };
+    let routed =
+        Routed { plan: vec![ep(&c, "alpha"), ep(&c, "beta")], provider_limits: true, ..Routed::default() };
     let ok = h(&[
         (":status", "200"),
         ("content-type", "application/json"),
@@ -36,6 +37,10 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
             "x-llm-model"
         ]
     );
+    // A key that may not debug does not see the provider's quota (every tenant shares it).
+    let other = Routed { provider_limits: false, ..routed.clone() };
+    let ResponseVerdict::Forward(out) = on_response_headers(&c, &ok, &origin, &other) else { panic!() };
+    assert!(out.iter().all(|(n, _)| !n.starts_with("x-ratelimit-")), "{out:?}");
     let limited = h(&[(":status", "429"), ("retry-after", "12")]);
     assert_eq!(
         on_response_headers(&c, &limited, &origin, &routed),
