@@ -5,8 +5,8 @@
 //! The shell implements it over proxy-wasm; `FakeHost` (tests) implements it in memory, so whole request
 //! lifecycles run natively. Another shell (Envoy dynamic modules, say) would implement the same trait.
 //! Every method is one host call; a failed read is `None` / empty, a failed write is reported where the
-//! caller can act on it and ignored elsewhere. (The proxy-wasm SDK's own host-call wrappers still panic on
-//! some unexpected statuses; the shell inherits that until it calls the host functions itself.)
+//! caller can act on it and ignored elsewhere. (The shell calls the host functions itself, not through
+//! the proxy-wasm SDK's wrappers, which panic on statuses they did not expect.)
 
 /// A header map or list as the roles read it: lowercase names, raw byte values.
 pub type HeaderList = Vec<(String, Vec<u8>)>;

@@ -1,17 +1,15 @@
-//! [`Host`] over proxy-wasm: each method is one host call of the SDK's `hostcalls`, with failures turned
-//! into `None` / empty values instead of the SDK's panics where the SDK lets us. Stream attributes are
-//! Envoy's properties, decoded here (integers arrive as 8 little-endian bytes).
+//! [`Host`] over proxy-wasm: each method is one host call ([`super::abi`], which never panics), with
+//! failures turned into `None` / empty values or ignored writes. Stream attributes are Envoy's
+//! properties, decoded here (integers arrive as 8 little-endian bytes).
 
+use super::abi::{self, REQUEST_BODY, REQUEST_HEADERS, RESPONSE_BODY, RESPONSE_HEADERS};
 use crate::filter::host::{HeaderList, Host, IntAttribute, MetricKind, SharedDataError, TextAttribute};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
-use std::time::UNIX_EPOCH;
 
-/// The proxy-wasm host of the current callback (the SDK tracks which stream that is).
+/// The proxy-wasm host of the current callback (the host tracks which stream that is).
 pub struct WasmHost;
 
 fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
+    abi::property(path)
 }
 
 fn int_property(path: &[&str]) -> Option<i64> {
@@ -21,58 +19,55 @@ fn int_property(path: &[&str]) -> Option<i64> {
 
 impl Host for WasmHost {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        abi::now_ns().map_or(0, |ns| ns / 1_000_000)
     }
 
     fn request_headers(&self) -> HeaderList {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+        abi::header_pairs(REQUEST_HEADERS).unwrap_or_default()
     }
 
     fn request_header(&self, name: &str) -> Option<Vec<u8>> {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name).ok().flatten()
+        abi::header(REQUEST_HEADERS, name)
     }
 
     fn set_request_header(&mut self, name: &str, value: &[u8]) {
-        let _ = hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value));
+        let _ = abi::set_header(REQUEST_HEADERS, name, value);
     }
 
     fn remove_request_header(&mut self, name: &str) {
-        let _ = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name);
+        let _ = abi::remove_header(REQUEST_HEADERS, name);
     }
 
     fn request_body(&self, len: usize) -> Vec<u8> {
-        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, len).ok().flatten().unwrap_or_default()
+        abi::buffer(REQUEST_BODY, len).unwrap_or_default()
     }
 
     fn replace_request_body_prefix(&mut self, replaced: usize, prefix: &[u8]) {
-        let _ = hostcalls::set_buffer(BufferType::HttpRequestBody, 0, replaced, prefix);
+        let _ = abi::set_buffer(REQUEST_BODY, replaced, prefix);
     }
 
     fn response_headers(&self) -> HeaderList {
-        hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default()
+        abi::header_pairs(RESPONSE_HEADERS).unwrap_or_default()
     }
 
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
-        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name).ok().flatten()
+        abi::header(RESPONSE_HEADERS, name)
     }
 
     fn set_response_headers(&mut self, headers: &[(&str, &[u8])]) {
-        let _ = hostcalls::set_map_bytes(MapType::HttpResponseHeaders, headers.to_vec());
+        let _ = abi::set_header_pairs(RESPONSE_HEADERS, headers);
     }
 
     fn response_body(&self, len: usize) -> Vec<u8> {
-        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, len).ok().flatten().unwrap_or_default()
+        abi::buffer(RESPONSE_BODY, len).unwrap_or_default()
     }
 
     fn replace_response_body(&mut self, replaced: usize, bytes: &[u8]) {
-        let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, replaced, bytes);
+        let _ = abi::set_buffer(RESPONSE_BODY, replaced, bytes);
     }
 
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
-        let _ = hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body));
+        let _ = abi::send_reply(status, headers, body);
     }
 
     fn text_attribute(&self, a: TextAttribute) -> Option<String> {
@@ -96,7 +91,7 @@ impl Host for WasmHost {
     }
 
     fn set_filter_state(&mut self, key: &str, value: &[u8]) {
-        let _ = hostcalls::set_property(vec![key], Some(value));
+        let _ = abi::set_property(key, value);
     }
 
     fn filter_state(&self, key: &str) -> Option<Vec<u8>> {
@@ -104,31 +99,31 @@ impl Host for WasmHost {
     }
 
     fn shared_data(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        hostcalls::get_shared_data(key).unwrap_or((None, None))
+        abi::shared_data(key)
     }
 
     fn set_shared_data(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
+        match abi::set_shared_data(key, value, cas) {
             Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(SharedDataError::CasMismatch),
+            Err(abi::CAS_MISMATCH) => Err(SharedDataError::CasMismatch),
             Err(_) => Err(SharedDataError::Failed),
         }
     }
 
     fn define_metric(&mut self, kind: MetricKind, name: &str) -> Option<u32> {
         let kind = match kind {
-            MetricKind::Counter => MetricType::Counter,
-            MetricKind::Histogram => MetricType::Histogram,
+            MetricKind::Counter => 0,
+            MetricKind::Histogram => 2,
         };
-        hostcalls::define_metric(kind, name).ok()
+        abi::define_metric(kind, name)
     }
 
     fn increment_metric(&mut self, id: u32, by: i64) {
-        let _ = hostcalls::increment_metric(id, by);
+        let _ = abi::increment_metric(id, by);
     }
 
     fn record_metric(&mut self, id: u32, value: u64) {
-        let _ = hostcalls::record_metric(id, value);
+        let _ = abi::record_metric(id, value);
     }
 
     fn warn(&mut self, message: &str) {

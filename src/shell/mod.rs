@@ -3,6 +3,7 @@
 //! attempt. Each callback gathers nothing itself: it calls the role's state machine with the host
 //! ([`host::WasmHost`]) and returns its answer as an `Action`.
 
+mod abi;
 mod host;
 
 use crate::filter::downstream::Downstream;
@@ -41,8 +42,8 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let root_id = self.get_property(vec!["plugin_root_id"]).unwrap_or_default();
-        let configuration = self.get_plugin_configuration().unwrap_or_default();
+        let root_id = abi::property(&["plugin_root_id"]).unwrap_or_default();
+        let configuration = abi::buffer(abi::PLUGIN_CONFIGURATION, usize::MAX).unwrap_or_default();
         let env = |name: &str| std::env::var(name).ok();
         match VM.with(|vm| vm.borrow_mut().configure(&root_id, &configuration, &env)) {
             Ok(role) => {
