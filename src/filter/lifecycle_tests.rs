@@ -586,6 +586,10 @@ fn a_client_that_goes_away_mid_stream_is_accounted_once() {
     d.on_response_headers(&mut host, false);
     host.response_body = br#"data: {"id":"s","choices":[]}
 
+data: {"id":"s","choices":[{"index":0,"delta":{"content":"Hel"}}]}
+
+data: {"id":"s","choices":[{"index":0,"delta":{"content":"lo"}}]}
+
 "#
     .to_vec();
     host.response_has_body = true;
@@ -596,9 +600,24 @@ fn a_client_that_goes_away_mid_stream_is_accounted_once() {
     d.on_log(&mut host);
     let a = account(&host);
     assert_eq!((a["stream"].as_bool(), a["provider"].as_str()), (Some(true), Some("alpha")));
-    assert!(a["prompt_tokens"].is_null() && a["cost_nano_usd"].is_null(), "unknown, not zero: {a}");
+    // The provider billed what it streamed, but its usage chunk never came: estimated, and flagged. The
+    // prompt from the body's bytes (4 to a token), the completion one token per content chunk, priced
+    // at alpha's $0.1 (prompt) and $0.2 (completion) per million.
+    let prompt = (STREAM.len() as u64).div_ceil(4);
+    assert_eq!(
+        (a["usage_estimated"].as_bool(), a["prompt_tokens"].as_u64(), a["completion_tokens"].as_u64()),
+        (Some(true), Some(prompt), Some(2)),
+        "{a}"
+    );
+    assert_eq!(a["cost_nano_usd"].as_u64(), Some(prompt * 100 + 2 * 200), "{a}");
     vm.tick(&mut host);
-    assert_eq!(host.stats.borrow().counter("llm_router.model.meta_llama.provider.alpha.requests"), Some(1));
+    let stats = host.stats.borrow();
+    assert_eq!(stats.counter("llm_router.model.meta_llama.provider.alpha.requests"), Some(1));
+    assert_eq!(stats.counter("llm_router.model.meta_llama.provider.alpha.usage_estimated"), Some(1));
+    assert_eq!(
+        stats.counter("llm_router.model.meta_llama.provider.alpha.prompt_tokens"),
+        Some(prompt as i64)
+    );
 }
 
 /// The health record of `provider` in the shared store, if any.
@@ -835,6 +854,43 @@ fn envoys_own_error_replies_are_accounted_by_their_status() {
         receive_response(&mut d, &mut host, reply, &[b"x"], false);
         d.on_log(&mut host);
         assert_eq!(account(&host)["error_type"].as_str(), error_type, "{status}");
+    }
+}
+
+#[test]
+fn usage_the_provider_never_reported_is_estimated_only_where_it_worked() {
+    let vm = vm();
+    let prompt = (CHAT.len() as u64).div_ceil(4);
+    // A 2xx completion without usage: the body's size bounds the completion.
+    let body = br#"{"id":"c1","object":"chat.completion","choices":[]}"#;
+    // Envoy's own 504 after the attempt to alpha timed out: the prompt only.
+    // Envoy's 503 (no provider reached) and a provider's own usage: no estimate.
+    let cases: [(&str, &[u8], Option<&str>, Option<(u64, u64)>); 4] = [
+        ("200", body, Some("1"), Some((prompt, (body.len() as u64).div_ceil(4)))),
+        ("504", b"upstream request timeout", None, Some((prompt, 0))),
+        ("503", b"no healthy upstream", None, None),
+        ("200", &completion(10, 5), Some("1"), None),
+    ];
+    for (status, body, attempt, want) in cases {
+        let mut d = vm.downstream().unwrap();
+        let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+        forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+        let mut response = headers(&[(":status", status), ("content-type", "application/json")]);
+        match attempt {
+            Some(n) => set_header(&mut response, "x-envoy-attempt-count", n.as_bytes()),
+            None => host.int_attributes.push((IntAttribute::AttemptCount, 1)),
+        }
+        receive_response(&mut d, &mut host, response, &[body], false);
+        d.on_log(&mut host);
+        let a = account(&host);
+        let got = a["usage_estimated"]
+            .as_bool()
+            .filter(|e| *e)
+            .map(|_| (a["prompt_tokens"].as_u64().unwrap(), a["completion_tokens"].as_u64().unwrap()));
+        assert_eq!(got, want, "{status}: {a}");
+        if want.is_some() {
+            assert!(a["cost_nano_usd"].as_u64().is_some_and(|c| c > 0), "{a}");
+        }
     }
 }
 

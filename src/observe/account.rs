@@ -35,6 +35,9 @@ pub struct Account {
     pub stream: bool,
     /// Token usage; `None` when unknown (never guessed as zero).
     pub usage: Option<Usage>,
+    /// `usage` (and the cost) is our estimate, not the provider's count: the provider worked but its
+    /// usage never reached us (see `wire::usage::estimate`).
+    pub usage_estimated: bool,
     /// Cost in nano-USD; `None` when unknown.
     pub cost_nano: Option<u64>,
     /// The first 8 hex digits of the session key's hash (never the key).
@@ -101,6 +104,8 @@ impl Account {
         out.push_str(if self.stream { "true" } else { "false" });
         field(&mut out, "ttfb_ms");
         num(&mut out, self.ttfb_ms);
+        field(&mut out, "usage_estimated");
+        out.push_str(if self.usage_estimated { "true" } else { "false" });
         out.push('}');
         out
     }
@@ -173,6 +178,7 @@ mod tests {
                 ..Usage::default()
             }),
             cost_nano: Some(5330),
+            usage_estimated: true,
             session: Some("9f6b5258".into()),
             ttfb_ms: Some(3),
             duration_ms: Some(40),
@@ -187,6 +193,7 @@ mod tests {
                 "prompt_tokens": u.map(|u| u.prompt_tokens), "completion_tokens": u.map(|u| u.completion_tokens),
                 "cached_tokens": u.map(|u| u.cached_tokens), "cost_nano_usd": a.cost_nano,
                 "session": a.session, "ttfb_ms": a.ttfb_ms, "duration_ms": a.duration_ms, "route": a.route,
+                "usage_estimated": a.usage_estimated,
             });
             // serde_json's map is sorted: byte-identical text, not just equal values.
             assert_eq!(a.to_json(), want.to_string());

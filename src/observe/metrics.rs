@@ -14,10 +14,11 @@
 //! | `llm_router.provider.<provider>.ttfb_ms` / `.duration_ms` (histograms) | `llm_router_ttfb_ms{provider}` / `llm_router_duration_ms{provider}` |
 //!
 //! Model leaves: `requests`, `errors`, `attempts`, `fallbacks`, `prompt_tokens`, `completion_tokens`,
-//! `cached_tokens`, `cost_nano_usd`; key leaves: the same without `attempts` and `fallbacks`. Every
-//! request counts once in each family, so each family sums to the request count; a request with no
-//! served model or provider, key or app counts under [`NONE`]. Unknown usage or cost moves no token or
-//! cost counter (never guessed as zero).
+//! `cached_tokens`, `cost_nano_usd`, `usage_estimated`; key leaves: the same without `attempts`,
+//! `fallbacks` and `usage_estimated`. Every request counts once in each family, so each family sums to
+//! the request count; a request with no served model or provider, key or app counts under [`NONE`].
+//! Unknown usage or cost moves no token or cost counter (never guessed as zero); an estimate (the
+//! provider worked and bills, but its usage never reached us) moves them and `usage_estimated`.
 
 use super::account::Account;
 
@@ -112,6 +113,7 @@ pub fn series_key(a: &Account) -> String {
         a.provider.is_some(),
         has_error(a),
         a.usage.is_some(),
+        a.usage_estimated,
         a.cost_nano.is_some(),
         a.ttfb_ms.is_some(),
         a.duration_ms.is_some(),
@@ -159,6 +161,9 @@ fn walk(a: &Account, mut emit: impl FnMut(&dyn Fn() -> String, Kind, u64)) {
         if let Some(cost) = a.cost_nano {
             emit(&|| family("cost_nano_usd"), counter, cost);
         }
+    }
+    if a.usage_estimated {
+        emit(&|| by_model("usage_estimated"), counter, 1);
     }
     if has_error(a) {
         emit(

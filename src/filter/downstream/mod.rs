@@ -14,6 +14,7 @@ pub mod response;
 use super::health_memory;
 use super::host::{Flow, Host, IntAttribute, TextAttribute};
 use super::stats::Stats;
+use crate::catalog::Pricing;
 use crate::catalog::{Catalog, ProviderId};
 use crate::observe::account::{Account, ACCOUNT_KEY};
 use crate::routing::health::{status, Outcome};
@@ -21,7 +22,7 @@ use crate::wire::error::ApiError;
 use crate::wire::headers::{attempt_count, header, status as header_status, ATTEMPT_COUNT};
 use crate::wire::response::{rewrite_completion, Accounted};
 use crate::wire::text::decimal;
-use crate::wire::usage::usd_json;
+use crate::wire::usage::{cost, estimate, usd_json, BYTES_PER_TOKEN};
 use request::{
     on_request_body, on_request_headers, requested_model, too_large, ChatHead, HeadVerdict, Reply, Routed,
 };
@@ -50,6 +51,8 @@ pub struct Downstream {
     /// A response body callback ran: Envoy holds a body buffer we may write. A response of headers and
     /// trailers alone has none, and writing one fails (the SDK would panic).
     response_has_body: bool,
+    /// The size of the routed request body (the prompt of a usage estimate).
+    request_bytes: u64,
 }
 
 /// The request side's state.
@@ -81,6 +84,7 @@ impl Downstream {
             account: Account::default(),
             accounted: false,
             response_has_body: false,
+            request_bytes: 0,
         }
     }
 
@@ -175,6 +179,11 @@ impl Downstream {
                 );
             }
         }
+        // Envoy gave up waiting on the last attempt: its provider had the prompt and may bill it.
+        let timed_out_at = routed
+            .served(origin.attempts)
+            .filter(|_| status == 504 && !origin.via_upstream)
+            .map(|e| self.catalog.endpoint(e).pricing);
         let flow = match on_response_headers(&self.catalog, &headers, &origin, routed) {
             ResponseVerdict::Forward(mut out) => {
                 let content_type = header(&out, "content-type").map(<[u8]>::to_vec).unwrap_or_default();
@@ -211,6 +220,9 @@ impl Downstream {
         };
         if status >= 400 && self.account.error_type.is_none() {
             self.account.error_type = Some(envoy_error_type(status).to_string());
+        }
+        if let Some(pricing) = timed_out_at {
+            self.estimate_usage(0, &pricing);
         }
         if end_of_stream {
             self.finish_account(host);
@@ -320,6 +332,7 @@ impl Downstream {
                     host.set_request_header(name, value);
                 }
                 self.account.route = Some(d.route);
+                self.request_bytes = body.len() as u64;
                 self.account.requested_model = d.routed.requested_model.clone();
                 self.account.session = d.routed.session.clone();
                 self.account.stream = d.stream;
@@ -356,6 +369,12 @@ impl Downstream {
                     host.replace_response_body(body.len(), &new_body);
                 }
                 headers.push(("content-length".into(), decimal(length as u64).into_bytes()));
+                if accounted.usage.is_none() {
+                    // A 2xx with no readable usage was still served (and billed): the body's size bounds
+                    // the completion.
+                    let completion = (body.len() as u64).div_ceil(BYTES_PER_TOKEN);
+                    self.estimate_usage(completion, &served.pricing);
+                }
                 if let Some(c) = accounted.cost {
                     headers.push((
                         "x-llm-cost-usd".into(),
@@ -363,7 +382,9 @@ impl Downstream {
                     ));
                 }
                 set_response_headers(host, &headers);
-                self.take_usage(accounted);
+                if accounted.usage.is_some() {
+                    self.take_usage(accounted);
+                }
             }
             other => {
                 self.body = other;
@@ -378,6 +399,17 @@ impl Downstream {
         self.account.cost_nano = a.cost.map(|c| c.total_nano);
     }
 
+    /// Accounts an estimate ([`estimate`]) at `pricing`, unless the provider's own usage is known.
+    fn estimate_usage(&mut self, completion_tokens: u64, pricing: &Pricing) {
+        if self.account.usage.is_some() {
+            return;
+        }
+        let usage = estimate(self.request_bytes, completion_tokens);
+        self.account.cost_nano = Some(cost(&usage, pricing).total_nano);
+        self.account.usage = Some(usage);
+        self.account.usage_estimated = true;
+    }
+
     /// Writes the account once: filter state for the access log, then Envoy stats. Chat requests and
     /// every error are accounted; `GET /models` is not.
     fn finish_account(&mut self, host: &mut dyn Host) {
@@ -387,9 +419,20 @@ impl Downstream {
             return;
         }
         self.accounted = true;
-        if let ResponseBody::Stream(r) = &self.body {
-            let a = r.accounted();
-            self.take_usage(a);
+        // A provider that answered worked and bills even when its usage never reached us (the client
+        // left, the stream was cut, a completion was never complete): estimated, and flagged.
+        let unfinished = match &self.body {
+            ResponseBody::Stream(r) if r.accounted().usage.is_some() => {
+                let a = r.accounted();
+                self.take_usage(a);
+                None
+            }
+            ResponseBody::Stream(r) => Some((r.content_chunks(), r.served().pricing)),
+            ResponseBody::Completion { served, .. } => Some((0, served.pricing)),
+            _ => None,
+        };
+        if let Some((completion, pricing)) = unfinished {
+            self.estimate_usage(completion, &pricing);
         }
         self.account.duration_ms = Some(host.now_ms().saturating_sub(self.start_ms));
         host.set_filter_state(ACCOUNT_KEY, self.account.to_json().as_bytes());

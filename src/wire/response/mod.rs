@@ -130,6 +130,9 @@ pub struct StreamRewriter {
     /// `id` and `created` of the last chunk, for a closing error chunk.
     last_id: Option<String>,
     last_created: Option<String>,
+    /// Chunks with choices seen: the completion tokens [`estimate`](crate::wire::usage::estimate)
+    /// counts when the usage chunk never comes (providers stream about one token per chunk).
+    content_chunks: u64,
 }
 
 impl StreamRewriter {
@@ -143,6 +146,7 @@ impl StreamRewriter {
             done: false,
             last_id: None,
             last_created: None,
+            content_chunks: 0,
         }
     }
 
@@ -175,6 +179,16 @@ impl StreamRewriter {
         self.accounted
     }
 
+    /// Who serves this stream.
+    pub fn served(&self) -> &Served {
+        &self.served
+    }
+
+    /// Chunks with non-empty `choices` seen so far.
+    pub fn content_chunks(&self) -> u64 {
+        self.content_chunks
+    }
+
     fn event(&mut self, e: Event<'_>) {
         match (e.kind, e.data) {
             (Kind::Done, _) => {
@@ -203,6 +217,7 @@ impl StreamRewriter {
         }
         for m in &members {
             match m.key.as_ref() {
+                "choices" if m.value != "[]" => self.content_chunks += 1,
                 "id" if self.last_id.as_deref() != Some(m.value) => self.last_id = Some(m.value.to_string()),
                 "created" if self.last_created.as_deref() != Some(m.value) => {
                     self.last_created = Some(m.value.to_string())

@@ -136,6 +136,18 @@ const NANO_PER_USD: u64 = 1_000_000_000;
 /// - `request` once.
 ///
 /// Never negative: a part that would be (a negative or non-finite price, which the catalog rejects anyway)
+/// Bytes per token in [`estimate`]: English text averages about four bytes per token in the tokenizers
+/// providers use, and the context filter bounds a prompt the same way.
+pub const BYTES_PER_TOKEN: u64 = 4;
+
+/// Usage to account when the provider's own never arrived (the client left a stream early, a completion
+/// could not be read, an attempt timed out) but the provider worked, and bills: the prompt from the
+/// request body's size, the completion from what was seen of it (`completion_tokens`, e.g. one per
+/// streamed content chunk). Flagged as an estimate wherever it is reported.
+pub fn estimate(request_bytes: u64, completion_tokens: u64) -> Usage {
+    Usage { prompt_tokens: request_bytes.div_ceil(BYTES_PER_TOKEN), completion_tokens, ..Usage::default() }
+}
+
 /// counts 0.
 pub fn cost(usage: &Usage, pricing: &Pricing) -> Cost {
     let uncached =
