@@ -865,7 +865,8 @@ fn usage_the_provider_never_reported_is_estimated_only_where_it_worked() {
     let body = br#"{"id":"c1","object":"chat.completion","choices":[]}"#;
     // Envoy's own 504 after the attempt to alpha timed out: the prompt only.
     // Envoy's 503 (no provider reached) and a provider's own usage: no estimate.
-    let cases: [(&str, &[u8], Option<&str>, Option<(u64, u64)>); 4] = [
+    type Case<'a> = (&'a str, &'a [u8], Option<&'a str>, Option<(u64, u64)>);
+    let cases: [Case; 4] = [
         ("200", body, Some("1"), Some((prompt, (body.len() as u64).div_ceil(4)))),
         ("504", b"upstream request timeout", None, Some((prompt, 0))),
         ("503", b"no healthy upstream", None, None),
