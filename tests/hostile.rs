@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::corpus;
 use common::http::{post_chunked_with_trailer, request, try_request, Response};
 use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
 use llm_router_testkit::mock::{Behavior, MockProvider};
@@ -253,4 +254,138 @@ fn only_a_key_that_may_debug_sees_the_route_and_the_providers_quota() {
             resp.headers
         );
     }
+}
+
+/// Sends one corpus case on a raw socket (header bytes as given, CR and 0xFF included): the status,
+/// the response head as text and the body (de-chunked).
+fn send_raw(port: u16, case: &corpus::Case) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut headers: Vec<(String, Vec<u8>)> = vec![
+        ("authorization".into(), format!("Bearer {CLIENT_KEY}").into_bytes()),
+        ("content-type".into(), b"application/json".to_vec()),
+    ];
+    for (name, value) in &case.headers {
+        headers.retain(|(n, _)| n != name);
+        if !value.is_empty() {
+            headers.push((name.clone(), value.clone()));
+        }
+    }
+    let mut request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: router\r\nconnection: close\r\ncontent-length: {}\r\n",
+        case.body.len()
+    )
+    .into_bytes();
+    for (name, value) in &headers {
+        request.extend_from_slice(name.as_bytes());
+        request.extend_from_slice(b": ");
+        request.extend_from_slice(value);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(&case.body);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(common::http::READ_TIMEOUT)).unwrap();
+    // Envoy may answer (413) and close before the whole body is written.
+    let _ = s.write_all(&request);
+    // Read until the response is complete (not to the close: after an early reply Envoy waits out its
+    // delayed-close timeout, a second per case).
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+        let length: Option<usize> =
+            head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok());
+        let done = match length {
+            Some(len) => out.len() >= end + 4 + len,
+            None => out.ends_with(b"0\r\n\r\n"),
+        };
+        if done {
+            break;
+        }
+    }
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(out.len());
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let mut body = out.get(split + 4..).unwrap_or_default().to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut plain = Vec::new();
+        let mut rest = &body[..];
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16).unwrap_or(0);
+            if size == 0 || rest.len() < eol + 2 + size {
+                break;
+            }
+            plain.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[(eol + 4 + size).min(rest.len())..];
+        }
+        body = plain;
+    }
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, head, body)
+}
+
+#[test]
+fn the_hostile_corpus_gets_its_documented_answers_and_leaks_nothing() {
+    let (limit, cases) = corpus::load();
+    let first = MockProvider::start("first");
+    let second = MockProvider::start("second");
+    let c = catalog(
+        vec![provider("first", first.port()), provider("second", second.port())],
+        vec![json!({"id": "test/m", "context_length": 1_000_000, "endpoints": [
+            endpoint("first", "m@first", 1.0),
+            endpoint("second", "m@second", 2.0),
+        ]})],
+        json!({"max_request_bytes": limit}),
+    );
+    let r = Router::start(c, vec![first, second]);
+    let created = vms_created(&r);
+    let secrets = [corpus::CANARY.to_string(), provider_key("first"), provider_key("second")];
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let (status, head, body) = send_raw(r.envoy.port, case);
+        let text = String::from_utf8_lossy(&body);
+        if status != case.status {
+            wrong.push(format!(
+                "{}: {status} (want {}): {}",
+                case.name,
+                case.status,
+                &text[..text.len().min(300)]
+            ));
+            continue;
+        }
+        for secret in &secrets {
+            let leaked = head.contains(secret.as_str()) || text.contains(secret.as_str());
+            assert!(!leaked, "{}: a secret came back", case.name);
+        }
+        if status >= 400 && !case.envoy {
+            let v: Value =
+                serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{}: {e}: {text}", case.name));
+            assert_eq!(v["error"]["code"], status, "{}: {v}", case.name);
+            assert!(v["error"]["metadata"]["error_type"].is_string(), "{}: {v}", case.name);
+            assert!(v["error"]["message"].as_str().is_some_and(|m| m.len() <= 1024), "{}: {v}", case.name);
+        }
+    }
+    assert!(wrong.is_empty(), "cases with another status:\n{}", wrong.join("\n"));
+    // No provider received a client secret, in any header or body.
+    for m in ["first", "second"] {
+        for req in r.mock(m).requests() {
+            let all = format!("{:?} {}", req.headers, String::from_utf8_lossy(&req.body));
+            assert!(
+                !all.contains(corpus::CANARY),
+                "{m} received the client's secret: {}",
+                &all[..all.len().min(500)]
+            );
+            assert!(!all.contains(CLIENT_KEY), "{m} received the client's key");
+        }
+    }
+    let log = r.envoy.log();
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "a secret in Envoy's log");
+    }
+    assert_still_serving(&r, created);
 }

@@ -47,6 +47,11 @@ pub struct ChatRequest<'a> {
     pub stream: bool,
 }
 
+/// Top-level fields other gateways read as a destination or a credential (LiteLLM's per-request
+/// `api_base` and `api_key`, …). The router never honours them, and a provider must not receive a
+/// client's key or an address in the body: a request carrying one is refused.
+pub const REFUSED_FIELDS: &[&str] = &["api_key", "api_base", "base_url", "extra_headers"];
+
 /// Top-level fields that are OpenRouter's, not the OpenAI API's: removed before a provider sees the body.
 pub const ROUTER_ONLY_FIELDS: &[&str] =
     &["models", "route", "provider", "transforms", "session_id", "plugins", "usage", "debug"];
@@ -76,6 +81,11 @@ impl<'a> ChatRequest<'a> {
                 Ok(s) => req.stream = s.unwrap_or(false),
                 Err(_) => return Err(invalid("\"stream\" must be a boolean")),
             }
+        }
+        if let Some(field) = REFUSED_FIELDS.iter().find(|f| req.get(f).is_some()) {
+            return Err(invalid(&format!(
+                "\"{field}\" is not accepted: the router chooses the provider and holds its credentials"
+            )));
         }
         if req.get("messages").is_none() {
             return Err(invalid("\"messages\" is required"));
@@ -297,6 +307,10 @@ mod tests {
             r#"{"model":"m","model":"n","messages":[]}"#,
             r#"{"model":"m","messages":[],"stream":"yes"}"#,
             r#"{"model":"","messages":[]}"#,
+            r#"{"model":"m","messages":[],"api_key":"sk-client"}"#,
+            r#"{"model":"m","messages":[],"api_base":"http://127.0.0.1:1"}"#,
+            r#"{"model":"m","messages":[],"base_url":"http://127.0.0.1:1"}"#,
+            r#"{"model":"m","messages":[],"extra_headers":{"x":"y"}}"#,
         ] {
             let e = ChatRequest::parse(body.as_bytes()).unwrap_err();
             assert_eq!(e.status(), 400, "{body}");

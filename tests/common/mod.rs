@@ -3,4 +3,5 @@
 #![allow(dead_code, unused_imports)]
 
 pub use llm_router_testkit::{envoy, http, router};
+pub mod corpus;
 pub mod schema;
