@@ -1,10 +1,13 @@
 //! The generated config's bounds, through a real Envoy: one HTTP/2 connection cannot open more streams
-//! than the listener announces nor make Envoy's memory grow with the streams it tries.
+//! than the listener announces nor make Envoy's memory grow with the streams it tries; an attempt count
+//! the matcher does not know goes to no provider.
 
 mod common;
 
-use common::router::{catalog, chat_body, endpoint, provider, Router, CLIENT_KEY};
-use llm_router_testkit::mock::MockProvider;
+use common::envoy::{wasm_path, Envoy};
+use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
+use llm_router_cli::envoy_config::{generate, Options};
+use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::json;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -291,4 +294,52 @@ fn one_http2_connection_gets_at_most_100_streams_and_envoy_memory_stays_bounded(
         (r.envoy.stat("http.llm_router.downstream_rq_active") == Some(0)).then_some(())
     });
     assert!(drained.is_some(), "streams still active after the connection closed");
+}
+
+#[test]
+fn an_attempt_count_the_matcher_does_not_know_goes_to_no_provider() {
+    // Three providers, the first two failing. The matcher is generated with keys "1" and "2" (retries 1
+    // and 2); "2" is renamed here, so the third attempt carries a count the matcher does not know, as a
+    // count out of step with the matcher would (a retry past the plan, a future Envoy counting otherwise).
+    let mocks: Vec<MockProvider> =
+        ["first", "second", "third"].into_iter().map(MockProvider::start).collect();
+    for m in &mocks[..2] {
+        m.set_behavior(Behavior::Status { code: 503, headers: vec![], body: "{}".into() });
+    }
+    let c = catalog(
+        mocks.iter().map(|m| provider(m.name(), m.port())).collect(),
+        vec![json!({"id": "test/m", "endpoints": [
+            endpoint("first", "m@first", 1.0),
+            endpoint("second", "m@second", 2.0),
+            endpoint("third", "m@third", 3.0),
+        ]})],
+        json!({}),
+    );
+    let opts = Options {
+        port: 0,
+        admin_port: 0,
+        wasm_path: wasm_path().display().to_string(),
+        ..Options::default()
+    };
+    let yaml = generate(&c.to_string(), &opts).unwrap();
+    let known = "\n                                '2':\n";
+    assert_eq!(yaml.matches(known).count(), 1, "the matcher's key for retry 2 moved:\n{yaml}");
+    let yaml = yaml.replace(known, "\n                                '9':\n");
+    let keys: Vec<(String, String)> = mocks
+        .iter()
+        .map(|m| (format!("{}_API_KEY", m.name().to_uppercase()), provider_key(m.name())))
+        .collect();
+    let env: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let envoy = Envoy::start(&yaml, &env).unwrap_or_else(|e| panic!("{e}"));
+    let resp = common::http::post_json(
+        envoy.port,
+        "/v1/chat/completions",
+        Some(CLIENT_KEY),
+        &chat_body("test/m", false),
+    );
+    let tried: Vec<usize> = mocks.iter().map(|m| m.requests().len()).collect();
+    // Slot 0's provider is for the first attempt only: before, the unknown count went back to it.
+    assert_eq!(tried, [1, 1, 0], "requests per provider; client got {} {}", resp.status, resp.text());
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.json()["error"]["metadata"]["error_type"], "provider_unavailable");
 }

@@ -10,6 +10,7 @@ pub use llm_router::filter::{DOWNSTREAM_ROOT_ID, LOGGER_ROOT_ID, UPSTREAM_ROOT_I
 use llm_router::observe::account::ACCOUNT_KEY;
 use llm_router::observe::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, STATS_TAGS};
 use llm_router::routing::plan::{slot_key, slot_value};
+use llm_router::wire::headers::ATTEMPT_COUNT;
 
 /// Where the generated Envoy listens and what it loads.
 #[derive(Debug, Clone)]
@@ -107,6 +108,9 @@ const CLUSTER_LIMIT: u32 = 4096;
 /// Streams with at least 2^20 bytes (1 MiB) buffered are tracked, so that under memory pressure the
 /// overload manager can reset the ones that buffer the most (`reset_high_memory_stream`).
 const TRACKED_STREAM_BYTES_POW2: u32 = 20;
+/// The cluster no attempt-count value leads to except one the matcher does not know: it does not exist,
+/// so such an attempt is answered 503 by Envoy instead of going to any provider.
+pub const NO_SUCH_ATTEMPT_CLUSTER: &str = "llm_no_such_attempt";
 
 /// Header added to replies our retry policy's 503 mapper produces.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -468,32 +472,52 @@ fn route(catalog: &Catalog) -> Value {
 }
 
 /// The first attempt (no `x-envoy-attempt-count` yet) uses slot 0. When retry k re-selects the cluster,
-/// the header still holds k, the count stamped on the attempt that failed: so k → slot k.
+/// the header still holds k, the count stamped on the attempt that failed: so k → slot k. Any other
+/// value goes nowhere ([`NO_SUCH_ATTEMPT_CLUSTER`], a 503 from Envoy): slot 0's provider, first choice of a
+/// request that may have just failed there, is only for a request with no attempt count at all.
 fn attempt_matcher(catalog: &Catalog, slots: usize) -> Value {
+    let attempt = || {
+        map([
+            ("name", s("attempt")),
+            (
+                "typed_config",
+                typed("envoy.type.matcher.v3.HttpRequestHeaderMatchInput")
+                    .with("header_name", s(ATTEMPT_COUNT)),
+            ),
+        ])
+    };
+    // A header that is absent gives the matcher no value, which no string matcher matches, `.*` included.
+    let first = map([(
+        "matcher_list",
+        map([(
+            "matchers",
+            list([map([
+                (
+                    "predicate",
+                    map([(
+                        "single_predicate",
+                        map([
+                            ("input", attempt()),
+                            (
+                                "value_match",
+                                map([("safe_regex", map([("google_re2", map([])), ("regex", s(".*"))]))]),
+                            ),
+                        ]),
+                    )]),
+                ),
+                ("on_match", map([("action", cluster_action(NO_SUCH_ATTEMPT_CLUSTER.to_string()))])),
+            ])]),
+        )]),
+    )])
+    .with("on_no_match", map([("matcher", slot_matcher(catalog, 0))]));
     if slots < 2 {
-        return slot_matcher(catalog, 0);
+        // Envoy refuses an empty exact_match_map.
+        return first;
     }
     let retries: Vec<(String, Value)> =
         (1..slots).map(|k| (k.to_string(), map([("matcher", slot_matcher(catalog, k))]))).collect();
-    let mut m = map([(
-        "matcher_tree",
-        map([
-            (
-                "input",
-                map([
-                    ("name", s("attempt")),
-                    (
-                        "typed_config",
-                        typed("envoy.type.matcher.v3.HttpRequestHeaderMatchInput")
-                            .with("header_name", s("x-envoy-attempt-count")),
-                    ),
-                ]),
-            ),
-            ("exact_match_map", map([("map", map_of(retries))])),
-        ]),
-    )]);
-    m = m.with("on_no_match", map([("matcher", slot_matcher(catalog, 0))]));
-    m
+    map([("matcher_tree", map([("input", attempt()), ("exact_match_map", map([("map", map_of(retries))]))]))])
+        .with("on_no_match", map([("matcher", first)]))
 }
 
 fn slot_matcher(catalog: &Catalog, k: usize) -> Value {
@@ -894,7 +918,7 @@ mod tests {
         let matcher = &route_action(&doc)["inline_cluster_specifier_plugin"]["extension"]["typed_config"]
             ["cluster_matcher"];
         assert_eq!(matcher["matcher_tree"]["input"]["typed_config"]["header_name"], "x-envoy-attempt-count");
-        let slot0 = &matcher["on_no_match"]["matcher"];
+        let slot0 = first_attempt(&matcher["on_no_match"]["matcher"]);
         assert_eq!(slot0["matcher_tree"]["input"]["typed_config"]["key"], "wasm.llm_try_0");
         assert_eq!(
             slot_clusters(slot0),
@@ -922,19 +946,55 @@ mod tests {
         }
     }
 
+    /// The matcher for a request with no known attempt count: any count at all goes to
+    /// [`NO_SUCH_ATTEMPT_CLUSTER`]; none (the first attempt) to slot 0, which this returns.
+    fn first_attempt(m: &Value) -> &Value {
+        let matchers = m["matcher_list"]["matchers"].as_sequence().unwrap();
+        assert_eq!(matchers.len(), 1);
+        assert_eq!(
+            matchers[0]["predicate"]["single_predicate"],
+            yaml(
+                "input:
+                   name: attempt
+                   typed_config:
+                     '@type': type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput
+                     header_name: x-envoy-attempt-count
+                 value_match: {safe_regex: {google_re2: {}, regex: '.*'}}"
+            )
+        );
+        assert_eq!(matchers[0]["on_match"]["action"]["typed_config"]["cluster"], NO_SUCH_ATTEMPT_CLUSTER);
+        &m["on_no_match"]["matcher"]
+    }
+
     #[test]
-    fn a_single_slot_needs_no_attempt_matcher() {
+    fn an_attempt_count_the_matcher_does_not_know_goes_to_no_cluster() {
+        // Before, every value but "1".."3" fell through to slot 0: the first choice's cluster, with no
+        // upstream filter, took an attempt prepared for another provider.
+        let doc = demo();
+        let matcher = &route_action(&doc)["inline_cluster_specifier_plugin"]["extension"]["typed_config"]
+            ["cluster_matcher"];
+        let unknown = &matcher["on_no_match"]["matcher"];
+        assert!(unknown.get("matcher_tree").is_none(), "{unknown:?}");
+        first_attempt(unknown);
+        assert!(
+            clusters(&doc).iter().all(|c| c["name"] != NO_SUCH_ATTEMPT_CLUSTER),
+            "the cluster must not exist"
+        );
+    }
+
+    #[test]
+    fn a_single_slot_needs_no_retry_map() {
         // Envoy refuses an empty exact_match_map: with one endpoint per model there are no retry slots.
         let one = r#"{"providers": [{"name": "p", "endpoint": "http://p"}], "auth": "none",
             "models": [{"id": "m", "endpoints": [{"provider": "p", "model": "n", "pricing": {"prompt": 1, "completion": 1}}]}]}"#;
         let doc = config(one, &Options::default());
         let matcher = &route_action(&doc)["inline_cluster_specifier_plugin"]["extension"]["typed_config"]
             ["cluster_matcher"];
-        assert_eq!(matcher["matcher_tree"]["input"]["typed_config"]["key"], "wasm.llm_try_0");
-        assert_eq!(slot_clusters(matcher), [("p|", "llm_provider_p")]);
-        assert!(
-            matcher.get("on_no_match").is_none() && matcher["matcher_tree"].get("exact_match_map").is_none()
-        );
+        assert!(matcher.get("matcher_tree").is_none(), "{matcher:?}");
+        let slot0 = first_attempt(matcher);
+        assert_eq!(slot0["matcher_tree"]["input"]["typed_config"]["key"], "wasm.llm_try_0");
+        assert_eq!(slot_clusters(slot0), [("p|", "llm_provider_p")]);
+        assert!(slot0.get("on_no_match").is_none());
         let names: Vec<&str> = clusters(&doc).iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["llm_provider_p"], "no fallback clusters");
         // The generator's floor; what limits a request is the x-envoy-max-retries the filter sets (plan - 1).
