@@ -1,10 +1,12 @@
 //! The generated config's bounds, through a real Envoy: one HTTP/2 connection cannot open more streams
 //! than the listener announces nor make Envoy's memory grow with the streams it tries; an attempt count
-//! the matcher does not know goes to no provider.
+//! the matcher does not know goes to no provider; a client cannot choose its request id (the generation
+//! id).
 
 mod common;
 
 use common::envoy::{wasm_path, Envoy};
+use common::http::request;
 use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
 use llm_router_cli::envoy_config::{generate, Options};
 use llm_router_testkit::mock::{Behavior, MockProvider};
@@ -294,6 +296,35 @@ fn one_http2_connection_gets_at_most_100_streams_and_envoy_memory_stays_bounded(
         (r.envoy.stat("http.llm_router.downstream_rq_active") == Some(0)).then_some(())
     });
     assert!(drained.is_some(), "streams still active after the connection closed");
+}
+
+#[test]
+fn a_client_cannot_choose_its_request_id_nor_send_a_header_under_another_name() {
+    let r = one_provider_router();
+    let auth = format!("Bearer {CLIENT_KEY}");
+    let resp = request(
+        r.envoy.port,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+            // The filter names the generation after the request id, and draws with it as entropy.
+            ("x-request-id", "client-chosen"),
+            // One header to CGI-style servers, which read both as HTTP_X_API_KEY.
+            ("x_api_key", "sk-client-secret"),
+        ],
+        chat_body("test/m", false).to_string().as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let generation = resp.header("x-generation-id").unwrap_or_default();
+    assert!(generation.starts_with("gen-") && generation != "gen-client-chosen", "{generation}");
+    let sent = &r.mock("first").requests()[0];
+    assert_eq!(sent.header("x-request-id"), generation.strip_prefix("gen-"), "{:?}", sent.headers);
+    assert_eq!(sent.header("x_api_key"), None, "{:?}", sent.headers);
+    // Envoy appends no client address for the provider to see.
+    assert_eq!(sent.header("x-forwarded-for"), None, "{:?}", sent.headers);
+    assert_eq!(r.envoy.stat("http1.dropped_headers_with_underscores"), Some(1));
 }
 
 #[test]

@@ -265,6 +265,14 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Value {
         .with("request_headers_timeout", s(REQUEST_HEADERS_TIMEOUT))
         .with("request_timeout", s(REQUEST_TIMEOUT))
         .with("stream_idle_timeout", s(format!("{}s", stream_idle_timeout(catalog))))
+        // The client is whoever opened the connection, never what its headers claim: Envoy regenerates
+        // x-request-id (the filter's generation id and draw entropy) for every request from outside, and
+        // strips the x-envoy-* headers only trusted peers may send.
+        .with("use_remote_address", Value::Bool(true))
+        .with("generate_request_id", Value::Bool(true))
+        .with("preserve_external_request_id", Value::Bool(false))
+        // Providers do not learn the client's address from us (as before use_remote_address).
+        .with("skip_xff_append", Value::Bool(true))
         .with("local_reply_config", local_replies(catalog))
         .with("access_log", list([access_log(opts)]))
         .with(
@@ -1096,6 +1104,16 @@ mod tests {
         };
         assert_eq!(with(r#""response_timeout_ms": 1000,"#), "300s", "never below Envoy's default");
         assert_eq!(with(r#""response_timeout_ms": 100001,"#), "411s", "4 attempts, rounded up, + 10 s");
+    }
+
+    #[test]
+    fn clients_are_who_connected_and_providers_do_not_learn_their_address() {
+        let doc = demo();
+        let h = hcm(&doc);
+        assert_eq!(h["use_remote_address"], true);
+        assert_eq!(h["generate_request_id"], true);
+        assert_eq!(h["preserve_external_request_id"], false);
+        assert_eq!(h["skip_xff_append"], true);
     }
 
     #[test]
