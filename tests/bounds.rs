@@ -1,12 +1,12 @@
 //! The generated config's bounds, through a real Envoy: one HTTP/2 connection cannot open more streams
 //! than the listener announces nor make Envoy's memory grow with the streams it tries; an attempt count
 //! the matcher does not know goes to no provider; a client cannot choose its request id (the generation
-//! id).
+//! id); the admin interface serves only read-only pages on the loopback interface.
 
 mod common;
 
 use common::envoy::{wasm_path, Envoy};
-use common::http::request;
+use common::http::{request, try_request};
 use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
 use llm_router_cli::envoy_config::{generate, Options};
 use llm_router_testkit::mock::{Behavior, MockProvider};
@@ -373,4 +373,31 @@ fn an_attempt_count_the_matcher_does_not_know_goes_to_no_provider() {
     assert_eq!(tried, [1, 1, 0], "requests per provider; client got {} {}", resp.status, resp.text());
     assert_eq!(resp.status, 503, "{}", resp.text());
     assert_eq!(resp.json()["error"]["metadata"]["error_type"], "provider_unavailable");
+}
+
+#[test]
+fn the_admin_interface_is_on_loopback_and_serves_only_read_only_pages() {
+    let r = one_provider_router();
+    let address = std::fs::read_to_string(r.envoy.dir().join("admin.txt")).unwrap();
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    for page in ["/ready", "/stats?format=json", "/stats/prometheus", "/server_info", "/listeners", "/memory"]
+    {
+        let resp = r.envoy.admin_get(page);
+        assert_eq!(resp.status, 200, "{page}: {}", resp.text());
+    }
+    // Raising the log level would print request headers, provider keys among them; the others change
+    // or stop Envoy.
+    for (method, page) in [
+        ("POST", "/logging?level=debug"),
+        ("POST", "/runtime_modify?llm_router.health_log_min_status=600"),
+        ("POST", "/healthcheck/fail"),
+        ("POST", "/reset_counters"),
+        ("POST", "/drain_listeners"),
+        ("POST", "/quitquitquit"),
+    ] {
+        let resp = try_request(r.envoy.admin_port, method, page, &[], b"").unwrap();
+        assert_eq!(resp.status, 403, "{method} {page}: {}", resp.text());
+    }
+    assert_eq!(r.envoy.admin_get("/ready").text().trim(), "LIVE", "still running");
+    assert_eq!(r.chat(&chat_body("test/m", false)).status, 200);
 }

@@ -123,7 +123,7 @@ const BUFFER_HEADROOM: u64 = 1024 * 1024;
 pub fn generate(catalog_text: &str, opts: &Options) -> Result<String, ConfigError> {
     let catalog = Catalog::parse(catalog_text.as_bytes(), None)?;
     let doc = map([
-        ("admin", map([("address", socket("127.0.0.1", opts.admin_port))])),
+        ("admin", admin(opts)),
         ("overload_manager", overload_manager(opts)),
         ("stats_config", stats_config()),
         (
@@ -140,6 +140,17 @@ pub fn generate(catalog_text: &str, opts: &Options) -> Result<String, ConfigErro
     );
     let yaml = render(&doc).map_err(|message| ConfigError { path: String::new(), message })?;
     Ok(header + &yaml)
+}
+
+/// Envoy's admin interface, on the loopback interface only: whoever reaches it could change Envoy's log
+/// level (its debug log prints request headers, provider keys among them), its runtime values, or stop it.
+/// Only read-only pages are served: readiness, stats, and what Envoy runs.
+fn admin(opts: &Options) -> Value {
+    // Envoy matches these against the path with its query string (`/stats?format=json`), so by prefix; no
+    // page that changes anything starts with one of them.
+    let pages = ["/ready", "/stats", "/server_info", "/listeners", "/clusters", "/config_dump", "/memory"];
+    let paths = pages.iter().map(|p| map([("prefix", s(*p))]));
+    map([("address", socket("127.0.0.1", opts.admin_port)), ("allow_paths", list(paths))])
 }
 
 /// The overload manager: the process-wide bounds no per-connection limit gives. The heap (`fixed_heap`,
@@ -1114,6 +1125,29 @@ mod tests {
         assert_eq!(h["generate_request_id"], true);
         assert_eq!(h["preserve_external_request_id"], false);
         assert_eq!(h["skip_xff_append"], true);
+    }
+
+    #[test]
+    fn admin_listens_on_loopback_and_serves_only_read_only_pages() {
+        let public = config(&demo_json(), &Options { address: "0.0.0.0".into(), ..Options::default() });
+        assert_eq!(
+            public["static_resources"]["listeners"][0]["address"]["socket_address"]["address"],
+            "0.0.0.0"
+        );
+        assert_eq!(
+            public["admin"]["address"],
+            yaml("socket_address: {address: 127.0.0.1, port_value: 9901}")
+        );
+        let pages: Vec<&str> = public["admin"]["allow_paths"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| m["prefix"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            pages,
+            ["/ready", "/stats", "/server_info", "/listeners", "/clusters", "/config_dump", "/memory"]
+        );
     }
 
     #[test]
