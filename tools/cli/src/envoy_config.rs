@@ -87,7 +87,7 @@ const CONNECTION_BUFFER: u32 = 1024 * 1024;
 const MAX_REQUEST_HEADERS_KB: u32 = 32;
 /// Request headers, by count (Envoy's default, stated so it cannot drift).
 const MAX_HEADERS_COUNT: u32 = 100;
-/// From a connection's first byte to a request's complete headers (Envoy's default: none).
+/// From a request's first header byte to its last (Envoy's default: none).
 const REQUEST_HEADERS_TIMEOUT: &str = "10s";
 /// From a request's first byte to its complete body (Envoy's default: none): a client trickling a body
 /// holds a stream and its buffer until then. 8 MiB in 60 s needs 140 KB/s.
