@@ -71,9 +71,12 @@ fn a_completion_reports_cost_public_model_and_provider() {
     assert_eq!(v["usage"]["cost"], COST);
     assert_eq!(v["usage"]["prompt_tokens"], 11);
     assert_eq!(resp.header("x-llm-cost-usd"), Some("0.000016"));
-    assert_eq!(resp.header("x-generation-id"), Some("gen-req-42"));
     assert_eq!(resp.header("content-length").map(|l| l.parse::<usize>().unwrap()), Some(resp.body.len()));
     let sent = &r.mock("meter").requests()[0];
+    // The generation is named after the request id Envoy gave the request, never the client's own.
+    let request_id = sent.header("x-request-id").unwrap();
+    assert_ne!(request_id, "req-42");
+    assert_eq!(resp.header("x-generation-id"), Some(format!("gen-{request_id}").as_str()));
     assert_eq!(sent.header("accept-encoding"), Some("identity"), "usage stays readable");
     // The same request straight to the mock comes back gzip-compressed: without the router's
     // `accept-encoding: identity`, usage (and so the cost) would be hidden.

@@ -10,6 +10,7 @@ pub use llm_router::filter::{DOWNSTREAM_ROOT_ID, LOGGER_ROOT_ID, UPSTREAM_ROOT_I
 use llm_router::observe::account::ACCOUNT_KEY;
 use llm_router::observe::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, STATS_TAGS};
 use llm_router::routing::plan::{slot_key, slot_value};
+use llm_router::wire::headers::ATTEMPT_COUNT;
 
 /// Where the generated Envoy listens and what it loads.
 #[derive(Debug, Clone)]
@@ -34,6 +35,10 @@ pub struct Options {
     pub exact_balance: bool,
     /// Where Envoy writes the access log, one JSON line per request (default `/dev/stdout`).
     pub access_log_path: String,
+    /// The heap the overload manager protects (default 1 GiB): at 85 % it starts resetting the streams that
+    /// buffer the most, at 90 % it asks the allocator to return memory, at 95 % it refuses new requests.
+    /// Set it below the memory limit of Envoy's container.
+    pub max_heap_bytes: u64,
 }
 
 /// Where the access log goes unless [`Options::access_log_path`] says otherwise.
@@ -53,9 +58,59 @@ impl Default for Options {
             ca_bundle: DEFAULT_CA_BUNDLE.into(),
             exact_balance: false,
             access_log_path: DEFAULT_ACCESS_LOG_PATH.into(),
+            max_heap_bytes: DEFAULT_MAX_HEAP_BYTES,
         }
     }
 }
+
+/// The heap [`Options::max_heap_bytes`] protects unless told otherwise.
+pub const DEFAULT_MAX_HEAP_BYTES: u64 = 1 << 30;
+
+// Bounded limits: Envoy's defaults leave several resources unbounded (or bounded only far beyond what an
+// LLM API needs). Each value is in the README's "Bounded limits" table, with the same reason.
+
+/// HTTP/2 streams one client connection may have open at once (Envoy's default: 2^31 - 1). Streams beyond
+/// it are refused by the protocol; with the buffer limit below it caps one connection's memory.
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// HTTP/2 per-stream flow-control window (Envoy's default: 256 MiB): how much a client may send on one
+/// stream before Envoy has taken it in. 64 KiB is Envoy's edge recommendation; one upload moves at most
+/// this much per round trip.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+/// HTTP/2 per-connection window (Envoy's default: 256 MiB): unacknowledged bytes in flight on one
+/// connection, all streams together.
+const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+/// Envoy's buffer per client and per provider connection (the raw socket buffers: bytes read but not yet
+/// processed, bytes a slow reader has not taken yet). Envoy's default, and the HTTP/2 connection window.
+/// A request's body is bounded by the route's `request_body_buffer_limit` instead.
+const CONNECTION_BUFFER: u32 = 1024 * 1024;
+/// Request headers, all together (Envoy's default: 60 KiB). API clients send a few hundred bytes.
+const MAX_REQUEST_HEADERS_KB: u32 = 32;
+/// Request headers, by count (Envoy's default, stated so it cannot drift).
+const MAX_HEADERS_COUNT: u32 = 100;
+/// From a request's first header byte to its last (Envoy's default: none).
+const REQUEST_HEADERS_TIMEOUT: &str = "10s";
+/// From a request's first byte to its complete body (Envoy's default: none): a client trickling a body
+/// holds a stream and its buffer until then. 8 MiB in 60 s needs 140 KB/s.
+const REQUEST_TIMEOUT: &str = "60s";
+/// A connection with no open stream is closed after this (Envoy's default: 1 h).
+const CONNECTION_IDLE_TIMEOUT: &str = "300s";
+/// The least `stream_idle_timeout` (Envoy's default, 5 min): SSE streams send events, and the longest
+/// legitimate silence, a non-streamed answer through every attempt, raises it (see [`stream_idle_timeout`]).
+const MIN_STREAM_IDLE_TIMEOUT_S: u64 = 300;
+/// Client connections over all listeners (Envoy's default: unlimited): past it new connections are
+/// closed at once. Well below common file-descriptor limits, with room for the provider connections.
+const MAX_DOWNSTREAM_CONNECTIONS: u32 = 10_000;
+/// Each provider cluster's circuit breakers: connections, pending and active requests, and retries
+/// (Envoy's defaults: 1024, 1024, 1024 and 3). Retries equal requests: under one provider's outage every
+/// request in flight may fall back into another provider's cluster at once (with Envoy's 3, most
+/// concurrent requests got the failed provider's error instead of a fallback).
+const CLUSTER_LIMIT: u32 = 4096;
+/// Streams with at least 2^20 bytes (1 MiB) buffered are tracked, so that under memory pressure the
+/// overload manager can reset the ones that buffer the most (`reset_high_memory_stream`).
+const TRACKED_STREAM_BYTES_POW2: u32 = 20;
+/// The cluster no attempt-count value leads to except one the matcher does not know: it does not exist,
+/// so such an attempt is answered 503 by Envoy instead of going to any provider.
+pub const NO_SUCH_ATTEMPT_CLUSTER: &str = "llm_no_such_attempt";
 
 /// Header added to replies our retry policy's 503 mapper produces.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -68,7 +123,8 @@ const BUFFER_HEADROOM: u64 = 1024 * 1024;
 pub fn generate(catalog_text: &str, opts: &Options) -> Result<String, ConfigError> {
     let catalog = Catalog::parse(catalog_text.as_bytes(), None)?;
     let doc = map([
-        ("admin", map([("address", socket("127.0.0.1", opts.admin_port))])),
+        ("admin", admin(opts)),
+        ("overload_manager", overload_manager(opts)),
         ("stats_config", stats_config()),
         (
             "static_resources",
@@ -84,6 +140,69 @@ pub fn generate(catalog_text: &str, opts: &Options) -> Result<String, ConfigErro
     );
     let yaml = render(&doc).map_err(|message| ConfigError { path: String::new(), message })?;
     Ok(header + &yaml)
+}
+
+/// Envoy's admin interface, on the loopback interface only: whoever reaches it could change Envoy's log
+/// level (its debug log prints request headers, provider keys among them), its runtime values, or stop it.
+/// Only read-only pages are served: readiness, stats, and what Envoy runs.
+fn admin(opts: &Options) -> Value {
+    // Envoy matches these against the path with its query string (`/stats?format=json`), so by prefix; no
+    // page that changes anything starts with one of them.
+    let pages = ["/ready", "/stats", "/server_info", "/listeners", "/clusters", "/config_dump", "/memory"];
+    let paths = pages.iter().map(|p| map([("prefix", s(*p))]));
+    map([("address", socket("127.0.0.1", opts.admin_port)), ("allow_paths", list(paths))])
+}
+
+/// The overload manager: the process-wide bounds no per-connection limit gives. The heap (`fixed_heap`,
+/// [`Options::max_heap_bytes`]): from 85 % on, streams that buffer the most are reset (more of them the
+/// closer to 95 %), at 90 % the allocator is asked to return free memory, at 95 % new requests get 503.
+/// Client connections: at most [`MAX_DOWNSTREAM_CONNECTIONS`] over all listeners.
+fn overload_manager(opts: &Options) -> Value {
+    const HEAP: &str = "envoy.resource_monitors.fixed_heap";
+    const CONNECTIONS: &str = "envoy.resource_monitors.global_downstream_max_connections";
+    let threshold = |at: f64| list([map([("name", s(HEAP)), ("threshold", map([("value", frac(at))]))])]);
+    let scaled = list([map([
+        ("name", s(HEAP)),
+        ("scaled", map([("scaling_threshold", frac(0.85)), ("saturation_threshold", frac(0.95))])),
+    ])]);
+    map([
+        ("refresh_interval", s("0.25s")),
+        (
+            "resource_monitors",
+            list([
+                map([
+                    ("name", s(HEAP)),
+                    (
+                        "typed_config",
+                        typed("envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig")
+                            .with("max_heap_size_bytes", int(opts.max_heap_bytes.min(i64::MAX as u64) as i64)),
+                    ),
+                ]),
+                map([
+                    ("name", s(CONNECTIONS)),
+                    (
+                        "typed_config",
+                        typed("envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig")
+                            .with("max_active_downstream_connections", int(MAX_DOWNSTREAM_CONNECTIONS)),
+                    ),
+                ]),
+            ]),
+        ),
+        (
+            "actions",
+            list([
+                map([("name", s("envoy.overload_actions.reset_high_memory_stream")), ("triggers", scaled)]),
+                map([("name", s("envoy.overload_actions.shrink_heap")), ("triggers", threshold(0.90))]),
+                map([("name", s("envoy.overload_actions.stop_accepting_requests")), ("triggers", threshold(0.95))]),
+            ]),
+        ),
+        ("buffer_factory_config", map([("minimum_account_to_track_power_of_two", int(TRACKED_STREAM_BYTES_POW2))])),
+    ])
+}
+
+/// A fraction (the overload thresholds).
+fn frac(v: f64) -> Value {
+    Value::Number(v.into())
 }
 
 fn socket(address: &str, port: u16) -> Value {
@@ -134,6 +253,37 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Value {
         .with("codec_type", s("AUTO"))
         // HTTP/1.1 clients' chunked trailers reach the filter, which routes such a request on them.
         .with("http_protocol_options", http1())
+        .with(
+            "http2_protocol_options",
+            map([
+                ("max_concurrent_streams", int(H2_MAX_CONCURRENT_STREAMS)),
+                ("initial_stream_window_size", int(H2_STREAM_WINDOW)),
+                ("initial_connection_window_size", int(H2_CONNECTION_WINDOW)),
+            ]),
+        )
+        .with(
+            "common_http_protocol_options",
+            map([
+                ("idle_timeout", s(CONNECTION_IDLE_TIMEOUT)),
+                ("max_headers_count", int(MAX_HEADERS_COUNT)),
+                // `x_api_key` and `x-api-key` are one header to many servers (CGI names both HTTP_X_API_KEY):
+                // a client header with an underscore could pass our header filters and reach a provider as
+                // another. Dropped (and counted), so a client that sends one still gets its answer.
+                ("headers_with_underscores_action", s("DROP_HEADER")),
+            ]),
+        )
+        .with("max_request_headers_kb", int(MAX_REQUEST_HEADERS_KB))
+        .with("request_headers_timeout", s(REQUEST_HEADERS_TIMEOUT))
+        .with("request_timeout", s(REQUEST_TIMEOUT))
+        .with("stream_idle_timeout", s(format!("{}s", stream_idle_timeout(catalog))))
+        // The client is whoever opened the connection, never what its headers claim: Envoy regenerates
+        // x-request-id (the filter's generation id and draw entropy) for every request from outside, and
+        // strips the x-envoy-* headers only trusted peers may send.
+        .with("use_remote_address", Value::Bool(true))
+        .with("generate_request_id", Value::Bool(true))
+        .with("preserve_external_request_id", Value::Bool(false))
+        // Providers do not learn the client's address from us (as before use_remote_address).
+        .with("skip_xff_append", Value::Bool(true))
         .with("local_reply_config", local_replies(catalog))
         .with("access_log", list([access_log(opts)]))
         .with(
@@ -171,7 +321,7 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Value {
     let mut l = map([
         ("name", s("llm_router")),
         ("address", socket(&opts.address, opts.port)),
-        ("per_connection_buffer_limit_bytes", int(buffer_limit(catalog))),
+        ("per_connection_buffer_limit_bytes", int(CONNECTION_BUFFER)),
         (
             "filter_chains",
             list([map([(
@@ -281,14 +431,28 @@ fn access_log(opts: &Options) -> Value {
     ])
 }
 
+/// What Envoy buffers for one request (its body, held whole by the filter and kept for retries) and for
+/// one held response: `routing.max_request_bytes` and head-room.
 fn buffer_limit(catalog: &Catalog) -> i64 {
     (catalog.routing.max_request_bytes + BUFFER_HEADROOM) as i64
+}
+
+/// Seconds a stream may pass with no byte either way: at least [`MIN_STREAM_IDLE_TIMEOUT_S`], and more
+/// than a non-streamed request can legitimately wait in silence, every attempt of the longest plan
+/// running into `routing.response_timeout_ms`.
+fn stream_idle_timeout(catalog: &Catalog) -> u64 {
+    let attempts = catalog.max_plan_len().max(1) as u64;
+    let silent_ms = catalog.routing.response_timeout_ms.saturating_mul(attempts);
+    (silent_ms.div_ceil(1000).saturating_add(10)).max(MIN_STREAM_IDLE_TIMEOUT_S)
 }
 
 fn route(catalog: &Catalog) -> Value {
     let slots = catalog.max_plan_len();
     map([
         ("match", map([("prefix", s("/"))])),
+        // Each request may buffer its body (and its held response) up to this, whatever the connection
+        // buffers are: the filter's own check answers 413 past max_request_bytes.
+        ("request_body_buffer_limit", int(buffer_limit(catalog))),
         (
             "route",
             map([
@@ -327,32 +491,52 @@ fn route(catalog: &Catalog) -> Value {
 }
 
 /// The first attempt (no `x-envoy-attempt-count` yet) uses slot 0. When retry k re-selects the cluster,
-/// the header still holds k, the count stamped on the attempt that failed: so k → slot k.
+/// the header still holds k, the count stamped on the attempt that failed: so k → slot k. Any other
+/// value goes nowhere ([`NO_SUCH_ATTEMPT_CLUSTER`], a 503 from Envoy): slot 0's provider, first choice of a
+/// request that may have just failed there, is only for a request with no attempt count at all.
 fn attempt_matcher(catalog: &Catalog, slots: usize) -> Value {
+    let attempt = || {
+        map([
+            ("name", s("attempt")),
+            (
+                "typed_config",
+                typed("envoy.type.matcher.v3.HttpRequestHeaderMatchInput")
+                    .with("header_name", s(ATTEMPT_COUNT)),
+            ),
+        ])
+    };
+    // A header that is absent gives the matcher no value, which no string matcher matches, `.*` included.
+    let first = map([(
+        "matcher_list",
+        map([(
+            "matchers",
+            list([map([
+                (
+                    "predicate",
+                    map([(
+                        "single_predicate",
+                        map([
+                            ("input", attempt()),
+                            (
+                                "value_match",
+                                map([("safe_regex", map([("google_re2", map([])), ("regex", s(".*"))]))]),
+                            ),
+                        ]),
+                    )]),
+                ),
+                ("on_match", map([("action", cluster_action(NO_SUCH_ATTEMPT_CLUSTER.to_string()))])),
+            ])]),
+        )]),
+    )])
+    .with("on_no_match", map([("matcher", slot_matcher(catalog, 0))]));
     if slots < 2 {
-        return slot_matcher(catalog, 0);
+        // Envoy refuses an empty exact_match_map.
+        return first;
     }
     let retries: Vec<(String, Value)> =
         (1..slots).map(|k| (k.to_string(), map([("matcher", slot_matcher(catalog, k))]))).collect();
-    let mut m = map([(
-        "matcher_tree",
-        map([
-            (
-                "input",
-                map([
-                    ("name", s("attempt")),
-                    (
-                        "typed_config",
-                        typed("envoy.type.matcher.v3.HttpRequestHeaderMatchInput")
-                            .with("header_name", s("x-envoy-attempt-count")),
-                    ),
-                ]),
-            ),
-            ("exact_match_map", map([("map", map_of(retries))])),
-        ]),
-    )]);
-    m = m.with("on_no_match", map([("matcher", slot_matcher(catalog, 0))]));
-    m
+    map([("matcher_tree", map([("input", attempt()), ("exact_match_map", map([("map", map_of(retries))]))]))])
+        .with("on_no_match", map([("matcher", first)]))
 }
 
 fn slot_matcher(catalog: &Catalog, k: usize) -> Value {
@@ -496,22 +680,23 @@ fn cluster(catalog: &Catalog, p: &Provider, opts: &Options, fallback: bool) -> V
             ]),
         );
     }
-    let limit = 1_000_000;
+    let limit = int(CLUSTER_LIMIT);
     let mut c = map([
         ("name", s(name.as_str())),
         ("type", s(if ep.host_is_ip() { "STATIC" } else { "LOGICAL_DNS" })),
         ("dns_lookup_family", s("V4_PREFERRED")),
         ("connect_timeout", s("5s")),
-        ("per_connection_buffer_limit_bytes", int(buffer_limit(catalog))),
+        // The route's request_body_buffer_limit keeps a whole body for retries; this is the socket's.
+        ("per_connection_buffer_limit_bytes", int(CONNECTION_BUFFER)),
         (
             "circuit_breakers",
             map([(
                 "thresholds",
                 list([map([
-                    ("max_connections", int(limit)),
-                    ("max_pending_requests", int(limit)),
-                    ("max_requests", int(limit)),
-                    ("max_retries", int(limit)),
+                    ("max_connections", limit.clone()),
+                    ("max_pending_requests", limit.clone()),
+                    ("max_requests", limit.clone()),
+                    ("max_retries", limit),
                 ])]),
             )]),
         ),
@@ -669,7 +854,11 @@ mod tests {
         );
         let alpha = cluster(&doc, "llm_provider_alpha");
         assert_eq!(alpha["type"], "LOGICAL_DNS");
-        assert_eq!(alpha["per_connection_buffer_limit_bytes"], 9 * 1024 * 1024, "8 MiB + 1 MiB head-room");
+        assert_eq!(
+            alpha["per_connection_buffer_limit_bytes"],
+            1024 * 1024,
+            "the socket's; bodies: the route's"
+        );
         assert_eq!(
             alpha["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
             yaml("socket_address: {address: api.alpha.example, port_value: 443}")
@@ -748,7 +937,7 @@ mod tests {
         let matcher = &route_action(&doc)["inline_cluster_specifier_plugin"]["extension"]["typed_config"]
             ["cluster_matcher"];
         assert_eq!(matcher["matcher_tree"]["input"]["typed_config"]["header_name"], "x-envoy-attempt-count");
-        let slot0 = &matcher["on_no_match"]["matcher"];
+        let slot0 = first_attempt(&matcher["on_no_match"]["matcher"]);
         assert_eq!(slot0["matcher_tree"]["input"]["typed_config"]["key"], "wasm.llm_try_0");
         assert_eq!(
             slot_clusters(slot0),
@@ -776,23 +965,189 @@ mod tests {
         }
     }
 
+    /// The matcher for a request with no known attempt count: any count at all goes to
+    /// [`NO_SUCH_ATTEMPT_CLUSTER`]; none (the first attempt) to slot 0, which this returns.
+    fn first_attempt(m: &Value) -> &Value {
+        let matchers = m["matcher_list"]["matchers"].as_sequence().unwrap();
+        assert_eq!(matchers.len(), 1);
+        assert_eq!(
+            matchers[0]["predicate"]["single_predicate"],
+            yaml(
+                "input:
+                   name: attempt
+                   typed_config:
+                     '@type': type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput
+                     header_name: x-envoy-attempt-count
+                 value_match: {safe_regex: {google_re2: {}, regex: '.*'}}"
+            )
+        );
+        assert_eq!(matchers[0]["on_match"]["action"]["typed_config"]["cluster"], NO_SUCH_ATTEMPT_CLUSTER);
+        &m["on_no_match"]["matcher"]
+    }
+
     #[test]
-    fn a_single_slot_needs_no_attempt_matcher() {
+    fn an_attempt_count_the_matcher_does_not_know_goes_to_no_cluster() {
+        // Before, every value but "1".."3" fell through to slot 0: the first choice's cluster, with no
+        // upstream filter, took an attempt prepared for another provider.
+        let doc = demo();
+        let matcher = &route_action(&doc)["inline_cluster_specifier_plugin"]["extension"]["typed_config"]
+            ["cluster_matcher"];
+        let unknown = &matcher["on_no_match"]["matcher"];
+        assert!(unknown.get("matcher_tree").is_none(), "{unknown:?}");
+        first_attempt(unknown);
+        assert!(
+            clusters(&doc).iter().all(|c| c["name"] != NO_SUCH_ATTEMPT_CLUSTER),
+            "the cluster must not exist"
+        );
+    }
+
+    #[test]
+    fn a_single_slot_needs_no_retry_map() {
         // Envoy refuses an empty exact_match_map: with one endpoint per model there are no retry slots.
         let one = r#"{"providers": [{"name": "p", "endpoint": "http://p"}], "auth": "none",
             "models": [{"id": "m", "endpoints": [{"provider": "p", "model": "n", "pricing": {"prompt": 1, "completion": 1}}]}]}"#;
         let doc = config(one, &Options::default());
         let matcher = &route_action(&doc)["inline_cluster_specifier_plugin"]["extension"]["typed_config"]
             ["cluster_matcher"];
-        assert_eq!(matcher["matcher_tree"]["input"]["typed_config"]["key"], "wasm.llm_try_0");
-        assert_eq!(slot_clusters(matcher), [("p|", "llm_provider_p")]);
-        assert!(
-            matcher.get("on_no_match").is_none() && matcher["matcher_tree"].get("exact_match_map").is_none()
-        );
+        assert!(matcher.get("matcher_tree").is_none(), "{matcher:?}");
+        let slot0 = first_attempt(matcher);
+        assert_eq!(slot0["matcher_tree"]["input"]["typed_config"]["key"], "wasm.llm_try_0");
+        assert_eq!(slot_clusters(slot0), [("p|", "llm_provider_p")]);
+        assert!(slot0.get("on_no_match").is_none());
         let names: Vec<&str> = clusters(&doc).iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["llm_provider_p"], "no fallback clusters");
         // The generator's floor; what limits a request is the x-envoy-max-retries the filter sets (plan - 1).
         assert_eq!(route_action(&doc)["retry_policy"]["num_retries"], 1);
+    }
+
+    #[test]
+    fn every_limit_envoy_leaves_open_is_bounded() {
+        // Before, the generated config left Envoy's defaults: 2^31 - 1 streams per HTTP/2 connection,
+        // 256 MiB windows, no overload manager, no connection limit, no header or request timeout,
+        // circuit breakers at 10^6, a 9 MiB socket buffer per connection.
+        let doc = demo();
+        let h = hcm(&doc);
+        assert_eq!(
+            h["http2_protocol_options"],
+            yaml(
+                "max_concurrent_streams: 100
+                 initial_stream_window_size: 65536
+                 initial_connection_window_size: 1048576"
+            )
+        );
+        assert_eq!(
+            h["common_http_protocol_options"],
+            yaml(
+                "idle_timeout: 300s
+                 max_headers_count: 100
+                 headers_with_underscores_action: DROP_HEADER"
+            )
+        );
+        assert_eq!(h["max_request_headers_kb"], 32);
+        assert_eq!(h["request_headers_timeout"], "10s");
+        assert_eq!(h["request_timeout"], "60s");
+        // The fixture's longest plan has 4 attempts of up to 120 s each without a byte to the client.
+        assert_eq!(h["stream_idle_timeout"], "490s");
+        let listener = &doc["static_resources"]["listeners"][0];
+        assert_eq!(listener["per_connection_buffer_limit_bytes"], 1024 * 1024);
+        // A body at max_request_bytes is still taken whole (and a response as large held): the route's.
+        assert_eq!(
+            hcm(&doc)["route_config"]["virtual_hosts"][0]["routes"][0]["request_body_buffer_limit"],
+            9 << 20
+        );
+        for c in clusters(&doc) {
+            assert_eq!(
+                c["per_connection_buffer_limit_bytes"],
+                1024 * 1024,
+                "{}",
+                c["name"].as_str().unwrap()
+            );
+            assert_eq!(
+                c["circuit_breakers"],
+                yaml(
+                    "thresholds:
+                     - {max_connections: 4096, max_pending_requests: 4096, max_requests: 4096, max_retries: 4096}"
+                ),
+                "max_retries as high as max_requests: every request may fall back at once"
+            );
+        }
+        assert_eq!(
+            doc["overload_manager"],
+            yaml(
+                "refresh_interval: 0.25s
+                 resource_monitors:
+                 - name: envoy.resource_monitors.fixed_heap
+                   typed_config:
+                     '@type': type.googleapis.com/envoy.extensions.resource_monitors.fixed_heap.v3.FixedHeapConfig
+                     max_heap_size_bytes: 1073741824
+                 - name: envoy.resource_monitors.global_downstream_max_connections
+                   typed_config:
+                     '@type': type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+                     max_active_downstream_connections: 10000
+                 actions:
+                 - name: envoy.overload_actions.reset_high_memory_stream
+                   triggers:
+                   - name: envoy.resource_monitors.fixed_heap
+                     scaled: {scaling_threshold: 0.85, saturation_threshold: 0.95}
+                 - name: envoy.overload_actions.shrink_heap
+                   triggers:
+                   - {name: envoy.resource_monitors.fixed_heap, threshold: {value: 0.9}}
+                 - name: envoy.overload_actions.stop_accepting_requests
+                   triggers:
+                   - {name: envoy.resource_monitors.fixed_heap, threshold: {value: 0.95}}
+                 buffer_factory_config: {minimum_account_to_track_power_of_two: 20}"
+            )
+        );
+        let small = config(&demo_json(), &Options { max_heap_bytes: 256 << 20, ..Options::default() });
+        assert_eq!(
+            small["overload_manager"]["resource_monitors"][0]["typed_config"]["max_heap_size_bytes"],
+            256 << 20
+        );
+    }
+
+    #[test]
+    fn the_stream_idle_timeout_outlasts_every_attempt_of_a_silent_answer() {
+        let with = |routing: &str| {
+            let text = demo_json().replacen("\"routing\": {", &format!("\"routing\": {{{routing}"), 1);
+            assert_ne!(text, demo_json(), "the fixture has a routing object");
+            let doc = config(&text, &Options::default());
+            hcm(&doc)["stream_idle_timeout"].as_str().unwrap().to_string()
+        };
+        assert_eq!(with(r#""response_timeout_ms": 1000,"#), "300s", "never below Envoy's default");
+        assert_eq!(with(r#""response_timeout_ms": 100001,"#), "411s", "4 attempts, rounded up, + 10 s");
+    }
+
+    #[test]
+    fn clients_are_who_connected_and_providers_do_not_learn_their_address() {
+        let doc = demo();
+        let h = hcm(&doc);
+        assert_eq!(h["use_remote_address"], true);
+        assert_eq!(h["generate_request_id"], true);
+        assert_eq!(h["preserve_external_request_id"], false);
+        assert_eq!(h["skip_xff_append"], true);
+    }
+
+    #[test]
+    fn admin_listens_on_loopback_and_serves_only_read_only_pages() {
+        let public = config(&demo_json(), &Options { address: "0.0.0.0".into(), ..Options::default() });
+        assert_eq!(
+            public["static_resources"]["listeners"][0]["address"]["socket_address"]["address"],
+            "0.0.0.0"
+        );
+        assert_eq!(
+            public["admin"]["address"],
+            yaml("socket_address: {address: 127.0.0.1, port_value: 9901}")
+        );
+        let pages: Vec<&str> = public["admin"]["allow_paths"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|m| m["prefix"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            pages,
+            ["/ready", "/stats", "/server_info", "/listeners", "/clusters", "/config_dump", "/memory"]
+        );
     }
 
     #[test]

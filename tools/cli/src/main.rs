@@ -77,6 +77,10 @@ struct GenerateArgs {
     /// Where Envoy writes the access log.
     #[arg(long, value_name = "PATH", default_value_t = Options::default().access_log_path)]
     access_log: String,
+    /// The heap Envoy's overload manager protects, in MiB: set it below the container's memory limit.
+    #[arg(long, value_name = "MIB", default_value_t = Options::default().max_heap_bytes >> 20,
+          value_parser = clap::value_parser!(u64).range(64..=1 << 24))]
+    max_heap_mb: u64,
     /// Write the config to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -106,6 +110,7 @@ fn run(command: Command) -> Result<(), String> {
                 wasm_path: args.wasm,
                 ca_bundle: args.ca_bundle,
                 access_log_path: args.access_log,
+                max_heap_bytes: args.max_heap_mb << 20,
                 ..Options::default()
             };
             let yaml = generate(&text, &opts).map_err(|e| format!("{path}: {e}"))?;

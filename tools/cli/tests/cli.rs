@@ -79,3 +79,12 @@ fn an_unknown_flag_is_an_error() {
     assert!(out.contains("error: unexpected argument '--target' found"), "{out}");
     assert!(!out.contains("static_resources"), "nothing generated: {out}");
 }
+
+#[test]
+fn the_overload_managers_heap_is_set_in_mib() {
+    let (success, out) = run(&["generate", "--catalog", "envoy/demo-catalog.json", "--max-heap-mb", "512"]);
+    assert!(success, "{out}");
+    assert!(out.contains("max_heap_size_bytes: 536870912\n"), "{out}");
+    let (success, out) = run(&["generate", "--catalog", "envoy/demo-catalog.json", "--max-heap-mb", "8"]);
+    assert!(!success && out.contains("--max-heap-mb"), "too small for Envoy to start: {out}");
+}
