@@ -647,8 +647,9 @@ fn complete_with_trailer(req: &Req, shared: &Shared, ctl: &ConnCtl) -> Response<
 fn raw_with_trailer(req: &Req, ctl: &ConnCtl, code: u16, body: &str) -> Response<MockBody> {
     let close =
         req.headers.iter().any(|(n, v)| n == "connection" && v.to_ascii_lowercase().contains("close"));
+    let reason = hyper::StatusCode::from_u16(code).ok().and_then(|c| c.canonical_reason()).unwrap_or("Mock");
     let mut raw = format!(
-        "HTTP/1.1 {code} Mock\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\
          trailer: x-mock-trailer\r\nx-mock-secret: internal\r\n",
     );
     if close {
