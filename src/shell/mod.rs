@@ -93,6 +93,8 @@ impl Context for DownstreamContext {}
 
 impl HttpContext for DownstreamContext {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "trap-for-tests")]
+        trap_if_asked();
         action(self.0.on_request_headers(&mut WasmHost, end_of_stream))
     }
 
@@ -136,5 +138,15 @@ impl HttpContext for UpstreamContext {
 
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
         action(self.0.on_request_trailers(&mut WasmHost))
+    }
+}
+
+/// Test builds only (feature `trap-for-tests`): a request with `x-llm-test-trap` traps the VM (the
+/// release profile aborts on panic), as a bug would.
+#[cfg(feature = "trap-for-tests")]
+#[allow(clippy::panic)]
+fn trap_if_asked() {
+    if abi::header(abi::REQUEST_HEADERS, "x-llm-test-trap").is_some() {
+        panic!("trap requested by a test");
     }
 }

@@ -31,16 +31,27 @@ impl Router {
     /// [`Router::start`] with `concurrency` Envoy workers; with more than one, the listener balances
     /// connections exactly (each new connection goes to the worker with the fewest open ones).
     pub fn start_with_concurrency(catalog: Value, mocks: Vec<MockProvider>, concurrency: u32) -> Router {
+        Router::start_with(catalog, mocks, concurrency, &wasm_path(), |yaml| yaml)
+    }
+
+    /// [`Router::start_with_concurrency`] with this `.wasm`, and the generated YAML passed through `edit`.
+    pub fn start_with(
+        catalog: Value,
+        mocks: Vec<MockProvider>,
+        concurrency: u32,
+        wasm: &std::path::Path,
+        edit: impl FnOnce(String) -> String,
+    ) -> Router {
         let text = serde_json::to_string_pretty(&catalog).unwrap();
         let opts = Options {
             port: 0,
             admin_port: 0,
-            wasm_path: wasm_path().display().to_string(),
+            wasm_path: wasm.display().to_string(),
             source: "test".into(),
             exact_balance: concurrency > 1,
             ..Options::default()
         };
-        let yaml = generate(&text, &opts).unwrap_or_else(|e| panic!("generate: {e}"));
+        let yaml = edit(generate(&text, &opts).unwrap_or_else(|e| panic!("generate: {e}")));
         let names: Vec<String> = catalog["providers"]
             .as_array()
             .unwrap()
