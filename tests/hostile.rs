@@ -6,23 +6,15 @@ mod common;
 
 use common::corpus;
 use common::http::{post_chunked_with_trailer, request, try_request, Response};
-use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
+use common::router::{
+    catalog, chat_body, endpoint, first_and_second, provider, provider_key, Router, CLIENT_KEY,
+};
 use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
 
 /// `first` (cheapest) and `second` serving `test/m`.
 fn router() -> Router {
-    let first = MockProvider::start("first");
-    let second = MockProvider::start("second");
-    let c = catalog(
-        vec![provider("first", first.port()), provider("second", second.port())],
-        vec![json!({"id": "test/m", "endpoints": [
-            endpoint("first", "m@first", 1.0),
-            endpoint("second", "m@second", 2.0),
-        ]})],
-        json!({}),
-    );
-    Router::start(c, vec![first, second])
+    first_and_second(json!({}), json!({}))
 }
 
 /// The VMs Envoy has created so far (one per worker plus the main thread's; a trapped VM that is
@@ -332,17 +324,7 @@ fn send_raw(port: u16, case: &corpus::Case) -> (u16, String, Vec<u8>) {
 #[test]
 fn the_hostile_corpus_gets_its_documented_answers_and_leaks_nothing() {
     let (limit, cases) = corpus::load();
-    let first = MockProvider::start("first");
-    let second = MockProvider::start("second");
-    let c = catalog(
-        vec![provider("first", first.port()), provider("second", second.port())],
-        vec![json!({"id": "test/m", "context_length": 1_000_000, "endpoints": [
-            endpoint("first", "m@first", 1.0),
-            endpoint("second", "m@second", 2.0),
-        ]})],
-        json!({"max_request_bytes": limit}),
-    );
-    let r = Router::start(c, vec![first, second]);
+    let r = first_and_second(json!({"context_length": 1_000_000}), json!({"max_request_bytes": limit}));
     let created = vms_created(&r);
     let secrets = [corpus::CANARY.to_string(), provider_key("first"), provider_key("second")];
     let mut wrong = Vec::new();

@@ -4,7 +4,9 @@ mod common;
 
 use common::envoy::{certs_dir, start_expect_failure, wasm_path, TlsFront};
 use common::http::{post_chunked_with_trailer, request, Response};
-use common::router::{catalog, chat_body, endpoint, provider, provider_key, Router, CLIENT_KEY};
+use common::router::{
+    catalog, chat_body, endpoint, first_and_second, provider, provider_key, Router, CLIENT_KEY,
+};
 use common::schema::assert_valid;
 use llm_router_cli::envoy_config::{generate, Options};
 use llm_router_testkit::mock::{Behavior, MockProvider};
@@ -13,17 +15,7 @@ use serde_json::{json, Value};
 const LIMIT: usize = 4096;
 
 fn limited_router() -> Router {
-    let first = MockProvider::start("first");
-    let second = MockProvider::start("second");
-    let c = catalog(
-        vec![provider("first", first.port()), provider("second", second.port())],
-        vec![json!({"id": "test/m", "endpoints": [
-            endpoint("first", "m@first", 1.0),
-            endpoint("second", "m@second", 2.0),
-        ]})],
-        json!({"max_request_bytes": LIMIT}),
-    );
-    Router::start(c, vec![first, second])
+    first_and_second(json!({}), json!({"max_request_bytes": LIMIT}))
 }
 
 /// A chat body of exactly `len` bytes.

@@ -108,3 +108,23 @@ pub fn chat_body(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "provider": {"sort": "price"},
            "messages": [{"role": "user", "content": "Hello"}]})
 }
+
+/// Mocks `first` (cheapest, $1) and `second` ($2) serving model `test/m` (with `model_fields` merged into
+/// its entry, e.g. a context length), the catalog's `routing` as given.
+pub fn first_and_second(model_fields: Value, routing: Value) -> Router {
+    let first = MockProvider::start("first");
+    let second = MockProvider::start("second");
+    let mut model = json!({"id": "test/m", "endpoints": [
+        endpoint("first", "m@first", 1.0),
+        endpoint("second", "m@second", 2.0),
+    ]});
+    if let (Some(m), Some(extra)) = (model.as_object_mut(), model_fields.as_object()) {
+        m.extend(extra.clone());
+    }
+    let c = catalog(
+        vec![provider("first", first.port()), provider("second", second.port())],
+        vec![model],
+        routing,
+    );
+    Router::start(c, vec![first, second])
+}
