@@ -371,3 +371,28 @@ fn the_hostile_corpus_gets_its_documented_answers_and_leaks_nothing() {
     }
     assert_still_serving(&r, created);
 }
+
+#[test]
+fn an_attempt_the_provider_never_answered_is_counted_with_its_estimated_prompt() {
+    // The provider had the prompt (and may bill it) but the per-try timeout moved on to the fallback:
+    // the logger counts the attempt and estimates its prompt tokens per provider.
+    let r = first_and_second(json!({}), json!({"response_timeout_ms": 300}));
+    r.mock("first").set_behavior(Behavior::Delay { ms: 3000 });
+    let body = chat_body("test/m", false);
+    let resp = r.chat(&body);
+    assert_eq!((resp.status, resp.header("x-llm-provider")), (200, Some("second")), "{}", resp.text());
+    // The prompt the provider received: the body as sent to it (the router's own fields removed).
+    let sent = r.mock("first").requests()[0].body.len() as u64;
+    let want_tokens = sent.div_ceil(4);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let stat = |leaf: &str| r.envoy.stat(&format!("wasmcustom.llm_router.provider.first.{leaf}"));
+    loop {
+        let got = (stat("unanswered_attempts"), stat("unanswered_prompt_tokens_estimated"));
+        if got == (Some(1), Some(want_tokens)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stats never showed the attempt: {got:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(stat("unanswered_attempts"), Some(1));
+}

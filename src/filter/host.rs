@@ -33,6 +33,8 @@ pub enum IntAttribute {
     ResponseFlags,
     /// When the attempt being logged began, ms since the Unix epoch.
     RequestStartMs,
+    /// The size of the request's body, bytes.
+    RequestBodyBytes,
 }
 
 /// A stat's kind.

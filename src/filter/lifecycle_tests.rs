@@ -705,6 +705,37 @@ fn the_logger_records_failures_and_cool_downs_and_ignores_the_clients_faults() {
 }
 
 #[test]
+fn an_attempt_the_provider_never_answered_is_counted_with_its_estimated_prompt() {
+    // A per-try timeout or a reset after the request went out: the provider may bill the prompt, and
+    // no account shows it (a fallback served, or Envoy answered).
+    let mut vm = vm();
+    assert!(matches!(vm.configure(LOGGER_ROOT_ID.as_bytes(), b"", &env), Ok(Role::Logger)));
+    for (code, flags, counted) in [
+        (None, 0x4, true),   // UT: timed out waiting for the answer
+        (None, 0x10, true),  // UR: reset by the provider
+        (None, 0x40, true),  // UC: connection terminated
+        (None, 0x20, false), // UF: never connected, never received
+        (Some(503), 0, false),
+    ] {
+        let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+        host.text_attributes.push((TextAttribute::ClusterName, "llm_fallback_beta".into()));
+        if let Some(code) = code {
+            host.int_attributes.push((IntAttribute::ResponseCode, code));
+        }
+        host.int_attributes.push((IntAttribute::ResponseFlags, flags));
+        host.int_attributes.push((IntAttribute::RequestBodyBytes, 401));
+        vm.log_attempt(&mut host);
+        let stats = host.stats.borrow();
+        let got = (
+            stats.counter("llm_router.provider.beta.unanswered_attempts"),
+            stats.counter("llm_router.provider.beta.unanswered_prompt_tokens_estimated"),
+        );
+        let want = if counted { (Some(1), Some(101)) } else { (None, None) };
+        assert_eq!(got, want, "flags {flags:#x}, status {code:?}");
+    }
+}
+
+#[test]
 fn stats_envoy_refuses_are_defined_again_by_the_next_request() {
     let vm = vm();
     let envoy = FakeHost::default();

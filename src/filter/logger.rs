@@ -12,7 +12,8 @@
 use super::health_memory;
 use super::host::{Host, IntAttribute, TextAttribute};
 use crate::catalog::Catalog;
-use crate::routing::health::{classify, Outcome, RETRY_AFTER_STATUSES};
+use crate::observe::metrics::unanswered_attempt;
+use crate::routing::health::{classify, flags, Outcome, RETRY_AFTER_STATUSES};
 
 /// The longest an attempt can have lasted: an older start time is not believed.
 const MAX_ATTEMPT_MS: u64 = 86_400_000;
@@ -42,7 +43,19 @@ pub fn log_attempt(catalog: &Catalog, host: &mut dyn Host) {
     if outcome != Outcome::Neutral {
         health_memory::update(host, &provider.health_key, outcome, now);
     }
+    if status == 0 && flags & UNANSWERED != 0 {
+        let bytes = host.int_attribute(IntAttribute::RequestBodyBytes).unwrap_or(0);
+        for m in unanswered_attempt(&provider.name, bytes) {
+            if let Some(id) = host.define_metric(m.kind, &m.name) {
+                host.increment_metric(id, i64::try_from(m.value).unwrap_or(i64::MAX));
+            }
+        }
+    }
 }
+
+/// Response flags of an attempt the provider received and never answered: it may bill the prompt.
+const UNANSWERED: u64 =
+    flags::UPSTREAM_REQUEST_TIMEOUT | flags::UPSTREAM_REMOTE_RESET | flags::UPSTREAM_CONNECTION_TERMINATION;
 
 /// When the attempt began, if believable: a time more than a day before `now` is unknown (no attempt
 /// lasts that long), one after it is `now` (another clock's reading a moment later).

@@ -79,6 +79,23 @@ pub fn label(value: &str) -> String {
     value.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
 }
 
+/// The stats an attempt moves that the provider received but never answered (a per-try timeout, a reset
+/// after the request was sent): the provider may bill its prompt, which no account shows (the request
+/// went on to a fallback, or ended in Envoy's error). Counted per provider, with the prompt estimated
+/// from the request body's size (`wire::usage::estimate`).
+pub fn unanswered_attempt(provider: &str, request_bytes: u64) -> [Metric; 2] {
+    let provider = label(provider);
+    let name = |leaf: &str| format!("{PREFIX}.provider.{provider}.{leaf}");
+    [
+        Metric { name: name("unanswered_attempts"), kind: Kind::Counter, value: 1 },
+        Metric {
+            name: name("unanswered_prompt_tokens_estimated"),
+            kind: Kind::Counter,
+            value: crate::wire::usage::estimate(request_bytes, 0).prompt_tokens,
+        },
+    ]
+}
+
 /// The stats one finished request moves, in a stable order.
 pub fn metrics(a: &Account) -> Vec<Metric> {
     let mut out = Vec::with_capacity(20);

@@ -86,6 +86,7 @@ impl Host for WasmHost {
             IntAttribute::ResponseFlags => int_property(&["response", "flags"]),
             // Nanoseconds since the epoch, on the clock `get_current_time` reads.
             IntAttribute::RequestStartMs => int_property(&["request", "time"]).map(|ns| ns / 1_000_000),
+            IntAttribute::RequestBodyBytes => int_property(&["request", "size"]),
         };
         value.and_then(|v| u64::try_from(v).ok())
     }
