@@ -396,3 +396,16 @@ fn an_attempt_the_provider_never_answered_is_counted_with_its_estimated_prompt()
     }
     assert_eq!(stat("unanswered_attempts"), Some(1));
 }
+
+#[test]
+fn a_provider_quoting_its_key_in_an_error_never_shows_it_to_the_client() {
+    let r = router();
+    for m in ["first", "second"] {
+        let body = format!(r#"{{"error":{{"message":"Incorrect API key provided: {}"}}}}"#, provider_key(m));
+        r.mock(m).set_behavior(Behavior::Status { code: 400, headers: vec![], body });
+    }
+    let resp = r.chat(&chat_body("test/m", false));
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(error_of(&resp)["error"]["message"], "Provider FIRST: Incorrect API key provided: [redacted]");
+    assert!(!resp.text().contains(&provider_key("first")));
+}

@@ -10,6 +10,23 @@ use super::ids::{id, EndpointRef, KeyId, ModelId, ProviderId};
 use super::types::{Catalog, ClientKey, Model, ModelEndpoint, Provider};
 
 impl Catalog {
+    /// `text` with every provider key (and every whole `Authorization` value built from one) replaced by
+    /// `[redacted]`. For what a provider sends back that a client will read: a provider may quote the
+    /// key it was sent in its error message.
+    pub fn without_keys(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in self.providers.iter().filter_map(|p| p.auth_value.as_ref()) {
+            let value = secret.expose();
+            let key = value.rsplit_once(' ').map_or(value, |(_, k)| k);
+            for needle in [value, key] {
+                if !needle.is_empty() && out.contains(needle) {
+                    out = out.replace(needle, "[redacted]");
+                }
+            }
+        }
+        out
+    }
+
     /// The provider `id` names.
     pub fn provider(&self, id: ProviderId) -> &Provider {
         &self.providers[id.0 as usize]

@@ -205,7 +205,7 @@ impl Downstream {
                 }
             }
             ResponseVerdict::Replace(replacement) => {
-                let e = error_reply(&replacement, b"");
+                let e = error_reply(&self.catalog, &replacement, b"");
                 self.account.status = e.status();
                 self.account.error_type = Some(e.error_type().to_string());
                 if end_of_stream {
@@ -347,7 +347,7 @@ impl Downstream {
     fn complete_held(&mut self, host: &mut dyn Host, body: &[u8]) {
         match std::mem::replace(&mut self.body, ResponseBody::Pass) {
             ResponseBody::Replacing(r) => {
-                let e = error_reply(&r, body);
+                let e = error_reply(&self.catalog, &r, body);
                 if !self.response_has_body {
                     self.reply_in_place(host, &e);
                 } else {

@@ -155,7 +155,7 @@ pub fn recovered_provider<'c>(
 
 /// The error that replaces a failed provider response. `body` is the provider's body, used only for a
 /// 4xx the client caused.
-pub fn error_reply(r: &Replacement, body: &[u8]) -> ApiError {
+pub fn error_reply(catalog: &Catalog, r: &Replacement, body: &[u8]) -> ApiError {
     let provider = &r.provider;
     let status = r.status;
     match status {
@@ -168,15 +168,18 @@ pub fn error_reply(r: &Replacement, body: &[u8]) -> ApiError {
             ApiError::BadGateway(format!("{provider} refused the router's credentials (status {status})"))
         }
         408 => ApiError::BadGateway(format!("{provider} timed out (status 408)")),
-        400..=499 => ApiError::ProviderRejected { status, message: provider_message(provider, status, body) },
+        400..=499 => {
+            ApiError::ProviderRejected { status, message: provider_message(catalog, provider, status, body) }
+        }
         _ => ApiError::BadGateway(format!(
             "{provider} failed (status {status}) and no other provider could serve"
         )),
     }
 }
 
-/// The message of a provider's OpenAI-style error body, bounded; a generic one when there is none.
-fn provider_message(provider: &str, status: u16, body: &[u8]) -> String {
+/// The message of a provider's OpenAI-style error body, bounded, with any provider key it quotes
+/// redacted (before the cut, so no part of a key survives it); a generic one when there is none.
+fn provider_message(catalog: &Catalog, provider: &str, status: u16, body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Body {
         error: Inner,
@@ -187,7 +190,9 @@ fn provider_message(provider: &str, status: u16, body: &[u8]) -> String {
     }
     match serde_json::from_slice::<Body>(body) {
         Ok(b) if !b.error.message.is_empty() => {
-            format!("{provider}: {}", truncated(&b.error.message, 1000))
+            // Redacting may only shorten what is kept: look a key's length past the cut.
+            let head = catalog.without_keys(truncated(&b.error.message, 1000 + 512));
+            format!("{provider}: {}", truncated(&head, 1000))
         }
         _ => format!("{provider} rejected the request (status {status})"),
     }

@@ -66,6 +66,8 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
 
 #[test]
 fn error_replies_by_provider_status() {
+    let c = demo();
+    let error_reply = |r: &Replacement, body: &[u8]| error_reply(&c, r, body);
     let r = |status, retry_after| Replacement { provider: "P".into(), status, retry_after };
     assert_eq!(error_reply(&r(503, None), b"").status(), 502);
     assert_eq!(error_reply(&r(401, None), b"sk-secret").status(), 502);
@@ -155,7 +157,23 @@ fn only_a_providers_own_2xx_body_is_rewritten() {
 fn long_provider_messages_are_cut_at_a_character() {
     let long = format!(r#"{{"error":{{"message":"{}é tail"}}}}"#, "x".repeat(999));
     let r = Replacement { provider: "P".into(), status: 400, retry_after: None };
-    let e = error_reply(&r, long.as_bytes());
+    let e = error_reply(&demo(), &r, long.as_bytes());
     // 999 bytes of x, then a 2-byte 'é' that would straddle byte 1000: cut before it.
     assert_eq!(e.message(), format!("P: {}", "x".repeat(999)));
+}
+
+#[test]
+fn a_provider_key_quoted_in_a_providers_message_is_redacted_even_across_the_cut() {
+    let c = demo();
+    let r = Replacement { provider: "P".into(), status: 400, retry_after: None };
+    let message = |m: &str| error_reply(&c, &r, format!(r#"{{"error":{{"message":"{m}"}}}}"#).as_bytes());
+    let e = message("Incorrect API key provided: alpha-secret. Bearer alpha-secret, or beta-secret");
+    assert_eq!(
+        e.message(),
+        "P: Incorrect API key provided: [redacted]. [redacted], or [redacted]",
+        "the key alone, the whole Authorization value, any provider's"
+    );
+    // A key straddling byte 1000 would leave its first bytes after a cut: redacted first, then cut.
+    let e = message(&format!("{}alpha-secret", "x".repeat(995)));
+    assert!(!e.message().contains("alpha-"), "{}", e.message());
 }
