@@ -409,3 +409,35 @@ fn a_provider_quoting_its_key_in_an_error_never_shows_it_to_the_client() {
     assert_eq!(error_of(&resp)["error"]["message"], "Provider FIRST: Incorrect API key provided: [redacted]");
     assert!(!resp.text().contains(&provider_key("first")));
 }
+
+#[test]
+fn hostile_provider_answers_get_documented_answers() {
+    // (what the only provider answers, the client's status, whether the body is our JSON error)
+    let big_message = format!(r#"{{"error":{{"message":"{}"}}}}"#, "m".repeat(200_000));
+    let dup = r#"{"id":"x","model":"a","model":"b","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+    let not_json = "<html>oops</html>";
+    let cases: Vec<(&str, u16, String, u16, bool)> = vec![
+        ("a 200 that is not JSON: passed on, unaccounted", 200, not_json.into(), 200, false),
+        ("a 200 with a duplicate key: passed on as sent", 200, dup.into(), 200, false),
+        ("a 400 with a 200 KB message: ours, cut", 400, big_message.clone(), 400, true),
+        ("a 500 with a 200 KB message: ours", 500, big_message, 502, true),
+        ("a 400 that is not JSON: ours, generic", 400, not_json.into(), 400, true),
+    ];
+    let r = first_and_second(json!({}), json!({"max_attempts": 1}));
+    let created = vms_created(&r);
+    for (name, code, body, want, ours) in cases {
+        // Both alike: a 5xx moves a provider behind the other in the health memory.
+        for m in ["first", "second"] {
+            r.mock(m).set_behavior(Behavior::Status { code, headers: vec![], body: body.clone() });
+        }
+        let resp = r.chat(&chat_body("test/m", false));
+        assert_eq!(resp.status, want, "{name}: {}", &resp.text()[..resp.text().len().min(200)]);
+        if ours {
+            let v = error_of(&resp);
+            assert!(v["error"]["message"].as_str().unwrap().len() <= 1024, "{name}");
+        } else {
+            assert_eq!(resp.body, body.as_bytes(), "{name}");
+        }
+    }
+    assert_still_serving(&r, created);
+}
