@@ -19,7 +19,8 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn every_target_holds_its_properties_over_its_seeds() {
-    let targets: [(&str, fn(&[u8])); 5] = [
+    type Target = (&'static str, fn(&[u8]));
+    let targets: [Target; 5] = [
         ("request", llm_router_fuzz::request),
         ("catalog", llm_router_fuzz::catalog),
         ("preferences", llm_router_fuzz::preferences),
