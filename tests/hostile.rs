@@ -363,6 +363,7 @@ fn the_hostile_corpus_gets_its_documented_answers_and_leaks_nothing() {
                 &all[..all.len().min(500)]
             );
             assert!(!all.contains(CLIENT_KEY), "{m} received the client's key");
+            assert!(req.header("x-injected").is_none(), "{m} received a header a CR smuggled in");
         }
     }
     let log = r.envoy.log();

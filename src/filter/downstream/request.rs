@@ -115,7 +115,16 @@ fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Resu
     if end_of_stream {
         return Err(ApiError::InvalidRequest("the request has no body".into()));
     }
-    let remove = headers.iter().map(|(n, _)| n).filter(|n| !forwardable_request_header(n)).cloned().collect();
+    let mut remove = Vec::new();
+    for (name, value) in headers {
+        if !forwardable_request_header(name) {
+            remove.push(name.clone());
+        } else if value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            // Envoy 1.40's HTTP/1 codec lets a bare CR through; a provider's parser may read it as the
+            // end of a line, so a header we forward must not carry one.
+            return Err(ApiError::InvalidRequest(format!("header {name} has an invalid value")));
+        }
+    }
     // Only a key the catalog lets debug sees how routing went: the explanation and providers' quota
     // headers tell of other tenants' policies and failures and of the shared provider account.
     let may_debug = caller.is_some_and(|k| catalog.key(k).debug);

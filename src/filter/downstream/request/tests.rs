@@ -98,11 +98,17 @@ fn head_errors() {
         (chat_headers(&[("content-length", "abc")]), false, 400),
         (chat_headers(&[]), true, 400),
         (chat_headers(&[("content-encoding", "gzip")]), false, 415),
+        (chat_headers(&[("accept", "a\rx-injected: 1")]), false, 400),
         (chat_headers(&[("content-encoding", "br")]), false, 415),
     ];
     for (headers, eos, want) in cases {
         assert_eq!(reply_status(on_request_headers(&c, &headers, eos)), want, "{headers:?}");
     }
+    // A bare CR off the allowlist is removed, not refused: it never reaches a provider.
+    assert!(matches!(
+        on_request_headers(&c, &chat_headers(&[("x-other", "a\rb")]), false),
+        HeadVerdict::Chat(_)
+    ));
     let identity = chat_headers(&[("content-encoding", " Identity")]);
     assert!(matches!(on_request_headers(&c, &identity, false), HeadVerdict::Chat(_)));
 }
