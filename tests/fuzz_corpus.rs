@@ -17,9 +17,11 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     files.into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect()
 }
 
+/// A fuzz target: its name (its seed folder) and its properties.
+type Target = (&'static str, fn(&[u8]));
+
 #[test]
 fn every_target_holds_its_properties_over_its_seeds() {
-    type Target = (&'static str, fn(&[u8]));
     let targets: [Target; 5] = [
         ("request", llm_router_fuzz::request),
         ("catalog", llm_router_fuzz::catalog),

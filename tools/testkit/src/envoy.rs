@@ -254,6 +254,11 @@ impl Envoy {
         })
     }
 
+    /// Envoy's process id (for /proc: its memory, its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the Envoy process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -400,6 +405,19 @@ static_resources:
               socket_address: {{ address: 127.0.0.1, port_value: {backend_port} }}
 "#
     )
+}
+
+/// The bootstrap YAML of a plain proxy: one listener (free port) routing everything to
+/// 127.0.0.1:`backend_port` with Envoy's defaults, no wasm, no retries ([`tls_front_yaml`] without TLS).
+/// "Bare Envoy", the baseline the router is measured against.
+pub fn plain_proxy_yaml(backend_port: u16) -> String {
+    let yaml = tls_front_yaml(backend_port, "/c".as_ref(), "/k".as_ref());
+    match (yaml.find("    - transport_socket:"), yaml.find("      filters:")) {
+        (Some(start), Some(end)) => {
+            format!("{}    - filters:{}", &yaml[..start], &yaml[end + "      filters:".len()..])
+        }
+        _ => unreachable!("tls_front_yaml has a transport socket and filters"),
+    }
 }
 
 impl TlsFront {

@@ -20,6 +20,7 @@
 //! [`Behavior::Cut`] with `reset` waits until every event before it is on the wire.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -105,6 +106,14 @@ pub enum Behavior {
     /// This status with headers, then a trailer and no body at all (chunked: only `0\r\n` and the
     /// trailer), as an HTTP/2 provider's HEADERS + trailing HEADERS: the filter sees no response body.
     TrailersOnly { code: u16 },
+    /// `percent` % of chat requests (0 to 100) answered with `code` and a JSON error, the others as `Ok`.
+    /// Deterministic and evenly spread: the n-th chat request under this behaviour (counting from 1)
+    /// fails when ⌊n·percent/100⌋ grows, so 50 fails every other request (the 2nd, 4th, …) and 25 every
+    /// fourth.
+    Flaky { percent: u8, code: u16 },
+    /// Answer as `Ok`, headers at once, then the body (a completion or an SSE stream) one byte every
+    /// `interval_ms` (chunked): a provider that trickles its answer.
+    Trickle { interval_ms: u64 },
 }
 
 /// What [`MockProvider::hold_streams`] and [`MockProvider::release_stream`] set.
@@ -132,6 +141,10 @@ struct Shared {
     stream_chunks: AtomicU64,
     /// Pause before each SSE event, in microseconds (0 = none).
     chunk_delay_us: AtomicU64,
+    /// Chat requests received, recorded or not (see [`MockProvider::received`]).
+    received: AtomicU64,
+    /// Chat requests answered under [`Behavior::Flaky`] so far.
+    flaky_seq: AtomicU64,
 }
 
 /// Lock, ignoring poisoning (a panicking test thread must not wedge the mock).
@@ -183,6 +196,8 @@ impl MockProvider {
             record: AtomicBool::new(true),
             stream_chunks: AtomicU64::new(0),
             chunk_delay_us: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            flaky_seq: AtomicU64::new(0),
         });
         runtime.spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(MockProvider { shared, port, runtime: Some(runtime) })
@@ -203,6 +218,12 @@ impl MockProvider {
     /// Every chat request received, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// How many chat requests this mock has received since it started, whether or not it records them
+    /// (a count that costs no memory, for long runs under load).
+    pub fn received(&self) -> u64 {
+        self.shared.received.load(Ordering::Relaxed)
     }
 
     /// Keep recording chat requests (the default) or not (a long-running mock, e.g. under load).
@@ -426,10 +447,11 @@ impl AsyncWrite for MockIo {
     }
 }
 
-/// A response body: all at once, or SSE events as a stream produces them.
+/// A response body: all at once, SSE events as a stream produces them, or either one byte at a time.
 enum MockBody {
     Full(Option<Bytes>),
     Events(Events),
+    Trickle(Trickle),
 }
 
 impl Body for MockBody {
@@ -443,6 +465,7 @@ impl Body for MockBody {
         match self.get_mut() {
             MockBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             MockBody::Events(e) => e.poll_frame(cx),
+            MockBody::Trickle(t) => t.poll_frame(cx),
         }
     }
 
@@ -453,7 +476,41 @@ impl Body for MockBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             MockBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            MockBody::Events(_) => SizeHint::default(),
+            // Chunked: hyper writes each byte as it comes.
+            MockBody::Events(_) | MockBody::Trickle(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// The body of [`Behavior::Trickle`]: another body's bytes, one per frame, `interval` apart (the first at
+/// once).
+struct Trickle {
+    inner: Box<MockBody>,
+    /// Bytes of the inner body's last frame not sent yet.
+    pending: Bytes,
+    interval: Duration,
+    /// The pause before the next byte (none before the first).
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Trickle {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        loop {
+            if !self.pending.is_empty() {
+                if let Some(pause) = self.pause.as_mut() {
+                    ready!(pause.as_mut().poll(cx));
+                }
+                let byte = self.pending.split_to(1);
+                self.pause = Some(Box::pin(tokio::time::sleep(self.interval)));
+                return Poll::Ready(Some(Ok(Frame::data(byte))));
+            }
+            match ready!(Pin::new(&mut *self.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => self.pending = data,
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return Poll::Ready(other),
+            }
         }
     }
 }
@@ -607,6 +664,9 @@ async fn read_body(body: &mut Incoming, buf: &mut Vec<u8>) -> Result<(), String>
 async fn answer(req: &Req, shared: &Arc<Shared>, ctl: &Arc<ConnCtl>) -> Response<MockBody> {
     let path = req.target.split('?').next().unwrap_or("");
     let is_chat = path.ends_with("/chat/completions");
+    if is_chat {
+        shared.received.fetch_add(1, Ordering::Relaxed);
+    }
     if is_chat && shared.record.load(Ordering::Relaxed) {
         lock(&shared.requests).push(Recorded {
             method: req.method.clone(),
@@ -628,6 +688,30 @@ async fn answer(req: &Req, shared: &Arc<Shared>, ctl: &Arc<ConnCtl>) -> Response
         Behavior::Delay { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             complete(req, shared, ctl, None)
+        }
+        Behavior::Flaky { percent, code } if is_chat => {
+            let p = u64::from(percent.min(100));
+            let n = shared.flaky_seq.fetch_add(1, Ordering::Relaxed) + 1;
+            if n * p / 100 > (n - 1) * p / 100 {
+                response(
+                    code,
+                    &[],
+                    error_json(&format!("mock: flaky failure (status {code})"), "server_error"),
+                )
+            } else {
+                complete(req, shared, ctl, None)
+            }
+        }
+        Behavior::Flaky { .. } => complete(req, shared, ctl, None),
+        Behavior::Trickle { interval_ms } => {
+            let (head, body) = complete(req, shared, ctl, None).into_parts();
+            let trickle = Trickle {
+                inner: Box::new(body),
+                pending: Bytes::new(),
+                interval: Duration::from_millis(interval_ms),
+                pause: None,
+            };
+            Response::from_parts(head, MockBody::Trickle(trickle))
         }
     }
 }

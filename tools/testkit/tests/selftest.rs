@@ -128,6 +128,110 @@ fn mock_status_behavior() {
 }
 
 #[test]
+fn mock_flaky_fails_an_even_share_and_counts_what_it_received() {
+    let mock = MockProvider::start("flaky");
+    mock.set_recording(false);
+    let body = json!({"model": "m"});
+    mock.set_behavior(Behavior::Flaky { percent: 50, code: 503 });
+    let statuses: Vec<u16> = (0..6).map(|_| post_json(mock.port(), CHAT, None, &body).status).collect();
+    assert_eq!(statuses, [200, 503, 200, 503, 200, 503], "every other request fails");
+    assert_eq!(post_json(mock.port(), CHAT, None, &body).status, 200);
+    let failed = post_json(mock.port(), CHAT, None, &body);
+    assert_eq!(failed.status, 503);
+    assert_eq!(failed.header("content-type"), Some("application/json"));
+    assert!(failed.json()["error"]["message"].as_str().unwrap().contains("flaky"), "{}", failed.text());
+    // Streams too; health probes and other paths are not counted.
+    let r = post_json(mock.port(), CHAT, None, &json!({"model": "m", "stream": true}));
+    assert_eq!(r.status, 200);
+    assert_eq!(request(mock.port(), "GET", "/health", &[], b"").status, 200);
+    assert_eq!(post_json(mock.port(), "/v1/embeddings", None, &body).status, 200);
+    // received() counts every chat request although none was recorded.
+    assert_eq!(mock.received(), 9);
+    assert!(mock.requests().is_empty());
+
+    // 25 %: the 4th, 8th, …; 0 and 100: never and always.
+    let fresh = MockProvider::start("flaky-25");
+    fresh.set_behavior(Behavior::Flaky { percent: 25, code: 429 });
+    let statuses: Vec<u16> = (0..8).map(|_| post_json(fresh.port(), CHAT, None, &body).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 200, 200, 200, 429]);
+    fresh.set_behavior(Behavior::Flaky { percent: 0, code: 503 });
+    assert!((0..4).all(|_| post_json(fresh.port(), CHAT, None, &body).status == 200));
+    fresh.set_behavior(Behavior::Flaky { percent: 100, code: 502 });
+    assert!((0..4).all(|_| post_json(fresh.port(), CHAT, None, &body).status == 502));
+    assert_eq!(fresh.received(), 16);
+    assert_eq!(fresh.requests().len(), 16, "recorded by default");
+}
+
+/// Reads a chunked response on `s` (after its head) chunk by chunk: each chunk's data and when it
+/// arrived, until the last chunk.
+fn read_chunks(r: &mut BufReader<TcpStream>) -> Vec<(Vec<u8>, Instant)> {
+    let mut chunks = Vec::new();
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size).unwrap();
+        let at = Instant::now();
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|e| panic!("{size:?}: {e}"));
+        let mut data = vec![0; n + 2];
+        r.read_exact(&mut data).unwrap();
+        assert!(data.ends_with(b"\r\n"));
+        if n == 0 {
+            return chunks;
+        }
+        data.truncate(n);
+        chunks.push((data, at));
+    }
+}
+
+#[test]
+fn mock_trickle_sends_the_body_one_byte_at_a_time() {
+    let mock = MockProvider::start("trickle");
+    let interval = Duration::from_millis(4);
+    mock.set_behavior(Behavior::Trickle { interval_ms: 4 });
+    for stream in [false, true] {
+        let conn = TcpStream::connect(("127.0.0.1", mock.port())).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut w = conn.try_clone().unwrap();
+        let mut r = BufReader::new(conn);
+        let body = json!({"model": "slow", "stream": stream}).to_string();
+        let sent = Instant::now();
+        write!(w, "POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            head.push_str(&line.to_lowercase());
+        }
+        // The head at once (long before the body could have trickled), chunked.
+        assert!(sent.elapsed() < Duration::from_secs(2), "{:?}", sent.elapsed());
+        assert!(
+            head.starts_with("http/1.1 200 ok\r\n") && head.contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        let chunks = read_chunks(&mut r);
+        assert!(chunks.len() > 50, "{} chunks", chunks.len());
+        assert!(chunks.iter().all(|(c, _)| c.len() == 1), "one byte per chunk");
+        let first = chunks[0].1;
+        let last = chunks[chunks.len() - 1].1;
+        let least = interval * (chunks.len() as u32 - 1);
+        assert!(last - first >= least, "{} bytes in {:?}, at least {least:?}", chunks.len(), last - first);
+        let bytes: Vec<u8> = chunks.into_iter().flat_map(|(c, _)| c).collect();
+        let text = String::from_utf8(bytes).unwrap();
+        if stream {
+            assert!(text.starts_with("data: {") && text.ends_with("data: [DONE]\n\n"), "{text}");
+            assert!(text.contains("Hello "), "{text}");
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["choices"][0]["message"]["content"], "Hello from trickle");
+            assert_eq!(v["model"], "slow");
+        }
+    }
+    assert_eq!(mock.received(), 2);
+}
+
+#[test]
 fn mock_streams_sse() {
     let mock = MockProvider::start("gamma");
     let body = json!({"model": "stream-model", "stream": true});
@@ -515,21 +619,17 @@ fn mock_provider_binary() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("--chunk-delay-ms"));
 }
 
-fn plain_proxy_yaml(backend_port: u16) -> String {
-    // The TLS front's config minus TLS.
-    let yaml = envoy::tls_front_yaml(backend_port, "/c".as_ref(), "/k".as_ref());
-    let start = yaml.find("    - transport_socket:").unwrap();
-    let end = yaml.find("      filters:").unwrap();
-    format!("{}    - filters:{}", &yaml[..start], &yaml[end + "      filters:".len()..])
-}
-
 #[test]
 fn envoy_proxies_streams_event_by_event() {
     let mock = MockProvider::start("through-envoy");
-    let envoy = Envoy::start(&plain_proxy_yaml(mock.port()), &[("UNUSED_VAR", "1")])
+    let envoy = Envoy::start(&envoy::plain_proxy_yaml(mock.port()), &[("UNUSED_VAR", "1")])
         .unwrap_or_else(|e| panic!("{e}"));
     assert_ne!(envoy.port, 0);
     assert_ne!(envoy.admin_port, 0);
+    // pid() is Envoy's own process (the soak reads its memory there).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", envoy.pid())).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Name:") && l.contains("envoy")), "{status}");
+    assert!(status.contains("VmRSS:"), "{status}");
 
     let r = post_json(envoy.port, CHAT, Some("k"), &json!({"model": "m"}));
     assert_eq!(r.status, 200, "{}", r.text());
@@ -624,7 +724,7 @@ fn tls_front_serves_mock_over_tls() {
 
 #[test]
 fn envoy_start_failure_is_reported() {
-    let bad = plain_proxy_yaml(1).replace("type: STATIC", "type: NOT_A_TYPE");
+    let bad = envoy::plain_proxy_yaml(1).replace("type: STATIC", "type: NOT_A_TYPE");
     let log = envoy::start_expect_failure(&bad, &[]);
     assert!(log.contains("NOT_A_TYPE"), "log: {log}");
     let err = Envoy::start(&bad, &[]).err().expect("start must fail");

@@ -1,4 +1,5 @@
 //! The hostile request corpus (tests/corpus/requests.json): each case as the bytes a client sends.
+//! Replayed by tests/hostile.rs and tests/fuzz_corpus.rs, and mixed into the soak's load (tools/bench).
 
 use serde_json::Value;
 
@@ -19,8 +20,9 @@ pub struct Case {
 
 /// The corpus file.
 pub fn load() -> (u64, Vec<Case>) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/requests.json");
-    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("the corpus")).expect("JSON");
+    let path = super::envoy::workspace_root().join("tests/corpus/requests.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
     let limit = doc["limit"].as_u64().expect("limit");
     let cases = doc["cases"].as_array().expect("cases").iter().map(|c| case(c, limit)).collect();
     (limit, cases)
