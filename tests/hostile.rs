@@ -442,3 +442,28 @@ fn hostile_provider_answers_get_documented_answers() {
     }
     assert_still_serving(&r, created);
 }
+
+#[test]
+fn a_provider_trickling_a_completion_cannot_hold_the_client_for_ever() {
+    // Envoy's per-try timeout ends at the response's headers; a body then sent a byte at a time held the
+    // client until its own timeout (scripts/soak, scenario e). A completion now has a whole-request
+    // timeout: every attempt's wait (2 × 300 ms here). The client's 30 s read timeout fails this test.
+    let r = first_and_second(json!({}), json!({"response_timeout_ms": 300, "max_attempts": 2}));
+    for m in ["first", "second"] {
+        r.mock(m).set_behavior(Behavior::Trickle { interval_ms: 200 });
+    }
+    let auth = format!("Bearer {CLIENT_KEY}");
+    let got = try_request(
+        r.envoy.port,
+        "POST",
+        "/v1/chat/completions",
+        &[("authorization", &auth), ("content-type", "application/json")],
+        chat_body("test/m", false).to_string().as_bytes(),
+    );
+    // Envoy ends it: our 504 if the held headers had not gone out, else a reset of the stream.
+    match got {
+        Ok(resp) => assert_eq!(resp.status, 504, "{}", resp.text()),
+        // The harness's own timeout reads "no answer within 30s".
+        Err(e) => assert!(!e.contains("no answer within"), "the client waited out its own timeout: {e}"),
+    }
+}

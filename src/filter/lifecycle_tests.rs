@@ -170,6 +170,8 @@ fn a_completion_is_routed_rewritten_and_accounted() {
         ("content-length", Some(body.len().to_string().as_str())),
         ("x-envoy-max-retries", Some("1")),
         ("x-envoy-upstream-rq-per-try-timeout-ms", Some("120000")),
+        // Both attempts' waits in all: a provider trickling its body cannot hold the client for ever.
+        ("x-envoy-upstream-rq-timeout-ms", Some("240000")),
         ("x-api-key", None),
         ("api-key", None),
         ("x-goog-api-key", None),
@@ -274,9 +276,10 @@ fn a_completion_costs_a_bounded_number_of_host_calls() {
         d.on_log(&mut host);
         calls.push((request, host.calls.get()));
     }
-    // Request: clock, headers, body, 3 health reads, 2 slots, body prefix, 7 header writes.
+    // Request: clock, headers, body, 3 health reads, 2 slots, body prefix, 8 header writes (the whole
+    // request's timeout is the eighth: a completion's only).
     // Response: clock, headers, body, body write, header map write, account, clock, 2 histogram samples.
-    assert_eq!(calls[1], (16, 25), "host calls (request phase, whole request)");
+    assert_eq!(calls[1], (17, 26), "host calls (request phase, whole request)");
 }
 
 #[test]
@@ -289,6 +292,7 @@ fn a_stream_is_rewritten_event_by_event_and_accounted_from_its_usage_chunk() {
     let v = json(&body);
     assert_eq!(v["stream_options"]["include_usage"], true);
     assert_eq!(get(&sent, "x-envoy-upstream-rq-per-try-timeout-ms"), Some("10000"));
+    assert_eq!(get(&sent, "x-envoy-upstream-rq-timeout-ms"), None, "a stream's length is not bounded");
 
     let event = |delta: &str| {
         format!(

@@ -253,6 +253,14 @@ pub fn on_request_body(
     let retries = plan.len().saturating_sub(1) as u64;
     set.push(("x-envoy-max-retries".into(), decimal_text(retries).into_bytes()));
     set.push(("x-envoy-upstream-rq-per-try-timeout-ms".into(), decimal_text(timeout).into_bytes()));
+    if !req.stream {
+        // The per-try timeout ends at a response's headers: a provider that then trickles its body a
+        // byte at a time would hold the client for ever (measured by scripts/soak). A completion gets
+        // every attempt's wait in all. (A stream's length is not ours to bound; its idle timeout is
+        // Envoy's stream_idle_timeout.)
+        let total = timeout.saturating_mul(plan.len() as u64);
+        set.push(("x-envoy-upstream-rq-timeout-ms".into(), decimal_text(total).into_bytes()));
+    }
     let remove = head.remove.iter().filter(|n| !set.iter().any(|(s, _)| s == *n)).cloned().collect();
     let route = explanation.render(catalog);
     let routed = Routed {
