@@ -12,6 +12,8 @@
 //! `utime + stime` of `/proc/<pid>/stat` (clock ticks, 10 ms on most kernels: too coarse for short runs,
 //! kept as a cross-check). The client's own CPU over the same window is reported as `client`.
 
+mod conn;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -24,8 +26,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
 use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 use tokio::time::timeout;
 
@@ -187,22 +187,6 @@ impl SseCounter {
     }
 }
 
-/// Opens a keep-alive connection; hyper's connection state machine (reading and writing the socket) runs
-/// as its own task until the server closes the connection or the handle is dropped.
-async fn open(port: u16) -> Result<SendRequest<Full<Bytes>>, String> {
-    let tcp = timeout(IO_TIMEOUT, TcpStream::connect(("127.0.0.1", port)))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
 async fn request(
     s: &Shared,
     sender: &mut SendRequest<Full<Bytes>>,
@@ -258,7 +242,7 @@ async fn one(
     };
     if closed {
         r.reconnects += 1;
-        *conn = open(s.port).await;
+        *conn = conn::open(s.port, IO_TIMEOUT).await;
     }
     let sender = match conn.as_mut() {
         Ok(c) => c,
@@ -297,7 +281,7 @@ async fn one(
             }
             if o.close {
                 r.reconnects += 1;
-                *conn = open(s.port).await;
+                *conn = conn::open(s.port, IO_TIMEOUT).await;
             }
         }
         Err(e) => {
@@ -306,7 +290,7 @@ async fn one(
             }
             r.first_error.get_or_insert_with(|| format!("i/o: {e}"));
             r.reconnects += 1;
-            *conn = open(s.port).await;
+            *conn = conn::open(s.port, IO_TIMEOUT).await;
         }
     }
     true
@@ -314,7 +298,7 @@ async fn one(
 
 async fn connection(s: Arc<Shared>) -> ConnResult {
     let mut r = ConnResult::default();
-    let mut conn = open(s.port).await;
+    let mut conn = conn::open(s.port, IO_TIMEOUT).await;
     while !s.stop.load(Ordering::Relaxed) && s.warm_left.fetch_sub(1, Ordering::Relaxed) > 0 {
         if !one(&s, &mut conn, &mut r, false).await {
             break;

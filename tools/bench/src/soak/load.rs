@@ -12,8 +12,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 /// Where every request goes.
 pub const PATH: &str = "/v1/chat/completions";
@@ -153,20 +151,6 @@ pub fn start(load: Load, tally: Arc<Mutex<Tally>>) -> std::thread::JoinHandle<Du
     })
 }
 
-async fn open(port: u16) -> Result<SendRequest<Full<Bytes>>, String> {
-    let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(("127.0.0.1", port)))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (sender, conn) =
-        hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
 async fn connection(load: Arc<Load>, next: Arc<AtomicU64>, end: Instant, tally: Arc<Mutex<Tally>>) {
     let host =
         HeaderValue::from_str(&format!("127.0.0.1:{}", load.port)).unwrap_or(HeaderValue::from_static("x"));
@@ -181,7 +165,7 @@ async fn connection(load: Arc<Load>, next: Arc<AtomicU64>, end: Instant, tally: 
         }
         let sender = match conn.as_mut() {
             Some(c) => c,
-            None => match open(load.port).await {
+            None => match crate::conn::open(load.port, Duration::from_secs(10)).await {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     record(&mut lock(&tally), &spec, Err(("connect", e)), Duration::ZERO);

@@ -17,6 +17,8 @@
 //!    1 MB and 1 % hostile requests (tests/corpus/requests.json), sampled every 10 s: Envoy's RSS, the
 //!    allocator's bytes, the wasm VMs (created, active), the outcomes by status.
 
+#[path = "../conn.rs"]
+mod conn;
 mod load;
 mod mix;
 
