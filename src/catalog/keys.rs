@@ -4,8 +4,8 @@
 use super::fields::FieldError;
 use super::ids::{id, KeyId};
 use super::policy::parse_key_policy;
-use super::raw::RawKey;
-use super::types::{Catalog, ClientKey, KeyPolicy, Provider};
+use super::raw::{RawKey, RawLimits};
+use super::types::{Catalog, ClientKey, KeyLimits, KeyPolicy, Provider};
 use sha2::{Digest, Sha256};
 
 impl Catalog {
@@ -44,7 +44,36 @@ pub(super) fn validate_key(k: RawKey, path: &str, providers: &[Provider]) -> Res
         Some(v) => parse_key_policy(v, &format!("{path}.policy"), providers)?,
         None => KeyPolicy::default(),
     };
-    Ok(ClientKey { name: k.name, sha256, policy, debug: k.debug.unwrap_or(false) })
+    let limits = match &k.limits {
+        Some(l) => validate_limits(l, &format!("{path}.limits"))?,
+        None => KeyLimits::default(),
+    };
+    Ok(ClientKey { name: k.name, sha256, policy, debug: k.debug.unwrap_or(false), limits })
+}
+
+/// Validates `keys[i].limits`: counts of at least one, dollar amounts non-negative and finite.
+fn validate_limits(l: &RawLimits, path: &str) -> Result<KeyLimits, FieldError> {
+    for (field, value) in
+        [("requests_per_minute", l.requests_per_minute), ("tokens_per_minute", l.tokens_per_minute)]
+    {
+        if value == Some(0) {
+            return Err(FieldError::new(&format!("{path}.{field}"), "must be at least 1"));
+        }
+    }
+    for (field, value) in
+        [("usd_per_day", l.usd_per_day), ("usd_per_week", l.usd_per_week), ("usd_per_month", l.usd_per_month)]
+    {
+        if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
+            return Err(FieldError::new(&format!("{path}.{field}"), "must be a non-negative number of USD"));
+        }
+    }
+    Ok(KeyLimits {
+        requests_per_minute: l.requests_per_minute,
+        tokens_per_minute: l.tokens_per_minute,
+        usd_per_day: l.usd_per_day,
+        usd_per_week: l.usd_per_week,
+        usd_per_month: l.usd_per_month,
+    })
 }
 
 fn decode_sha256(hex: &str) -> Option<[u8; 32]> {

@@ -167,13 +167,40 @@ impl RawPricing {
     }
 }
 
-/// `keys[]`. `limits` is accepted (the contract names it) but not enforced yet.
+/// `keys[]`.
 #[derive(Debug)]
 pub struct RawKey<'v> {
     pub name: String,
     pub sha256: String,
     pub policy: Option<&'v Value>,
     pub debug: Option<bool>,
+    pub limits: Option<RawLimits>,
+}
+
+/// `keys[].limits`.
+#[derive(Debug, Default)]
+pub struct RawLimits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub usd_per_day: Option<f64>,
+    pub usd_per_week: Option<f64>,
+    pub usd_per_month: Option<f64>,
+}
+
+impl RawLimits {
+    /// Reads `keys[i].limits`.
+    pub fn read(v: &Value, path: &str) -> Checked<RawLimits> {
+        let mut o = Object::new(v, path)?;
+        let l = RawLimits {
+            requests_per_minute: o.opt_u64("requests_per_minute")?,
+            tokens_per_minute: o.opt_u64("tokens_per_minute")?,
+            usd_per_day: o.opt_number("usd_per_day")?,
+            usd_per_week: o.opt_number("usd_per_week")?,
+            usd_per_month: o.opt_number("usd_per_month")?,
+        };
+        o.finish()?;
+        Ok(l)
+    }
 }
 
 impl<'v> RawKey<'v> {
@@ -185,8 +212,11 @@ impl<'v> RawKey<'v> {
             sha256: o.string("sha256")?,
             policy: o.value("policy"),
             debug: o.opt_bool("debug")?,
+            limits: match o.value("limits") {
+                Some(l) if !l.is_null() => Some(RawLimits::read(l, &o.path("limits"))?),
+                _ => None,
+            },
         };
-        o.value("limits");
         o.finish()?;
         Ok(k)
     }

@@ -120,6 +120,25 @@ fn errors_name_the_field_path() {
             j.replace(r#"[{"name": "team-a", "sha256": "#, r#"[{"name": "team-a", "sha256": "abc", "x": "#),
             "keys[0].x: unknown field",
         ),
+        (
+            j.replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 0},"#),
+            "keys[0].limits.requests_per_minute: must be at least 1",
+        ),
+        (
+            j.replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"usd_per_day": -1},"#),
+            "keys[0].limits.usd_per_day: must be a non-negative number of USD",
+        ),
+        (
+            j.replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"usd_per_year": 5},"#),
+            "keys[0].limits.usd_per_year: unknown field",
+        ),
+        (
+            j.replace(
+                r#"{"name": "team-a","#,
+                r#"{"name": "team-a", "limits": {"requests_per_minute": 1.5},"#,
+            ),
+            "keys[0].limits.requests_per_minute:",
+        ),
         ("{\"providers\": [], \"models\": []}".to_string(), "providers: at least one provider"),
         ("not json".to_string(), "invalid catalog"),
         ("[]".to_string(), "must be an object"),
@@ -307,4 +326,22 @@ fn the_models_list_shows_the_cheapest_endpoint_and_every_provider_id_is_listed()
     );
     let names: Vec<&str> = c.provider_ids().map(|p| c.provider(p).name.as_str()).collect();
     assert_eq!(names, ["alpha", "beta", "gamma"]);
+}
+
+#[test]
+fn key_limits_are_read_and_optional() {
+    let json = demo_json().replace(
+        r#"{"name": "team-a","#,
+        r#"{"name": "team-a", "limits": {"requests_per_minute": 60, "tokens_per_minute": 1000, "usd_per_day": 1.5, "usd_per_week": 5, "usd_per_month": 0},"#,
+    );
+    let c = Catalog::parse(json.as_bytes(), Some(&env)).unwrap();
+    let want = KeyLimits {
+        requests_per_minute: Some(60),
+        tokens_per_minute: Some(1000),
+        usd_per_day: Some(1.5),
+        usd_per_week: Some(5.0),
+        usd_per_month: Some(0.0),
+    };
+    assert_eq!(c.keys[0].limits, want);
+    assert_eq!(demo().keys[0].limits, KeyLimits::default(), "none by default");
 }

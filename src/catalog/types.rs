@@ -265,6 +265,22 @@ pub struct ClientKey {
     /// providers' `x-ratelimit-*` headers. Both tell of other tenants (policies, failures, the shared
     /// provider quota), so other keys never see them.
     pub debug: bool,
+    /// Its `limits`.
+    pub limits: KeyLimits,
+}
+
+/// A client key's `limits`. Only `requests_per_minute` is enforced yet (exactly, on one Envoy); the
+/// others are validated and not enforced (README, "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct KeyLimits {
+    /// Requests admitted per UTC minute (at least 1).
+    pub requests_per_minute: Option<u64>,
+    /// Prompt and completion tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+    /// USD per UTC day, week (from Monday) and month.
+    pub usd_per_day: Option<f64>,
+    pub usd_per_week: Option<f64>,
+    pub usd_per_month: Option<f64>,
 }
 
 /// A client key's `policy` from the catalog: a floor every request made with the key is held to.

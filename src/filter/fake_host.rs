@@ -72,6 +72,9 @@ pub struct FakeHost {
     pub refuse_metrics: bool,
     /// This many compare-and-swap writes lose to another worker's write first.
     pub cas_conflicts: Cell<usize>,
+    /// Another worker writes this value under the key of the next compare-and-swap write first (also
+    /// where the key does not exist yet: the race for a new key).
+    pub racing_write: RefCell<Option<Vec<u8>>>,
     /// Host calls made (each method of [`Host`] is one).
     pub calls: Cell<usize>,
 }
@@ -204,6 +207,10 @@ impl Host for FakeHost {
     fn set_shared_data(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedDataError> {
         self.call();
         let mut store = self.shared.borrow_mut();
+        if let Some(other) = self.racing_write.borrow_mut().take().filter(|_| cas.is_some()) {
+            let version = store.values.get(key).map_or(0, |(_, v)| *v);
+            store.values.insert(key.to_string(), (other, version + 1));
+        }
         if cas.is_some() && self.cas_conflicts.get() > 0 {
             // Another worker wrote in between: its write bumps the version.
             self.cas_conflicts.set(self.cas_conflicts.get() - 1);
@@ -211,9 +218,13 @@ impl Host for FakeHost {
                 *v += 1;
             }
         }
+        // Envoy's rule: a CAS that differs from a stored value's version fails; a missing key is
+        // created whatever the CAS.
         let version = store.values.get(key).map(|(_, v)| *v);
-        if cas.is_some() && cas != version {
-            return Err(SharedDataError::CasMismatch);
+        if let (Some(cas), Some(version)) = (cas, version) {
+            if cas != version {
+                return Err(SharedDataError::CasMismatch);
+            }
         }
         store.values.insert(key.to_string(), (value.to_vec(), version.unwrap_or(0) + 1));
         Ok(())

@@ -931,6 +931,73 @@ fn usage_the_provider_never_reported_is_estimated_only_where_it_worked() {
 }
 
 #[test]
+fn a_keys_requests_per_minute_are_counted_across_workers_and_the_rest_refused_before_any_provider() {
+    let catalog = demo_json()
+        .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 2},"#);
+    let mut vm = Vm::default();
+    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
+    else {
+        panic!("the catalog loads")
+    };
+    // Three requests on (possibly) different workers: one shared store.
+    let store = FakeHost { now_ms: START, ..FakeHost::default() };
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        let mut host = FakeHost::beside(&store, START + n);
+        let mut d = vm.downstream(&catalog);
+        sent.push(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+        if n == 2 {
+            d.on_log(&mut host);
+            let a = account(&host);
+            assert_eq!(
+                (a["status"].as_u64(), a["error_type"].as_str()),
+                (Some(429), Some("rate_limit_exceeded"))
+            );
+        }
+    }
+    assert!(matches!(sent[0], Sent::Forwarded { .. }) && matches!(sent[1], Sent::Forwarded { .. }));
+    let Sent::Replied(reply) = &sent[2] else {
+        panic!("the third request reaches a provider: {:?}", sent[2])
+    };
+    assert_eq!(reply.status, 429);
+    let header = |n: &str| reply.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    // START is 00:00:00 UTC: the window resets at the next minute.
+    let reset = (START / 60_000 + 1) * 60_000;
+    assert_eq!(header("retry-after"), Some(((reset - START - 2).div_ceil(1000)).to_string().as_str()));
+    assert_eq!(header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(header("x-ratelimit-reset"), Some(reset.to_string().as_str()));
+    assert_eq!(json(&reply.body)["error"]["code"], 429);
+    // The next minute, the window starts again.
+    let mut host = FakeHost::beside(&store, reset);
+    let mut d = vm.downstream(&catalog);
+    assert!(matches!(
+        send_request(&mut d, &mut host, chat_headers(), &[CHAT], false),
+        Sent::Forwarded { .. }
+    ));
+    // A key without limits reads and writes nothing for them.
+    let plain = vm_with("");
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    forwarded(send_request(&mut plain.downstream().unwrap(), &mut host, chat_headers(), &[CHAT], false));
+    assert!(host.shared.borrow().values.keys().all(|k| !k.starts_with("llm_router.rate.")));
+}
+
+#[test]
+fn two_workers_creating_a_window_at_once_both_count() {
+    use crate::filter::rate_memory::{admit, key_of};
+    use crate::routing::rate_limit::{Admission, Window};
+    // Worker A reads "no window"; before it writes, worker B creates the window with its own request.
+    // A's create-only write must fail and A count on top of B's, not overwrite it.
+    let key = key_of("team-a");
+    let mut a = FakeHost { now_ms: START, ..FakeHost::default() };
+    let minute = START / 60_000;
+    *a.racing_write.borrow_mut() = Some(Window { minute, count: 1 }.encode());
+    assert!(matches!(admit(&mut a, &key, 5, START), Admission::Admit { remaining: 3, .. }));
+    let stored = a.shared.borrow().values[&key].0.clone();
+    assert_eq!(Window::decode(&stored), Some(Window { minute, count: 2 }), "both requests counted");
+}
+
+#[test]
 fn a_health_update_that_loses_a_race_reads_again_and_writes() {
     let mut vm = vm();
     assert!(matches!(vm.configure(LOGGER_ROOT_ID.as_bytes(), b"", &env), Ok(Role::Logger)));

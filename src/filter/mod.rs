@@ -14,6 +14,7 @@ pub mod downstream;
 pub mod health_memory;
 pub mod host;
 pub mod logger;
+pub mod rate_memory;
 pub mod stats;
 pub mod upstream;
 

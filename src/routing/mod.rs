@@ -11,6 +11,7 @@ pub mod health;
 pub mod plan;
 pub mod preferences;
 pub mod ranking;
+pub mod rate_limit;
 pub mod request_facts;
 pub mod session;
 

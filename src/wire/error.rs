@@ -32,6 +32,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 429: the last provider tried was rate limited; `retry_after` in seconds.
     RateLimited { message: String, retry_after: u64 },
+    /// 429: the client key's own limit is reached (`limit` per window) until `reset_ms` (ms since the
+    /// epoch), `retry_after` seconds away; the request reached no provider.
+    KeyLimitReached { message: String, limit: u64, reset_ms: u64, retry_after: u64 },
     /// A provider answered the request itself with a client error (4xx other than 401/403/408/429, which
     /// are the router's or the provider's own trouble): passed on with the provider's status and message.
     ProviderRejected { status: u16, message: String },
@@ -53,7 +56,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
-            ApiError::RateLimited { .. } => 429,
+            ApiError::RateLimited { .. } | ApiError::KeyLimitReached { .. } => 429,
             ApiError::ProviderRejected { status, .. } => *status,
             ApiError::BadGateway(_) => 502,
             ApiError::ProviderUnavailable(_) => 503,
@@ -70,7 +73,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::NoEndpoints { .. } => "not_found",
             ApiError::MethodNotAllowed(_) | ApiError::UnsupportedMediaType(_) => "invalid_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::RateLimited { .. } => "rate_limit_exceeded",
+            ApiError::RateLimited { .. } | ApiError::KeyLimitReached { .. } => "rate_limit_exceeded",
             // 401, 403, 408 and 429 from a provider are never passed on as its own rejection.
             ApiError::ProviderRejected { status, .. } => match status {
                 402 => "payment_required",
@@ -98,6 +101,7 @@ impl ApiError {
             | ApiError::ProviderUnavailable(m)
             | ApiError::Internal(m) => m,
             ApiError::RateLimited { message, .. }
+            | ApiError::KeyLimitReached { message, .. }
             | ApiError::ProviderRejected { message, .. }
             | ApiError::NoEndpoints { message, .. } => message,
         }
@@ -125,8 +129,17 @@ impl ApiError {
     /// Response headers besides the status: always `content-type`, plus `retry-after` on 429.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = vec![("content-type", "application/json".to_string())];
-        if let ApiError::RateLimited { retry_after, .. } = self {
-            headers.push(("retry-after", retry_after.to_string()));
+        match self {
+            ApiError::RateLimited { retry_after, .. } => {
+                headers.push(("retry-after", retry_after.to_string()))
+            }
+            ApiError::KeyLimitReached { limit, reset_ms, retry_after, .. } => {
+                headers.push(("retry-after", retry_after.to_string()));
+                headers.push(("x-ratelimit-limit", limit.to_string()));
+                headers.push(("x-ratelimit-remaining", "0".to_string()));
+                headers.push(("x-ratelimit-reset", reset_ms.to_string()));
+            }
+            _ => {}
         }
         headers
     }

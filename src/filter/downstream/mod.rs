@@ -13,11 +13,13 @@ pub mod response;
 
 use super::health_memory;
 use super::host::{Flow, Host, IntAttribute, TextAttribute};
+use super::rate_memory;
 use super::stats::Stats;
 use crate::catalog::Pricing;
 use crate::catalog::{Catalog, ProviderId};
 use crate::observe::account::{Account, ACCOUNT_KEY};
 use crate::routing::health::{status, Outcome};
+use crate::routing::rate_limit::Admission;
 use crate::wire::error::ApiError;
 use crate::wire::headers::{attempt_count, header, status as header_status, ATTEMPT_COUNT};
 use crate::wire::response::{rewrite_completion, Accounted};
@@ -320,6 +322,10 @@ impl Downstream {
                 self.reply(host, e.into())
             }
             Ok(d) => {
+                if let Some(refused) = self.admit(host, &head) {
+                    self.account.requested_model = d.routed.requested_model.clone();
+                    return self.reply(host, refused.into());
+                }
                 for (key, value) in &d.filter_state {
                     host.set_filter_state(key, value.as_bytes());
                 }
@@ -339,6 +345,22 @@ impl Downstream {
                 self.request = RequestState::Routed { routed: d.routed, had_record: had_record.into_inner() };
                 Flow::Continue
             }
+        }
+    }
+
+    /// Counts a routable request against its key's `requests_per_minute` (exact across the workers: the
+    /// window is in shared data); the error when the window is full. Keys without a limit cost nothing.
+    fn admit(&self, host: &mut dyn Host, head: &ChatHead) -> Option<ApiError> {
+        let key = self.catalog.key(head.caller?);
+        let limit = key.limits.requests_per_minute?;
+        match rate_memory::admit(host, &rate_memory::key_of(&key.name), limit, self.start_ms) {
+            Admission::Admit { .. } => None,
+            Admission::Refuse { reset_ms, retry_after } => Some(ApiError::KeyLimitReached {
+                message: format!("Rate limit exceeded: {limit} requests per minute for this key"),
+                limit,
+                reset_ms,
+                retry_after,
+            }),
         }
     }
 
