@@ -59,3 +59,30 @@ fn requests_per_minute_holds_exactly_across_two_workers_and_refusals_reach_no_pr
     let retry: u64 = first.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
 }
+
+#[test]
+fn free_variants_are_held_to_their_quota_per_key() {
+    let only = MockProvider::start("only");
+    let c = catalog(
+        vec![provider("only", only.port())],
+        vec![json!({"id": "test/m", "endpoints": [endpoint("only", "m@only", 0.0)]})],
+        json!({"free_requests_per_minute": 1000, "free_requests_per_day": 3}),
+    );
+    let r = Router::start(c, vec![only]);
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| {
+            post_json(
+                r.envoy.port,
+                "/v1/chat/completions",
+                Some(CLIENT_KEY),
+                &chat_body("test/m:free", false),
+            )
+            .status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    assert_eq!(r.mock("only").requests().len(), 3);
+    // The same model without the variant is not a free-variant request.
+    let paid = post_json(r.envoy.port, "/v1/chat/completions", Some(CLIENT_KEY), &chat_body("test/m", false));
+    assert_eq!(paid.status, 200);
+}

@@ -202,7 +202,17 @@ fn parse_routing(value: &Value) -> Result<Routing, FieldError> {
         first_byte_timeout_ms: raw.first_byte_timeout_ms.unwrap_or(10_000),
         response_timeout_ms: raw.response_timeout_ms.unwrap_or(120_000),
         apps: raw.apps,
+        free_requests_per_minute: raw.free_requests_per_minute.unwrap_or(20),
+        free_requests_per_day: raw.free_requests_per_day.unwrap_or(50),
     };
+    for (field, value) in [
+        ("free_requests_per_minute", routing.free_requests_per_minute),
+        ("free_requests_per_day", routing.free_requests_per_day),
+    ] {
+        if value == 0 {
+            return Err(err(&format!("routing.{field}"), "must be at least 1"));
+        }
+    }
     if routing.max_request_bytes < 1024 || routing.max_request_bytes > 1 << 30 {
         return Err(err("routing.max_request_bytes", "must be between 1024 and 1073741824"));
     }

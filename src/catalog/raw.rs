@@ -232,6 +232,8 @@ pub struct RawRouting {
     pub first_byte_timeout_ms: Option<u64>,
     pub response_timeout_ms: Option<u64>,
     pub apps: Vec<String>,
+    pub free_requests_per_minute: Option<u64>,
+    pub free_requests_per_day: Option<u64>,
 }
 
 impl RawRouting {
@@ -246,6 +248,8 @@ impl RawRouting {
             first_byte_timeout_ms: o.opt_u64("first_byte_timeout_ms")?,
             response_timeout_ms: o.opt_u64("response_timeout_ms")?,
             apps: o.opt_strings("apps")?.unwrap_or_default(),
+            free_requests_per_minute: o.opt_u64("free_requests_per_minute")?,
+            free_requests_per_day: o.opt_u64("free_requests_per_day")?,
         };
         o.finish()?;
         Ok(r)

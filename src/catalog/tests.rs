@@ -121,6 +121,10 @@ fn errors_name_the_field_path() {
             "keys[0].x: unknown field",
         ),
         (
+            j.replace(r#""max_attempts": 2"#, r#""max_attempts": 2, "free_requests_per_day": 0"#),
+            "routing.free_requests_per_day: must be at least 1",
+        ),
+        (
             j.replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 0},"#),
             "keys[0].limits.requests_per_minute: must be at least 1",
         ),

@@ -163,6 +163,10 @@ pub struct Routing {
     pub first_byte_timeout_ms: u64,
     pub response_timeout_ms: u64,
     pub apps: Vec<String>,
+    /// Per client key, requests for `:free` variants per UTC minute and per UTC day (OpenRouter's 20
+    /// and 50).
+    pub free_requests_per_minute: u64,
+    pub free_requests_per_day: u64,
 }
 
 /// The validated catalog.

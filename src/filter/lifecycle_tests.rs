@@ -983,18 +983,79 @@ fn a_keys_requests_per_minute_are_counted_across_workers_and_the_rest_refused_be
 }
 
 #[test]
+fn free_variants_have_per_minute_and_per_day_quotas_and_a_refusal_consumes_neither() {
+    use crate::routing::rate_limit::Window;
+    // alpha's llama-a made free, quotas of 2 per minute and 3 per day.
+    let catalog = demo_json()
+        .replace(
+            r#""pricing": {"prompt": 0.1, "completion": 0.2}"#,
+            r#""pricing": {"prompt": 0, "completion": 0}"#,
+        )
+        .replace(
+            r#""max_attempts": 2"#,
+            r#""max_attempts": 2, "free_requests_per_minute": 2, "free_requests_per_day": 3"#,
+        );
+    let mut vm = Vm::default();
+    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
+    else {
+        panic!("the catalog loads")
+    };
+    let free = br#"{"model":"llama:free","messages":[{"role":"user","content":"hi"}]}"#;
+    let store = FakeHost::default();
+    let send = |now: u64| {
+        let mut host = FakeHost::beside(&store, now);
+        send_request(&mut vm.downstream(&catalog), &mut host, chat_headers(), &[free], false)
+    };
+    let stored = |quota: &str| {
+        let key = crate::filter::rate_memory::key_of(quota, "team-a");
+        store.shared.borrow().values.get(&key).and_then(|(v, _)| Window::decode(v)).map(|w| w.count)
+    };
+    let refused = |sent: Sent| match sent {
+        Sent::Replied(r) => r,
+        other => panic!("not refused: {other:?}"),
+    };
+    assert!(matches!(send(START), Sent::Forwarded { .. }));
+    assert!(matches!(send(START + 1), Sent::Forwarded { .. }));
+    let r = refused(send(START + 2));
+    assert_eq!(json(&r.body)["error"]["message"], "Rate limit exceeded: 2 free-model requests per minute");
+    assert_eq!(
+        (stored("free_day"), stored("free_minute")),
+        (Some(2), Some(2)),
+        "the refusal took back its day count"
+    );
+    // The next minute: one more fits the day, then the day is full until midnight UTC.
+    assert!(matches!(send(START + 60_000), Sent::Forwarded { .. }));
+    let r = refused(send(START + 60_001));
+    assert_eq!(json(&r.body)["error"]["message"], "Rate limit exceeded: 3 free-model requests per day");
+    let reset = (START / 86_400_000 + 1) * 86_400_000;
+    assert!(r.headers.contains(&("x-ratelimit-reset".to_string(), reset.to_string())), "{:?}", r.headers);
+    assert_eq!((stored("free_day"), stored("free_minute")), (Some(3), Some(1)));
+    // A paid model is not a free variant: no quota applies.
+    assert!(matches!(
+        send_request(
+            &mut vm.downstream(&catalog),
+            &mut FakeHost::beside(&store, START + 60_002),
+            chat_headers(),
+            &[CHAT],
+            false
+        ),
+        Sent::Forwarded { .. }
+    ));
+}
+
+#[test]
 fn two_workers_creating_a_window_at_once_both_count() {
     use crate::filter::rate_memory::{admit, key_of};
     use crate::routing::rate_limit::{Admission, Window};
     // Worker A reads "no window"; before it writes, worker B creates the window with its own request.
     // A's create-only write must fail and A count on top of B's, not overwrite it.
-    let key = key_of("team-a");
+    let key = key_of("rate", "team-a");
     let mut a = FakeHost { now_ms: START, ..FakeHost::default() };
     let minute = START / 60_000;
-    *a.racing_write.borrow_mut() = Some(Window { minute, count: 1 }.encode());
-    assert!(matches!(admit(&mut a, &key, 5, START), Admission::Admit { remaining: 3, .. }));
+    *a.racing_write.borrow_mut() = Some(Window { number: minute, count: 1 }.encode());
+    assert!(matches!(admit(&mut a, &key, 5, 60_000, START), Admission::Admit { remaining: 3, .. }));
     let stored = a.shared.borrow().values[&key].0.clone();
-    assert_eq!(Window::decode(&stored), Some(Window { minute, count: 2 }), "both requests counted");
+    assert_eq!(Window::decode(&stored), Some(Window { number: minute, count: 2 }), "both requests counted");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use crate::catalog::Pricing;
 use crate::catalog::{Catalog, ProviderId};
 use crate::observe::account::{Account, ACCOUNT_KEY};
 use crate::routing::health::{status, Outcome};
-use crate::routing::rate_limit::Admission;
+use crate::routing::rate_limit::{Admission, DAY_MS, MINUTE_MS};
 use crate::wire::error::ApiError;
 use crate::wire::headers::{attempt_count, header, status as header_status, ATTEMPT_COUNT};
 use crate::wire::response::{rewrite_completion, Accounted};
@@ -322,7 +322,7 @@ impl Downstream {
                 self.reply(host, e.into())
             }
             Ok(d) => {
-                if let Some(refused) = self.admit(host, &head) {
+                if let Some(refused) = self.admit(host, &head, d.routed.free) {
                     self.account.requested_model = d.routed.requested_model.clone();
                     return self.reply(host, refused.into());
                 }
@@ -348,20 +348,45 @@ impl Downstream {
         }
     }
 
-    /// Counts a routable request against its key's `requests_per_minute` (exact across the workers: the
-    /// window is in shared data); the error when the window is full. Keys without a limit cost nothing.
-    fn admit(&self, host: &mut dyn Host, head: &ChatHead) -> Option<ApiError> {
-        let key = self.catalog.key(head.caller?);
-        let limit = key.limits.requests_per_minute?;
-        match rate_memory::admit(host, &rate_memory::key_of(&key.name), limit, self.start_ms) {
-            Admission::Admit { .. } => None,
-            Admission::Refuse { reset_ms, retry_after } => Some(ApiError::KeyLimitReached {
-                message: format!("Rate limit exceeded: {limit} requests per minute for this key"),
-                limit,
-                reset_ms,
-                retry_after,
-            }),
+    /// Counts a routable request against its key's `requests_per_minute` and, for a `:free` variant,
+    /// the free quotas per minute and per day (exact across the workers: the windows are in shared
+    /// data); the error for the first that is full, with the others taken back (a refused request
+    /// consumes nothing). A key without limits asking for no free variant costs nothing.
+    fn admit(&self, host: &mut dyn Host, head: &ChatHead, free: bool) -> Option<ApiError> {
+        let key = head.caller.map(|k| self.catalog.key(k));
+        let name = key.map_or("", |k| k.name.as_str());
+        let routing = &self.catalog.routing;
+        let mut quotas: Vec<(&str, u64, u64, &str)> = Vec::new();
+        if let Some(limit) = key.and_then(|k| k.limits.requests_per_minute) {
+            quotas.push(("rate", limit, MINUTE_MS, "requests per minute for this key"));
         }
+        if free {
+            quotas.push(("free_day", routing.free_requests_per_day, DAY_MS, "free-model requests per day"));
+            quotas.push((
+                "free_minute",
+                routing.free_requests_per_minute,
+                MINUTE_MS,
+                "free-model requests per minute",
+            ));
+        }
+        let now = self.start_ms;
+        for (i, (quota, limit, window_ms, what)) in quotas.iter().enumerate() {
+            let shared_key = rate_memory::key_of(quota, name);
+            if let Admission::Refuse { reset_ms, retry_after } =
+                rate_memory::admit(host, &shared_key, *limit, *window_ms, now)
+            {
+                for (earlier, _, window_ms, _) in quotas.iter().take(i) {
+                    rate_memory::release(host, &rate_memory::key_of(earlier, name), *window_ms, now);
+                }
+                return Some(ApiError::KeyLimitReached {
+                    message: format!("Rate limit exceeded: {limit} {what}"),
+                    limit: *limit,
+                    reset_ms,
+                    retry_after,
+                });
+            }
+        }
+        None
     }
 
     /// Finishes a held response once its body is complete: a provider error replaced by ours, or a

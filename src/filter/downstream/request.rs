@@ -7,6 +7,7 @@ use crate::filter::attempt::provider_headers;
 use crate::observe::account::app_of;
 use crate::routing::health::Status;
 use crate::routing::plan::{slot_key, slot_value, PlanRecord};
+use crate::routing::preferences::{split_variant, Variant};
 use crate::routing::{route, Inputs, Route};
 use crate::wire::chat_request::{ChatRequest, Rewritten};
 use crate::wire::error::ApiError;
@@ -198,6 +199,8 @@ pub struct Routed {
     pub explain: Option<String>,
     /// Providers' `x-ratelimit-*` headers go to the client (its key may debug).
     pub provider_limits: bool,
+    /// The requested model is a `:free` variant (its quotas apply).
+    pub free: bool,
     /// `x-generation-id`: ours, from the request id (response ids keep the provider's).
     pub generation_id: Option<String>,
     /// The model as the client asked for it.
@@ -267,6 +270,7 @@ pub fn on_request_body(
         plan,
         explain: head.debug.then(|| route.clone()),
         provider_limits: head.provider_limits,
+        free: split_variant(req.requested_model()).1 == Some(Variant::Free),
         generation_id: head
             .request_id
             .as_deref()
