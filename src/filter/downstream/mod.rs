@@ -212,7 +212,7 @@ impl Downstream {
                 self.account.error_type = Some(e.error_type().to_string());
                 if end_of_stream {
                     // No body will come to write ours into: our reply replaces the response.
-                    self.reply_in_place(host, &e)
+                    self.reply_in_place(host, e)
                 } else {
                     // Held: the provider's message (in its body) may go into ours.
                     self.body = ResponseBody::Replacing(replacement);
@@ -287,13 +287,9 @@ impl Downstream {
     /// Replaces a provider's response whose headers are still held with our error, as a local reply
     /// (Envoy sends it straight to the client, past the filters). Later response callbacks, if any, are
     /// left alone.
-    fn reply_in_place(&mut self, host: &mut dyn Host, e: &ApiError) -> Flow {
-        self.request = RequestState::Replied;
+    fn reply_in_place(&mut self, host: &mut dyn Host, e: ApiError) -> Flow {
         self.body = ResponseBody::Pass;
-        let headers = e.headers();
-        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        host.send_reply(e.status(), &headers, e.body().as_bytes());
-        Flow::Pause
+        self.reply(host, e.into())
     }
 
     /// Routes a complete request body: the plan, the provider's body and headers, or a local error.
@@ -396,7 +392,7 @@ impl Downstream {
             ResponseBody::Replacing(r) => {
                 let e = error_reply(&self.catalog, &r, body);
                 if !self.response_has_body {
-                    self.reply_in_place(host, &e);
+                    self.reply_in_place(host, e);
                 } else {
                     let status = decimal(u64::from(e.status()));
                     let text = e.body();
