@@ -3,7 +3,8 @@
 //! (failures) and the downstream role (a recovered provider's 2xx). What a record means is
 //! `routing::health`'s business.
 
-use super::host::{Host, SharedDataError};
+use super::host::Host;
+use super::shared_value::compare_and_swap;
 use crate::routing::health::{next, Outcome, Record};
 
 /// Compare-and-swap attempts before giving up on one update: only concurrent updates of the same
@@ -18,18 +19,11 @@ pub fn read(host: &dyn Host, key: &str) -> Option<Record> {
 /// Applies `outcome` to the record under `key` with compare-and-swap, so two workers updating the same
 /// provider at once cannot overwrite each other. With no record and a success, one read and no write.
 pub fn update(host: &mut dyn Host, key: &str, outcome: Outcome, now_ms: u64) {
-    for _ in 0..CAS_TRIES {
-        let (bytes, cas) = host.shared_data(key);
-        let prev = bytes.as_deref().and_then(Record::decode);
-        let Some(change) = next(prev, outcome, now_ms) else {
-            return;
-        };
-        // A cleared record is an empty value: shared data has no delete, and the key set stays one per
-        // provider. A key never written has no CAS; the first write to it is unconditional.
-        let value = change.map(|r| r.encode()).unwrap_or_default();
-        match host.set_shared_data(key, &value, cas) {
-            Err(SharedDataError::CasMismatch) => continue,
-            _ => return,
-        }
-    }
+    // A cleared record is an empty value: shared data has no delete, and the key set stays one per
+    // provider. A key never written has no CAS; the first write to it is unconditional. Losing the
+    // update under contention is harmless (see CAS_TRIES).
+    let _ = compare_and_swap(host, key, CAS_TRIES, None, |bytes| {
+        let change = next(bytes.and_then(Record::decode), outcome, now_ms)?;
+        Some(change.map(|r| r.encode()).unwrap_or_default())
+    });
 }

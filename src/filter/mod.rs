@@ -15,6 +15,7 @@ pub mod health_memory;
 pub mod host;
 pub mod logger;
 pub mod rate_memory;
+pub mod shared_value;
 pub mod stats;
 pub mod upstream;
 

@@ -2,7 +2,8 @@
 //! worker sees it), admitted with compare-and-swap so that two workers never both take the last slot.
 //! What a window means is `routing::rate_limit`'s business.
 
-use super::host::{Host, SharedDataError};
+use super::host::Host;
+use super::shared_value::compare_and_swap;
 use crate::routing::rate_limit::{admit as decide, release as take_back, Admission, Window};
 
 /// A compare-and-swap value no stored value has (versions count up from 1, and 2^32 − 1 writes would
@@ -22,26 +23,21 @@ pub fn key_of(quota: &str, name: &str) -> String {
 }
 
 /// Counts one request against `limit` per window of `window_ms` under `key`, or says when to come back.
-/// Refuses when the window is full, and when every compare-and-swap lost (never admits uncounted).
+/// Refuses when the window is full, and when the store refused the write or every compare-and-swap
+/// lost (never admits uncounted).
 pub fn admit(host: &mut dyn Host, key: &str, limit: u64, window_ms: u64, now_ms: u64) -> Admission {
-    let mut last = Admission::Refuse { reset_ms: now_ms, retry_after: 1 };
-    for _ in 0..CAS_TRIES {
-        let (bytes, cas) = host.shared_data(key);
-        let stored = bytes.as_deref().and_then(Window::decode);
-        let decision = decide(stored, limit, window_ms, now_ms);
-        let Admission::Admit { window, .. } = decision else {
-            return decision;
-        };
-        match host.set_shared_data(key, &window.encode(), Some(cas.unwrap_or(CREATE_ONLY))) {
-            Ok(()) => return decision,
-            Err(SharedDataError::CasMismatch) => last = decision,
-            // The store refused the write: nothing was counted, so nothing is admitted.
-            Err(SharedDataError::Failed) => return Admission::Refuse { reset_ms: now_ms, retry_after: 1 },
+    let mut decision = None;
+    let written = compare_and_swap(host, key, CAS_TRIES, Some(CREATE_ONLY), |bytes| {
+        let d = decide(bytes.and_then(Window::decode), limit, window_ms, now_ms);
+        decision = Some(d);
+        match d {
+            Admission::Admit { window, .. } => Some(window.encode()),
+            Admission::Refuse { .. } => None,
         }
-    }
-    match last {
-        Admission::Admit { .. } => Admission::Refuse { reset_ms: now_ms, retry_after: 1 },
-        refused => refused,
+    });
+    match (written, decision) {
+        (Ok(_), Some(d)) => d,
+        _ => Admission::Refuse { reset_ms: now_ms, retry_after: 1 },
     }
 }
 
@@ -49,14 +45,7 @@ pub fn admit(host: &mut dyn Host, key: &str, limit: u64, window_ms: u64, now_ms:
 /// a refused request consumes nothing). Gives up quietly under contention: the count then errs on the
 /// safe side.
 pub fn release(host: &mut dyn Host, key: &str, window_ms: u64, now_ms: u64) {
-    for _ in 0..CAS_TRIES {
-        let (bytes, cas) = host.shared_data(key);
-        let Some(window) = take_back(bytes.as_deref().and_then(Window::decode), window_ms, now_ms) else {
-            return;
-        };
-        match host.set_shared_data(key, &window.encode(), cas) {
-            Err(SharedDataError::CasMismatch) => continue,
-            _ => return,
-        }
-    }
+    let _ = compare_and_swap(host, key, CAS_TRIES, None, |bytes| {
+        take_back(bytes.and_then(Window::decode), window_ms, now_ms).map(|w| w.encode())
+    });
 }
