@@ -51,7 +51,11 @@ pub(super) fn validate_key(k: RawKey, path: &str, providers: &[Provider]) -> Res
     Ok(ClientKey { name: k.name, sha256, policy, debug: k.debug.unwrap_or(false), limits })
 }
 
-/// Validates `keys[i].limits`: counts of at least one, dollar amounts non-negative and finite.
+/// The largest dollar limit: a billion USD, far inside what nano-USD counters hold (1.8·10¹⁰ USD).
+const MAX_USD: f64 = 1e9;
+
+/// Validates `keys[i].limits`: counts of at least one, dollar amounts from 0 to [`MAX_USD`], kept as
+/// nano-USD.
 fn validate_limits(l: &RawLimits, path: &str) -> Result<KeyLimits, FieldError> {
     for (field, value) in
         [("requests_per_minute", l.requests_per_minute), ("tokens_per_minute", l.tokens_per_minute)]
@@ -60,19 +64,20 @@ fn validate_limits(l: &RawLimits, path: &str) -> Result<KeyLimits, FieldError> {
             return Err(FieldError::new(&format!("{path}.{field}"), "must be at least 1"));
         }
     }
-    for (field, value) in
-        [("usd_per_day", l.usd_per_day), ("usd_per_week", l.usd_per_week), ("usd_per_month", l.usd_per_month)]
-    {
-        if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
-            return Err(FieldError::new(&format!("{path}.{field}"), "must be a non-negative number of USD"));
+    let nano = |field: &str, value: Option<f64>| match value {
+        Some(v) if !(0.0..=MAX_USD).contains(&v) => {
+            Err(FieldError::new(&format!("{path}.{field}"), "must be a number of USD from 0 to 1000000000"))
         }
-    }
+        // In range: the product fits a u64 exactly enough (10¹⁸ < 2⁶⁴).
+        Some(v) => Ok(Some((v * 1e9).round() as u64)),
+        None => Ok(None),
+    };
     Ok(KeyLimits {
         requests_per_minute: l.requests_per_minute,
         tokens_per_minute: l.tokens_per_minute,
-        usd_per_day: l.usd_per_day,
-        usd_per_week: l.usd_per_week,
-        usd_per_month: l.usd_per_month,
+        usd_per_day: nano("usd_per_day", l.usd_per_day)?,
+        usd_per_week: nano("usd_per_week", l.usd_per_week)?,
+        usd_per_month: nano("usd_per_month", l.usd_per_month)?,
     })
 }
 

@@ -130,7 +130,7 @@ fn errors_name_the_field_path() {
         ),
         (
             j.replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"usd_per_day": -1},"#),
-            "keys[0].limits.usd_per_day: must be a non-negative number of USD",
+            "keys[0].limits.usd_per_day: must be a number of USD from 0 to 1000000000",
         ),
         (
             j.replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"usd_per_year": 5},"#),
@@ -342,9 +342,9 @@ fn key_limits_are_read_and_optional() {
     let want = KeyLimits {
         requests_per_minute: Some(60),
         tokens_per_minute: Some(1000),
-        usd_per_day: Some(1.5),
-        usd_per_week: Some(5.0),
-        usd_per_month: Some(0.0),
+        usd_per_day: Some(1_500_000_000),
+        usd_per_week: Some(5_000_000_000),
+        usd_per_month: Some(0),
     };
     assert_eq!(c.keys[0].limits, want);
     assert_eq!(demo().keys[0].limits, KeyLimits::default(), "none by default");

@@ -273,18 +273,29 @@ pub struct ClientKey {
     pub limits: KeyLimits,
 }
 
-/// A client key's `limits`. Only `requests_per_minute` is enforced yet (exactly, on one Envoy); the
-/// others are validated and not enforced (README, "Limits").
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+/// A client key's `limits`, each enforced exactly on one Envoy (README, "Limits and budgets").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct KeyLimits {
     /// Requests admitted per UTC minute (at least 1).
     pub requests_per_minute: Option<u64>,
-    /// Prompt and completion tokens per minute.
+    /// Prompt and completion tokens per minute (at least 1).
     pub tokens_per_minute: Option<u64>,
-    /// USD per UTC day, week (from Monday) and month.
-    pub usd_per_day: Option<f64>,
-    pub usd_per_week: Option<f64>,
-    pub usd_per_month: Option<f64>,
+    /// Nano-USD per UTC day (`usd_per_day` × 10⁹, rounded).
+    pub usd_per_day: Option<u64>,
+    /// Nano-USD per UTC week, from Monday.
+    pub usd_per_week: Option<u64>,
+    /// Nano-USD per UTC calendar month.
+    pub usd_per_month: Option<u64>,
+}
+
+impl KeyLimits {
+    /// A token or dollar limit applies: requests reserve their worst case.
+    pub fn has_budget(&self) -> bool {
+        self.tokens_per_minute.is_some()
+            || self.usd_per_day.is_some()
+            || self.usd_per_week.is_some()
+            || self.usd_per_month.is_some()
+    }
 }
 
 /// A client key's `policy` from the catalog: a floor every request made with the key is held to.

@@ -278,8 +278,9 @@ fn a_completion_costs_a_bounded_number_of_host_calls() {
     }
     // Request: clock, headers, body, 3 health reads, 2 slots, body prefix, 8 header writes (the whole
     // request's timeout is the eighth: a completion's only).
-    // Response: clock, headers, body, body write, header map write, account, clock, 2 histogram samples.
-    assert_eq!(calls[1], (17, 26), "host calls (request phase, whole request)");
+    // Response: clock, headers, body, body write, header map write, the key's ledger (read and write:
+    // what it spent, for `/key`), account, clock, 2 histogram samples.
+    assert_eq!(calls[1], (17, 28), "host calls (request phase, whole request)");
 }
 
 #[test]
@@ -1046,6 +1047,7 @@ fn free_variants_have_per_minute_and_per_day_quotas_and_a_refusal_consumes_neith
 #[test]
 fn two_workers_creating_a_window_at_once_both_count() {
     use crate::filter::rate_memory::{admit, key_of};
+    use crate::routing::calendar::Period;
     use crate::routing::rate_limit::{Admission, Window};
     // Worker A reads "no window"; before it writes, worker B creates the window with its own request.
     // A's create-only write must fail and A count on top of B's, not overwrite it.
@@ -1053,7 +1055,7 @@ fn two_workers_creating_a_window_at_once_both_count() {
     let mut a = FakeHost { now_ms: START, ..FakeHost::default() };
     let minute = START / 60_000;
     *a.racing_write.borrow_mut() = Some(Window { number: minute, count: 1 }.encode());
-    assert!(matches!(admit(&mut a, &key, 5, 60_000, START), Admission::Admit { remaining: 3, .. }));
+    assert!(matches!(admit(&mut a, &key, 5, Period::Minute, START), Admission::Admit { remaining: 3, .. }));
     let stored = a.shared.borrow().values[&key].0.clone();
     assert_eq!(Window::decode(&stored), Some(Window { number: minute, count: 2 }), "both requests counted");
 }
@@ -1110,4 +1112,109 @@ fn a_replayed_body_shorter_than_the_plan_says_is_not_spliced() {
     attempt.request_body = br#"{"model":"llama-a""#.to_vec();
     assert_eq!(up.on_request_body(&mut attempt, 18, true), Flow::Continue);
     assert_eq!(attempt.request_body, br#"{"model":"llama-b""#.to_vec());
+}
+
+#[test]
+fn a_dollar_budget_reserves_the_worst_case_settles_to_the_cost_and_refuses_with_402() {
+    use crate::filter::rate_memory;
+    use crate::routing::rate_limit::Window;
+    // The plan is alpha then beta (sort by price); with no max_tokens a completion may fill the model's
+    // context (1000). The worst case is beta's: every token at $0.5 per million.
+    let worst = 500 * (CHAT.len() as u64 + 1000);
+    let limits =
+        format!(r#""limits": {{"requests_per_minute": 100, "usd_per_day": {}}}"#, (2 * worst) as f64 / 1e9);
+    let catalog = demo_json().replace(r#"{"name": "team-a","#, &format!(r#"{{"name": "team-a", {limits},"#));
+    let mut vm = Vm::default();
+    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
+    else {
+        panic!("the catalog loads")
+    };
+    let store = FakeHost { now_ms: START, ..FakeHost::default() };
+    let start = |now: u64| {
+        let mut host = FakeHost::beside(&store, now);
+        let mut d = vm.downstream(&catalog);
+        let sent = send_request(&mut d, &mut host, chat_headers(), &[CHAT], false);
+        (d, host, sent)
+    };
+    let key_info = |now: u64| {
+        let mut host = FakeHost::beside(&store, now);
+        let get =
+            headers(&[(":method", "GET"), (":path", "/api/v1/key"), ("authorization", "Bearer sk-test-1")]);
+        let r = replied(send_request(&mut vm.downstream(&catalog), &mut host, get, &[], false));
+        assert_eq!(r.status, 200);
+        json(&r.body)["data"].clone()
+    };
+    let requests = || {
+        let key = rate_memory::key_of("rate", "team-a");
+        store.shared.borrow().values.get(&key).and_then(|(v, _)| Window::decode(v)).map_or(0, |w| w.count)
+    };
+    // Two reservations fit; the third does not, and counts against nothing.
+    let (mut first, mut first_host, sent) = start(START);
+    forwarded(sent);
+    let (mut second, mut second_host, sent) = start(START + 1);
+    forwarded(sent);
+    let (_, _, sent) = start(START + 2);
+    let r = replied(sent);
+    assert_eq!(r.status, 402);
+    let body = json(&r.body);
+    assert_eq!(body["error"]["metadata"]["error_type"], "payment_required");
+    let header = |r: &LocalReply, n: &str| r.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(header(&r, "x-ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(requests(), 2, "the refused request's minute count was taken back");
+    assert_eq!(key_info(START + 3)["limit_remaining"], 0);
+    // The first is served by alpha (10 + 5 tokens at 0.1 and 0.2 per million: 2000 nano-USD): what its
+    // reservation did not spend is free again, but not enough for a whole worst case.
+    answer(&mut first, &mut first_host, "1", false);
+    first.on_log(&mut first_host);
+    let d = key_info(START + 4);
+    assert_eq!(d["usage_daily"].as_f64(), Some((worst + 2000) as f64 / 1e9));
+    assert_eq!(d["limit_remaining"].as_f64(), Some((worst - 2000) as f64 / 1e9));
+    assert_eq!(replied(start(START + 5).2).status, 402);
+    // The second ends in a provider error: nothing was served, its reservation is released whole.
+    let error = br#"{"error":{"message":"boom"}}"#;
+    receive_response(
+        &mut second,
+        &mut second_host,
+        provider_response("503", "application/json", "2"),
+        &[error],
+        false,
+    );
+    second.on_log(&mut second_host);
+    assert_eq!(key_info(START + 6)["usage_daily"].as_f64(), Some(2000.0 / 1e9));
+    // Now a worst case fits again. Its client leaves before any answer: what the provider billed is
+    // unknown, so the reservation stands.
+    let (mut third, mut third_host, sent) = start(START + 7);
+    forwarded(sent);
+    third.on_log(&mut third_host);
+    let d = key_info(START + 8);
+    assert_eq!(d["usage_daily"].as_f64(), Some((worst + 2000) as f64 / 1e9));
+    assert_eq!((d["label"].as_str(), d["limit_reset"].as_str()), (Some("team-a"), Some("daily")));
+    assert_eq!(requests(), 3);
+    // The next day the whole budget is back; the week and the month keep what was spent.
+    let d = key_info(START + 86_400_000);
+    assert_eq!(
+        (d["usage_daily"].as_f64(), d["usage_monthly"].as_f64()),
+        (Some(0.0), Some((worst + 2000) as f64 / 1e9))
+    );
+}
+
+#[test]
+fn key_info_needs_a_valid_key_and_get() {
+    let vm = vm();
+    for (method, auth, status) in [
+        ("GET", None, 401),
+        ("GET", Some("Bearer sk-nope"), 401),
+        ("POST", Some("Bearer sk-test-1"), 405),
+        ("GET", Some("Bearer sk-test-1"), 200),
+    ] {
+        let mut h = vec![(":method", method), (":path", "/v1/key")];
+        h.extend(auth.map(|a| ("authorization", a)));
+        let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+        let r = replied(send_request(&mut vm.downstream().unwrap(), &mut host, headers(&h), &[], false));
+        assert_eq!(r.status, status, "{method} {auth:?}");
+        if status == 200 {
+            let d = json(&r.body)["data"].clone();
+            assert_eq!((d["usage"].as_u64(), d["limit"].is_null()), (Some(0), true));
+        }
+    }
 }

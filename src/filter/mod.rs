@@ -16,6 +16,7 @@ pub mod host;
 pub mod logger;
 pub mod rate_memory;
 pub mod shared_value;
+pub mod spend_memory;
 pub mod stats;
 pub mod upstream;
 

@@ -5,9 +5,12 @@
 //! explicit sort, `order`, or the default weighted draw) → the plan is the models' lists in request order,
 //! keeping at least the first candidate of each model. Time and the health memory come in as inputs.
 
+pub mod budget;
+pub mod calendar;
 pub mod explain;
 pub mod filters;
 pub mod health;
+pub mod key_api;
 pub mod plan;
 pub mod preferences;
 pub mod ranking;

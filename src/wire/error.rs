@@ -5,6 +5,7 @@
 //! `ApiErrorType` list, except `model_not_found`, which our contract names for an unknown model.
 
 use crate::wire::text::truncated;
+use crate::wire::usage::usd_json;
 use serde_json::json;
 
 /// The longest message a client receives: messages quote what the client sent (a model name, a field),
@@ -32,9 +33,14 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 429: the last provider tried was rate limited; `retry_after` in seconds.
     RateLimited { message: String, retry_after: u64 },
-    /// 429: the client key's own limit is reached (`limit` per window) until `reset_ms` (ms since the
-    /// epoch), `retry_after` seconds away; the request reached no provider.
-    KeyLimitReached { message: String, limit: u64, reset_ms: u64, retry_after: u64 },
+    /// 429: the client key's own rate limit is reached (`limit` per window, `remaining` left: less than
+    /// the request needs) until `reset_ms` (ms since the epoch), `retry_after` seconds away; the request
+    /// reached no provider.
+    KeyLimitReached { message: String, limit: u64, remaining: u64, reset_ms: u64, retry_after: u64 },
+    /// 402: the client key's dollar budget (`limit_nano` per window, `remaining_nano` left) cannot hold
+    /// the request's worst-case cost until `reset_ms`, `retry_after` seconds away; the request reached
+    /// no provider.
+    BudgetExceeded { message: String, limit_nano: u64, remaining_nano: u64, reset_ms: u64, retry_after: u64 },
     /// A provider answered the request itself with a client error (4xx other than 401/403/408/429, which
     /// are the router's or the provider's own trouble): passed on with the provider's status and message.
     ProviderRejected { status: u16, message: String },
@@ -57,6 +63,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::RateLimited { .. } | ApiError::KeyLimitReached { .. } => 429,
+            ApiError::BudgetExceeded { .. } => 402,
             ApiError::ProviderRejected { status, .. } => *status,
             ApiError::BadGateway(_) => 502,
             ApiError::ProviderUnavailable(_) => 503,
@@ -74,6 +81,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) | ApiError::UnsupportedMediaType(_) => "invalid_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited { .. } | ApiError::KeyLimitReached { .. } => "rate_limit_exceeded",
+            ApiError::BudgetExceeded { .. } => "payment_required",
             // 401, 403, 408 and 429 from a provider are never passed on as its own rejection.
             ApiError::ProviderRejected { status, .. } => match status {
                 402 => "payment_required",
@@ -102,6 +110,7 @@ impl ApiError {
             | ApiError::Internal(m) => m,
             ApiError::RateLimited { message, .. }
             | ApiError::KeyLimitReached { message, .. }
+            | ApiError::BudgetExceeded { message, .. }
             | ApiError::ProviderRejected { message, .. }
             | ApiError::NoEndpoints { message, .. } => message,
         }
@@ -133,10 +142,18 @@ impl ApiError {
             ApiError::RateLimited { retry_after, .. } => {
                 headers.push(("retry-after", retry_after.to_string()))
             }
-            ApiError::KeyLimitReached { limit, reset_ms, retry_after, .. } => {
+            ApiError::KeyLimitReached { limit, remaining, reset_ms, retry_after, .. } => {
                 headers.push(("retry-after", retry_after.to_string()));
                 headers.push(("x-ratelimit-limit", limit.to_string()));
-                headers.push(("x-ratelimit-remaining", "0".to_string()));
+                headers.push(("x-ratelimit-remaining", remaining.to_string()));
+                headers.push(("x-ratelimit-reset", reset_ms.to_string()));
+            }
+            // Dollar figures in USD, as `/key` shows them.
+            ApiError::BudgetExceeded { limit_nano, remaining_nano, reset_ms, retry_after, .. } => {
+                let usd = |nano: &u64| usd_json(i64::try_from(*nano).unwrap_or(i64::MAX));
+                headers.push(("retry-after", retry_after.to_string()));
+                headers.push(("x-ratelimit-limit", usd(limit_nano)));
+                headers.push(("x-ratelimit-remaining", usd(remaining_nano)));
                 headers.push(("x-ratelimit-reset", reset_ms.to_string()));
             }
             _ => {}
@@ -196,6 +213,28 @@ mod tests {
             let e = ApiError::ProviderRejected { status, message: "m".into() };
             assert_eq!((e.status(), e.error_type()), (status, error_type));
         }
+    }
+
+    #[test]
+    fn a_key_budget_is_a_402_with_its_figures_in_usd() {
+        let e = ApiError::BudgetExceeded {
+            message: "m".into(),
+            limit_nano: 5_000_000_000,
+            remaining_nano: 1_250,
+            reset_ms: 9,
+            retry_after: 3,
+        };
+        assert_eq!((e.status(), e.error_type()), (402, "payment_required"));
+        assert_eq!(
+            e.headers(),
+            [
+                ("content-type", "application/json".to_string()),
+                ("retry-after", "3".to_string()),
+                ("x-ratelimit-limit", "5".to_string()),
+                ("x-ratelimit-remaining", "0.00000125".to_string()),
+                ("x-ratelimit-reset", "9".to_string()),
+            ]
+        );
     }
 
     #[test]

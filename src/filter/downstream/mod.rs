@@ -14,12 +14,16 @@ pub mod response;
 use super::health_memory;
 use super::host::{Flow, Host, IntAttribute, TextAttribute};
 use super::rate_memory;
+use super::spend_memory::{self, NotReserved};
 use super::stats::Stats;
 use crate::catalog::Pricing;
 use crate::catalog::{Catalog, ProviderId};
 use crate::observe::account::{Account, ACCOUNT_KEY};
+use crate::routing::budget::{spent, windows_at, Charge, Spend};
+use crate::routing::calendar::Period;
 use crate::routing::health::{status, Outcome};
-use crate::routing::rate_limit::{Admission, DAY_MS, MINUTE_MS};
+use crate::routing::key_api::key_json;
+use crate::routing::rate_limit::Admission;
 use crate::wire::error::ApiError;
 use crate::wire::headers::{attempt_count, header, status as header_status, ATTEMPT_COUNT};
 use crate::wire::response::{rewrite_completion, Accounted};
@@ -55,6 +59,8 @@ pub struct Downstream {
     response_has_body: bool,
     /// The size of the routed request body (the prompt of a usage estimate).
     request_bytes: u64,
+    /// What the key's ledger holds for this request, to settle when it ends (`None`: no key).
+    charge: Option<Charge>,
 }
 
 /// The request side's state.
@@ -87,6 +93,7 @@ impl Downstream {
             accounted: false,
             response_has_body: false,
             request_bytes: 0,
+            charge: None,
         }
     }
 
@@ -96,6 +103,13 @@ impl Downstream {
         let headers = host.request_headers();
         match on_request_headers(&self.catalog, &headers, end_of_stream) {
             HeadVerdict::Reply(r) => self.reply(host, r),
+            HeadVerdict::KeyInfo(k) => {
+                let key = self.catalog.key(k);
+                let ledger = spend_memory::read(host, &spend_memory::key_of(&key.name));
+                let body = key_json(key, ledger.as_ref(), self.start_ms);
+                let headers = vec![("content-type", "application/json".to_string())];
+                self.reply(host, Reply { status: 200, headers, body, error_type: None })
+            }
             HeadVerdict::Chat(head) => {
                 self.account.key_name =
                     head.caller.map_or(String::new(), |k| self.catalog.key(k).name.clone());
@@ -318,7 +332,7 @@ impl Downstream {
                 self.reply(host, e.into())
             }
             Ok(d) => {
-                if let Some(refused) = self.admit(host, &head, d.routed.free) {
+                if let Some(refused) = self.admit(host, &head, d.routed.free, d.reserve) {
                     self.account.requested_model = d.routed.requested_model.clone();
                     return self.reply(host, refused.into());
                 }
@@ -345,44 +359,84 @@ impl Downstream {
     }
 
     /// Counts a routable request against its key's `requests_per_minute` and, for a `:free` variant,
-    /// the free quotas per minute and per day (exact across the workers: the windows are in shared
-    /// data); the error for the first that is full, with the others taken back (a refused request
-    /// consumes nothing). A key without limits asking for no free variant costs nothing.
-    fn admit(&self, host: &mut dyn Host, head: &ChatHead, free: bool) -> Option<ApiError> {
+    /// the free quotas per minute and per day, then reserves its worst case (`reserve`) against the key's
+    /// token and dollar limits; all exact across the workers (shared data, compare-and-swap). The error
+    /// for the first that refuses, with what the others counted taken back (a refused request consumes
+    /// nothing). A key without limits asking for no free variant costs nothing here.
+    fn admit(
+        &mut self,
+        host: &mut dyn Host,
+        head: &ChatHead,
+        free: bool,
+        reserve: Option<Spend>,
+    ) -> Option<ApiError> {
         let key = head.caller.map(|k| self.catalog.key(k));
         let name = key.map_or("", |k| k.name.as_str());
         let routing = &self.catalog.routing;
-        let mut quotas: Vec<(&str, u64, u64, &str)> = Vec::new();
+        let mut quotas: Vec<(&str, u64, Period, &str)> = Vec::new();
         if let Some(limit) = key.and_then(|k| k.limits.requests_per_minute) {
-            quotas.push(("rate", limit, MINUTE_MS, "requests per minute for this key"));
+            quotas.push(("rate", limit, Period::Minute, "requests per minute for this key"));
         }
         if free {
-            quotas.push(("free_day", routing.free_requests_per_day, DAY_MS, "free-model requests per day"));
+            quotas.push((
+                "free_day",
+                routing.free_requests_per_day,
+                Period::Day,
+                "free-model requests per day",
+            ));
             quotas.push((
                 "free_minute",
                 routing.free_requests_per_minute,
-                MINUTE_MS,
+                Period::Minute,
                 "free-model requests per minute",
             ));
         }
         let now = self.start_ms;
-        for (i, (quota, limit, window_ms, what)) in quotas.iter().enumerate() {
+        let release = |host: &mut dyn Host, counted: &[(&str, u64, Period, &str)]| {
+            for (quota, _, period, _) in counted {
+                rate_memory::release(host, &rate_memory::key_of(quota, name), period.number(now));
+            }
+        };
+        for (i, (quota, limit, period, what)) in quotas.iter().enumerate() {
             let shared_key = rate_memory::key_of(quota, name);
-            if let Admission::Refuse { reset_ms, retry_after } =
-                rate_memory::admit(host, &shared_key, *limit, *window_ms, now)
+            if let Admission::Refuse { remaining, reset_ms, retry_after } =
+                rate_memory::admit(host, &shared_key, *limit, *period, now)
             {
-                for (earlier, _, window_ms, _) in quotas.iter().take(i) {
-                    rate_memory::release(host, &rate_memory::key_of(earlier, name), *window_ms, now);
-                }
+                release(host, quotas.get(..i).unwrap_or_default());
                 return Some(ApiError::KeyLimitReached {
                     message: format!("Rate limit exceeded: {limit} {what}"),
                     limit: *limit,
+                    remaining,
                     reset_ms,
                     retry_after,
                 });
             }
         }
-        None
+        let key = key?;
+        let Some(worst) = reserve else {
+            // Nothing to reserve: what the request spends is counted when it ends (for `/key`).
+            self.charge = Some(Charge { reserved: Spend::default(), numbers: windows_at(now) });
+            return None;
+        };
+        match spend_memory::reserve(host, &spend_memory::key_of(name), &key.limits, worst, now) {
+            Ok(charge) => {
+                self.charge = Some(charge);
+                None
+            }
+            Err(not) => {
+                release(host, &quotas);
+                Some(match not {
+                    NotReserved::Refused(r) => r.error(worst),
+                    NotReserved::Contended => ApiError::KeyLimitReached {
+                        message: "Too many concurrent requests for this key: retry".into(),
+                        limit: 0,
+                        remaining: 0,
+                        reset_ms: now.saturating_add(1000),
+                        retry_after: 1,
+                    },
+                })
+            }
+        }
     }
 
     /// Finishes a held response once its body is complete: a provider error replaced by ours, or a
@@ -476,6 +530,16 @@ impl Downstream {
         };
         if let Some((completion, pricing)) = unfinished {
             self.estimate_usage(completion, &pricing);
+        }
+        if let Some(charge) = self.charge.take() {
+            let actual = spent(
+                charge.reserved,
+                self.account.usage.as_ref(),
+                self.account.usage_estimated,
+                self.account.cost_nano.unwrap_or(0),
+                self.account.status != 0,
+            );
+            spend_memory::settle(host, &spend_memory::key_of(&self.account.key_name), &charge, actual);
         }
         self.account.duration_ms = Some(host.now_ms().saturating_sub(self.start_ms));
         host.set_filter_state(ACCOUNT_KEY, self.account.to_json().as_bytes());

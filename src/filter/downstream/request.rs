@@ -5,9 +5,11 @@
 use crate::catalog::{AuthMode, Catalog, EndpointRef, KeyId, ProviderId};
 use crate::filter::attempt::provider_headers;
 use crate::observe::account::app_of;
+use crate::routing::budget::{worst_case, Spend};
 use crate::routing::health::Status;
 use crate::routing::plan::{slot_key, slot_value, PlanRecord};
 use crate::routing::preferences::{split_variant, Variant};
+use crate::routing::request_facts::max_tokens;
 use crate::routing::{route, Inputs, Route};
 use crate::wire::chat_request::{ChatRequest, Rewritten};
 use crate::wire::error::ApiError;
@@ -21,6 +23,8 @@ pub enum HeadVerdict {
     Reply(Reply),
     /// A chat completion: wait for the body.
     Chat(ChatHead),
+    /// `GET /key` by this key: answered with its ledger (which only the host can read).
+    KeyInfo(KeyId),
 }
 
 /// A reply the filter sends itself.
@@ -85,6 +89,15 @@ fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Resu
                 error_type: None,
             }));
         }
+        b"/v1/key" => {
+            if method != b"GET" && method != b"HEAD" {
+                return Err(ApiError::MethodNotAllowed("Use GET for /key".into()));
+            }
+            return match authenticate(catalog, header("authorization"))? {
+                Some(key) => Ok(HeadVerdict::KeyInfo(key)),
+                None => Err(ApiError::Unauthorized("No client keys: /key describes the calling key".into())),
+            };
+        }
         b"/v1/chat/completions" => {
             if method != b"POST" {
                 return Err(ApiError::MethodNotAllowed("Use POST for /chat/completions".into()));
@@ -92,7 +105,7 @@ fn check_head(catalog: &Catalog, headers: &Headers, end_of_stream: bool) -> Resu
         }
         _ => {
             return Err(ApiError::NotFound(
-                "Not found: this router serves /v1/chat/completions and /v1/models".into(),
+                "Not found: this router serves /v1/chat/completions, /v1/models and /v1/key".into(),
             ))
         }
     }
@@ -184,6 +197,8 @@ pub struct BodyDecision {
     pub stream: bool,
     /// How the route was chosen, rendered once: for the account always, for `x-llm-route` on request.
     pub route: String,
+    /// The worst case to reserve against the key's token and dollar limits (`None`: it has none).
+    pub reserve: Option<Spend>,
 }
 
 /// The longest `x-request-id` that becomes a generation id (Envoy's own are 36-byte UUIDs; a longer one
@@ -266,6 +281,10 @@ pub fn on_request_body(
     }
     let remove = head.remove.iter().filter(|n| !set.iter().any(|(s, _)| s == *n)).cloned().collect();
     let route = explanation.render(catalog);
+    let reserve = head.caller.filter(|k| catalog.key(*k).limits.has_budget()).map(|_| {
+        // `route` accepted the request, so its `max_tokens` is well formed.
+        worst_case(catalog, &plan, body.len() as u64, max_tokens(&req).ok().flatten())
+    });
     let routed = Routed {
         plan,
         explain: head.debug.then(|| route.clone()),
@@ -279,7 +298,7 @@ pub fn on_request_body(
         requested_model: req.requested_model().to_string(),
         session,
     };
-    Ok(BodyDecision { body: new_body, filter_state, remove, set, routed, stream: req.stream, route })
+    Ok(BodyDecision { body: new_body, filter_state, remove, set, routed, stream: req.stream, route, reserve })
 }
 
 /// The model a body asks for (`model`, else the first of `models`), for accounting requests that fail

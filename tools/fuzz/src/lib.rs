@@ -96,6 +96,8 @@ pub fn request(data: &[u8]) {
     let head = match on_request_headers(c, &headers, false) {
         HeadVerdict::Reply(r) => return assert_error_shape(r.status, &r.body, body),
         HeadVerdict::Chat(head) => head,
+        // The path is always /v1/chat/completions here.
+        HeadVerdict::KeyInfo(_) => panic!("a chat request was taken for GET /key"),
     };
     let d = match on_request_body(c, body, &head, &|_| Status::default()) {
         Err(e) => return assert_api_error(&e, body),

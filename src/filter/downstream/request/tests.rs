@@ -46,7 +46,7 @@ pub(crate) fn body(c: &Catalog, bytes: &[u8]) -> Result<BodyDecision, ApiError> 
 fn reply_status(v: HeadVerdict) -> u16 {
     match v {
         HeadVerdict::Reply(r) => r.status,
-        HeadVerdict::Chat(_) => 0,
+        HeadVerdict::Chat(_) | HeadVerdict::KeyInfo(_) => 0,
     }
 }
 
@@ -210,7 +210,7 @@ fn either_debug_header_asks_for_the_explanation_of_a_key_that_may_debug() {
     let head = |c: &Catalog, extra: &[(&str, &str)]| match on_request_headers(c, &chat_headers(extra), false)
     {
         HeadVerdict::Chat(head) => (head.debug, head.provider_limits),
-        HeadVerdict::Reply(r) => panic!("{}", r.body),
+        other => panic!("{other:?}"),
     };
     assert_eq!(head(&c, &[("x-llm-router-debug", "1")]), (true, true));
     assert_eq!(head(&c, &[("x-openrouter-metadata", "Enabled")]), (true, true));
