@@ -17,6 +17,17 @@
 //! # Ok::<(), String>(())
 //! ```
 //!
+//! Envoy's `envoy.filters.http.ratelimit` waits only 20 ms for an answer unless its `timeout` is
+//! set: give tests a larger one (e.g. `timeout: 1s`) so that a loaded machine does not turn slow
+//! answers into rate limit errors. What Envoy 1.40 was seen sending to this service:
+//! - a descriptor's own `hits_addend` only from `rate_limits` in the filter's per-route config
+//!   (`RateLimitPerRoute`) or in the filter config; a route's own `rate_limits` ignore `hits_addend`;
+//! - with `apply_on_stream_done`, a second call after the response (also after the filter's own
+//!   429) whose answer is ignored; its `hits_addend` format can read `%RESP(..)%`, dynamic metadata
+//!   and filter state, even filter state a wasm filter set in `on_log`;
+//! - filter state `envoy.ratelimit.hits_addend` (which a wasm filter can set with the foreign
+//!   function `set_envoy_filter_state`) as the request-level `hits_addend` of both calls.
+//!
 //! What it leaves out: statistics, the local over-limit cache, `STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT`,
 //! global shadow and quota modes, response headers and dynamic metadata, memcached, several
 //! configuration files, and Redis Cluster. `duration_until_reset` is computed from the same clock

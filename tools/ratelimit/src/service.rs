@@ -54,8 +54,17 @@ struct Shared {
 pub struct RateLimitService {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    /// Serves the listener and every connection; dropping it closes them all.
-    _runtime: Runtime,
+    /// Serves the listener and every connection; shutting it down closes them all.
+    runtime: Option<Runtime>,
+}
+
+impl Drop for RateLimitService {
+    fn drop(&mut self) {
+        // Not a plain drop: dropping a runtime panics inside an async context (a #[tokio::test]).
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,7 +92,7 @@ impl RateLimitService {
             .enable_time()
             .build()
             .map_err(|e| format!("tokio runtime: {e}"))?;
-        let (listener, redis) = runtime.block_on(async {
+        let setup = async {
             let redis = redis::Client::open(format!("redis://{redis_addr}/"))
                 .map_err(|e| e.to_string())?
                 .get_multiplexed_async_connection()
@@ -93,7 +102,11 @@ impl RateLimitService {
                 .await
                 .map_err(|e| format!("bind 127.0.0.1:{}: {e}", options.port))?;
             Ok::<_, String>((listener, redis))
-        })?;
+        };
+        // On a thread of its own: `block_on` panics on a thread already running async code, and
+        // tests may start the service from a #[tokio::test].
+        let (listener, redis) = std::thread::scope(|s| s.spawn(|| runtime.block_on(setup)).join())
+            .map_err(|_| "ratelimit service setup panicked".to_string())??;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let shared = Arc::new(Shared {
             config,
@@ -103,7 +116,7 @@ impl RateLimitService {
             called: Condvar::new(),
         });
         runtime.spawn(accept_loop(listener, Arc::clone(&shared)));
-        Ok(RateLimitService { addr, shared, _runtime: runtime })
+        Ok(RateLimitService { addr, shared, runtime: Some(runtime) })
     }
 
     /// Where it serves gRPC (h2c).
@@ -122,7 +135,8 @@ impl RateLimitService {
     }
 
     /// Waits until at least `n` calls have been answered, or `timeout` passes; returns them all.
-    /// For calls Envoy makes without waiting for them (`apply_on_stream_done`).
+    /// For calls Envoy makes without waiting for them (`apply_on_stream_done`, sent after the
+    /// response). It blocks the thread: from async code, run it with `spawn_blocking`.
     pub fn wait_for_calls(&self, n: usize, timeout: Duration) -> Vec<Call> {
         let deadline = Instant::now() + timeout;
         let mut calls = lock(&self.shared.calls);

@@ -206,3 +206,14 @@ fn errors_are_grpc_statuses_and_calls_are_recorded() {
     let e = try_call(&rls, "llm", 0, vec![alice()]).unwrap_err();
     assert_eq!(e.code, Some(status::UNKNOWN), "{e}");
 }
+
+#[tokio::test]
+async fn usable_from_async_tests() {
+    let Some(redis) = redis() else { return };
+    let rls = RateLimitService::start(CONFIG, redis.addr()).unwrap();
+    let request = RateLimitRequest { domain: "llm".into(), descriptors: vec![alice()], hits_addend: 0 };
+    let r = llm_router_ratelimit::should_rate_limit(rls.addr(), &request).await.unwrap();
+    assert_eq!(codes(&r), vec![(OK, 2)]);
+    // Dropping the service here, inside a runtime, must not panic.
+    drop(rls);
+}
