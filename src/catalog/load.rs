@@ -7,10 +7,10 @@ use super::fields::{list, parse_document, FieldError};
 use super::ids::{id, ModelId, ProviderId};
 use super::keys::validate_key;
 use super::models_api;
-use super::raw::{RawCatalog, RawEndpoint, RawKey, RawModel, RawProvider, RawRouting};
+use super::raw::{RawCatalog, RawEndpoint, RawKey, RawModel, RawProvider, RawRateLimitService, RawRouting};
 use super::types::{
-    AuthMode, Catalog, DataCollection, EnvLookup, Model, ModelEndpoint, Pricing, Provider, Routing, Secret,
-    INPUT_MODALITIES, KNOWN_PARAMETERS, MAX_ATTEMPTS_LIMIT, OUTPUT_MODALITIES,
+    AuthMode, Catalog, DataCollection, EnvLookup, Model, ModelEndpoint, Pricing, Provider, RateLimitService,
+    Routing, Secret, INPUT_MODALITIES, KNOWN_PARAMETERS, MAX_ATTEMPTS_LIMIT, OUTPUT_MODALITIES,
 };
 use crate::fnv::FnvMap;
 use serde_json::Value;
@@ -83,6 +83,18 @@ impl Catalog {
                 "keys",
                 "auth is \"keys\" but no keys are listed (set \"auth\": \"none\" to disable)",
             ));
+        }
+        if let Some(service) = &mut catalog.routing.rate_limit_service {
+            let largest = catalog
+                .keys
+                .iter()
+                .flat_map(|k| [k.limits.usd_per_day, k.limits.usd_per_week, k.limits.usd_per_month])
+                .flatten()
+                .max()
+                .unwrap_or(0);
+            while largest / service.usd_unit_nano > u64::from(u32::MAX) {
+                service.usd_unit_nano *= 10;
+            }
         }
         let mut names: Vec<String> = Vec::new();
         for p in &catalog.providers {
@@ -204,6 +216,7 @@ fn parse_routing(value: &Value) -> Result<Routing, FieldError> {
         apps: raw.apps,
         free_requests_per_minute: raw.free_requests_per_minute.unwrap_or(20),
         free_requests_per_day: raw.free_requests_per_day.unwrap_or(50),
+        rate_limit_service: raw.rate_limit_service.map(parse_rate_limit_service).transpose()?,
     };
     for (field, value) in [
         ("free_requests_per_minute", routing.free_requests_per_minute),
@@ -220,6 +233,34 @@ fn parse_routing(value: &Value) -> Result<Routing, FieldError> {
         return Err(err("routing", "timeouts must be > 0 ms"));
     }
     Ok(routing)
+}
+
+fn parse_rate_limit_service(raw: RawRateLimitService) -> Result<RateLimitService, FieldError> {
+    let path = "routing.rate_limit_service";
+    let (host, port) = raw
+        .address
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']'), p.parse::<u16>().ok()?)))
+        .filter(|(h, p)| {
+            !h.is_empty() && *p != 0 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b))
+        })
+        .ok_or_else(|| err(&format!("{path}.address"), "must be host:port"))?;
+    let domain = raw.domain.unwrap_or_else(|| "llm-router".into());
+    if domain.is_empty() || !domain.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err(err(&format!("{path}.domain"), "must be a non-empty name of [A-Za-z0-9._-]"));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(100);
+    if timeout_ms == 0 || timeout_ms > 60_000 {
+        return Err(err(&format!("{path}.timeout_ms"), "must be between 1 and 60000"));
+    }
+    Ok(RateLimitService {
+        host: host.to_string(),
+        port,
+        domain,
+        timeout_ms,
+        deny_when_unreachable: raw.deny_when_unreachable.unwrap_or(false),
+        usd_unit_nano: 1000,
+    })
 }
 
 fn validate_provider(p: RawProvider, path: &str, env: Option<EnvLookup<'_>>) -> Result<Provider, FieldError> {

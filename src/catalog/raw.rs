@@ -234,6 +234,16 @@ pub struct RawRouting {
     pub apps: Vec<String>,
     pub free_requests_per_minute: Option<u64>,
     pub free_requests_per_day: Option<u64>,
+    pub rate_limit_service: Option<RawRateLimitService>,
+}
+
+/// `routing.rate_limit_service`.
+#[derive(Debug, Default)]
+pub struct RawRateLimitService {
+    pub address: String,
+    pub domain: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub deny_when_unreachable: Option<bool>,
 }
 
 impl RawRouting {
@@ -250,6 +260,20 @@ impl RawRouting {
             apps: o.opt_strings("apps")?.unwrap_or_default(),
             free_requests_per_minute: o.opt_u64("free_requests_per_minute")?,
             free_requests_per_day: o.opt_u64("free_requests_per_day")?,
+            rate_limit_service: match o.value("rate_limit_service") {
+                Some(v) => {
+                    let mut s = Object::new(v, &o.path("rate_limit_service"))?;
+                    let service = RawRateLimitService {
+                        address: s.string("address")?,
+                        domain: s.opt_string("domain")?,
+                        timeout_ms: s.opt_u64("timeout_ms")?,
+                        deny_when_unreachable: s.opt_bool("deny_when_unreachable")?,
+                    };
+                    s.finish()?;
+                    Some(service)
+                }
+                None => None,
+            },
         };
         o.finish()?;
         Ok(r)

@@ -121,6 +121,38 @@ fn errors_name_the_field_path() {
             "keys[0].x: unknown field",
         ),
         (
+            j.replace(
+                r#""max_attempts": 2"#,
+                r#""max_attempts": 2, "rate_limit_service": {"address": "rls"}"#,
+            ),
+            "routing.rate_limit_service.address: must be host:port",
+        ),
+        (
+            j.replace(r#""max_attempts": 2"#, r#""max_attempts": 2, "rate_limit_service": {"domain": "d"}"#),
+            "routing.rate_limit_service.address: is required",
+        ),
+        (
+            j.replace(
+                r#""max_attempts": 2"#,
+                r#""max_attempts": 2, "rate_limit_service": {"address": "rls:81", "timeout_ms": 0}"#,
+            ),
+            "routing.rate_limit_service.timeout_ms: must be between 1 and 60000",
+        ),
+        (
+            j.replace(
+                r#""max_attempts": 2"#,
+                r#""max_attempts": 2, "rate_limit_service": {"address": "rls:81", "domain": "a b"}"#,
+            ),
+            "routing.rate_limit_service.domain: must be a non-empty name of [A-Za-z0-9._-]",
+        ),
+        (
+            j.replace(
+                r#""max_attempts": 2"#,
+                r#""max_attempts": 2, "rate_limit_service": {"address": "rls:81", "deny": true}"#,
+            ),
+            "routing.rate_limit_service.deny: unknown field",
+        ),
+        (
             j.replace(r#""max_attempts": 2"#, r#""max_attempts": 2, "free_requests_per_day": 0"#),
             "routing.free_requests_per_day: must be at least 1",
         ),
@@ -348,4 +380,17 @@ fn key_limits_are_read_and_optional() {
     };
     assert_eq!(c.keys[0].limits, want);
     assert_eq!(demo().keys[0].limits, KeyLimits::default(), "none by default");
+}
+
+#[test]
+fn a_rate_limit_service_is_read_with_its_defaults() {
+    let json = demo_json().replace(
+        r#""max_attempts": 2"#,
+        r#""max_attempts": 2, "rate_limit_service": {"address": "[::1]:8081"}"#,
+    );
+    let c = Catalog::parse(json.as_bytes(), Some(&env)).unwrap();
+    let s = c.routing.rate_limit_service.unwrap();
+    assert_eq!((s.host.as_str(), s.port, s.domain.as_str()), ("::1", 8081, "llm-router"));
+    assert_eq!((s.timeout_ms, s.deny_when_unreachable, s.usd_unit_nano), (100, false, 1000));
+    assert_eq!(demo().routing.rate_limit_service, None);
 }

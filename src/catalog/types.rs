@@ -167,6 +167,36 @@ pub struct Routing {
     /// and 50).
     pub free_requests_per_minute: u64,
     pub free_requests_per_day: u64,
+    /// Envoy's global rate limit service, for limits across many Envoys (the generator emits its filter;
+    /// the filter names each request's limits for it).
+    pub rate_limit_service: Option<RateLimitService>,
+}
+
+/// `routing.rate_limit_service`: where Envoy's rate limit filter asks (envoyproxy/ratelimit or any
+/// `envoy.service.ratelimit.v3.RateLimitService`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitService {
+    /// Host name or IP address.
+    pub host: String,
+    pub port: u16,
+    /// The service's domain for these limits (default `llm-router`).
+    pub domain: String,
+    /// How long Envoy waits for an answer (default 100 ms).
+    pub timeout_ms: u64,
+    /// When the service cannot be reached or errs: refuse the request (true) or let it through
+    /// (false, the default: the per-Envoy limits still hold).
+    pub deny_when_unreachable: bool,
+    /// The unit dollar limits are counted in by the service, in nano-USD: a micro-dollar (1000), or a
+    /// larger power of ten when a key's budget would not fit the service's 32-bit limits in micro-dollars
+    /// ($4,294.97).
+    pub usd_unit_nano: u64,
+}
+
+impl RateLimitService {
+    /// `nano` in [`RateLimitService::usd_unit_nano`]s, rounded up (a charge never undercounts).
+    pub fn usd_units(&self, nano: u64) -> u64 {
+        nano.div_ceil(self.usd_unit_nano.max(1))
+    }
 }
 
 /// The validated catalog.

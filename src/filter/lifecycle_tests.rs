@@ -1218,3 +1218,36 @@ fn key_info_needs_a_valid_key_and_get() {
         }
     }
 }
+
+#[test]
+fn with_a_rate_limit_service_the_request_names_its_limits_and_its_end_charges_what_it_spent() {
+    let catalog = demo_json()
+        .replace(
+            r#""max_attempts": 2"#,
+            r#""max_attempts": 2, "rate_limit_service": {"address": "127.0.0.1:8081"}"#,
+        )
+        .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"usd_per_day": 5},"#);
+    let mut vm = Vm::default();
+    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
+    else {
+        panic!("the catalog loads")
+    };
+    let mut d = vm.downstream(&catalog);
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    // A client's own copy of a descriptor header is not what the service sees.
+    let mut client = chat_headers();
+    client.push(("x-llm-rl-key".into(), b"someone-else".to_vec()));
+    let (sent, _) = forwarded(send_request(&mut d, &mut host, client, &[CHAT], false));
+    let get = |h: &super::host::HeaderList, n: &str| {
+        h.iter().filter(|(k, _)| k == n).map(|(_, v)| v.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(get(&sent, "x-llm-rl-key"), [b"team-a".to_vec()]);
+    assert_eq!(get(&sent, "x-llm-rl-usd"), [b"0".to_vec()]);
+    assert!(get(&sent, "x-llm-rl-tokens").is_empty(), "no token limit");
+    // Envoy's route removes them before the provider; the end of the stream puts them back with what
+    // the request spent (10 + 5 tokens at alpha's prices: 2000 nano-USD, 2 micro-dollars).
+    host.request_headers.retain(|(n, _)| !n.starts_with("x-llm-rl-"));
+    answer(&mut d, &mut host, "1", false);
+    assert_eq!(host.filter_state.get("llm_rl_usd").map(Vec::as_slice), Some(&b"2"[..]));
+    assert_eq!(get(&host.request_headers, "x-llm-rl-key"), [b"team-a".to_vec()]);
+}

@@ -9,6 +9,7 @@ pub mod budget;
 pub mod calendar;
 pub mod explain;
 pub mod filters;
+pub mod fleet;
 pub mod health;
 pub mod key_api;
 pub mod plan;

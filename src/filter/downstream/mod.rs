@@ -21,6 +21,7 @@ use crate::catalog::{Catalog, ProviderId};
 use crate::observe::account::{Account, ACCOUNT_KEY};
 use crate::routing::budget::{spent, windows_at, Charge, Spend};
 use crate::routing::calendar::Period;
+use crate::routing::fleet;
 use crate::routing::health::{status, Outcome};
 use crate::routing::key_api::key_json;
 use crate::routing::rate_limit::Admission;
@@ -491,6 +492,25 @@ impl Downstream {
         self.finish_account(host);
     }
 
+    /// Writes what the request spent where the rate limit filters charge it when the stream is done
+    /// (only with `routing.rate_limit_service`; see `routing::fleet`).
+    fn charge_fleet(&self, host: &mut dyn Host, actual: Spend) {
+        let (Some(service), RequestState::Routed { routed, .. }) =
+            (&self.catalog.routing.rate_limit_service, &self.request)
+        else {
+            return;
+        };
+        let Some(key) = routed.caller.map(|k| self.catalog.key(k)) else { return };
+        for (name, value) in fleet::spent(service, key, actual) {
+            host.set_filter_state(name, value.as_bytes());
+        }
+        // The stream-done charge builds its descriptors from the request headers again, and the route
+        // removed ours before the provider saw them: they go back on (the request is long sent).
+        for (name, value) in fleet::headers(&self.catalog, Some(key), routed.free) {
+            host.set_request_header(&name, &value);
+        }
+    }
+
     fn take_usage(&mut self, a: Accounted) {
         self.account.usage = a.usage;
         self.account.cost_nano = a.cost.map(|c| c.total_nano);
@@ -540,6 +560,7 @@ impl Downstream {
                 self.account.status != 0,
             );
             spend_memory::settle(host, &spend_memory::key_of(&self.account.key_name), &charge, actual);
+            self.charge_fleet(host, actual);
         }
         self.account.duration_ms = Some(host.now_ms().saturating_sub(self.start_ms));
         host.set_filter_state(ACCOUNT_KEY, self.account.to_json().as_bytes());

@@ -6,6 +6,7 @@ use crate::catalog::{AuthMode, Catalog, EndpointRef, KeyId, ProviderId};
 use crate::filter::attempt::provider_headers;
 use crate::observe::account::app_of;
 use crate::routing::budget::{worst_case, Spend};
+use crate::routing::fleet;
 use crate::routing::health::Status;
 use crate::routing::plan::{slot_key, slot_value, PlanRecord};
 use crate::routing::preferences::{split_variant, Variant};
@@ -222,6 +223,8 @@ pub struct Routed {
     pub requested_model: String,
     /// The session key's short hash, for the account.
     pub session: Option<String>,
+    /// The authenticated client key.
+    pub caller: Option<KeyId>,
 }
 
 impl Routed {
@@ -279,6 +282,8 @@ pub fn on_request_body(
         let total = timeout.saturating_mul(plan.len() as u64);
         set.push(("x-envoy-upstream-rq-timeout-ms".into(), decimal_text(total).into_bytes()));
     }
+    let free = split_variant(req.requested_model()).1 == Some(Variant::Free);
+    set.extend(fleet::headers(catalog, head.caller.map(|k| catalog.key(k)), free));
     let remove = head.remove.iter().filter(|n| !set.iter().any(|(s, _)| s == *n)).cloned().collect();
     let route = explanation.render(catalog);
     let reserve = head.caller.filter(|k| catalog.key(*k).limits.has_budget()).map(|_| {
@@ -289,7 +294,7 @@ pub fn on_request_body(
         plan,
         explain: head.debug.then(|| route.clone()),
         provider_limits: head.provider_limits,
-        free: split_variant(req.requested_model()).1 == Some(Variant::Free),
+        free,
         generation_id: head
             .request_id
             .as_deref()
@@ -297,6 +302,7 @@ pub fn on_request_body(
             .map(|id| format!("gen-{}", String::from_utf8_lossy(id))),
         requested_model: req.requested_model().to_string(),
         session,
+        caller: head.caller,
     };
     Ok(BodyDecision { body: new_body, filter_state, remove, set, routed, stream: req.stream, route, reserve })
 }

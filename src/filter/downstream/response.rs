@@ -74,6 +74,13 @@ pub fn on_response_headers(
     if let Some(p) = provider {
         out.push(("x-llm-provider".into(), p.name.clone().into_bytes()));
     }
+    if !origin.via_upstream && matches!(status, 402 | 429) && header(headers, "retry-after").is_none() {
+        // Envoy's rate limit filter refused the request (a limit across the fleet): its
+        // `x-ratelimit-reset` is the seconds to the window's end, which is what `Retry-After` says.
+        if let Some(reset) = header(headers, "x-ratelimit-reset").and_then(decimal) {
+            out.push(("retry-after".into(), decimal_text(reset.max(1)).into_bytes()));
+        }
+    }
     if let Some(n) = origin.attempts {
         out.push(("x-llm-attempts".into(), decimal_text(n).into_bytes()));
         if let Some(e) = routed.served(Some(n)) {
@@ -135,6 +142,7 @@ pub fn response_body(
 pub fn envoy_error_type(status: u16) -> &'static str {
     match status {
         408 | 504 => "timeout",
+        402 => "payment_required",
         413 => "payload_too_large",
         429 => "rate_limit_exceeded",
         400..=499 => "invalid_request",

@@ -2,6 +2,7 @@
 //! downstream role, the retry policy and the attempt → slot → cluster matcher, and local replies in our JSON
 //! error shape. Generated from the same catalog the filter reads, so the two never disagree.
 
+use crate::rate_limit_service;
 use crate::yaml::{int, list, map, map_of, render, s, Value, With};
 use llm_router::catalog::{Catalog, FieldError as ConfigError, Provider};
 use llm_router::filter::downstream::request::too_large;
@@ -319,17 +320,20 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Value {
         )
         .with(
             "http_filters",
-            list([
-                wasm_filter("llm_router", DOWNSTREAM_ROOT_ID, catalog_text, catalog, opts),
-                map([
-                    ("name", s("envoy.filters.http.router")),
-                    (
-                        "typed_config",
-                        typed("envoy.extensions.filters.http.router.v3.Router")
-                            .with("upstream_log", list([health_logger(catalog, opts)])),
-                    ),
-                ]),
-            ]),
+            list(
+                std::iter::once(wasm_filter("llm_router", DOWNSTREAM_ROOT_ID, catalog_text, catalog, opts))
+                    .chain(
+                        catalog.routing.rate_limit_service.iter().flat_map(rate_limit_service::http_filters),
+                    )
+                    .chain([map([
+                        ("name", s("envoy.filters.http.router")),
+                        (
+                            "typed_config",
+                            typed("envoy.extensions.filters.http.router.v3.Router")
+                                .with("upstream_log", list([health_logger(catalog, opts)])),
+                        ),
+                    ])]),
+            ),
         );
     let mut l = map([
         ("name", s("llm_router")),
@@ -462,7 +466,7 @@ fn stream_idle_timeout(catalog: &Catalog) -> u64 {
 
 fn route(catalog: &Catalog) -> Value {
     let slots = catalog.max_plan_len();
-    map([
+    let r = map([
         ("match", map([("prefix", s("/"))])),
         // Each request may buffer its body (and its held response) up to this, whatever the connection
         // buffers are: the filter's own check answers 413 past max_request_bytes.
@@ -501,7 +505,13 @@ fn route(catalog: &Catalog) -> Value {
                 ),
             ]),
         ),
-    ])
+    ]);
+    if catalog.routing.rate_limit_service.is_none() {
+        return r;
+    }
+    // The descriptors' headers are the filter's word to the rate limit filters, not the provider's.
+    r.with("typed_per_filter_config", rate_limit_service::per_route_config())
+        .with("request_headers_to_remove", rate_limit_service::headers_to_remove())
 }
 
 /// The first attempt (no `x-envoy-attempt-count` yet) uses slot 0. When retry k re-selects the cluster,
@@ -598,15 +608,30 @@ fn cluster_action(cluster: String) -> Value {
 fn local_replies(catalog: &Catalog) -> Value {
     let payload = too_large(catalog);
     // The error_type per status is the one the filter accounts Envoy's own replies under.
-    let mappers = vec![
+    let mut mappers = Vec::new();
+    if catalog.routing.rate_limit_service.is_some() {
+        // The rate limit filters' refusals (response flag RL) and errors (RLSE), in our error shape.
+        mappers.push(flagged(429, "RL", "Rate limit exceeded: this key's limit across the fleet is reached"));
+        mappers.push(flagged(402, "RL", "Key budget exceeded: this key's budget across the fleet is spent"));
+        mappers.push(flagged(500, "RLSE", "The rate limit service could not be reached"));
+    }
+    mappers.extend([
         mapper(503, "No provider could be reached for this request", true),
         mapper(504, "The provider did not answer in time", false),
         mapper(502, "The provider sent an invalid response", false),
         mapper(413, payload.message(), false),
         mapper(431, "Request headers too large", false),
         mapper(408, "The request was not received in time", false),
-    ];
+    ]);
     map([("mappers", list(mappers))])
+}
+
+/// A local reply mapper for replies of `status` with Envoy's response flag `flag`.
+fn flagged(status: u16, flag: &str, message: &str) -> Value {
+    let m = mapper(status, message, false);
+    let by_status = m.get("filter").cloned().unwrap_or(Value::Null);
+    let by_flag = map([("response_flag_filter", map([("flags", list([s(flag)]))]))]);
+    m.with("filter", map([("and_filter", map([("filters", list([by_status, by_flag]))]))]))
 }
 
 fn mapper(status: u16, message: &str, retry_after: bool) -> Value {
@@ -666,6 +691,7 @@ fn clusters(catalog: &Catalog, opts: &Options) -> Vec<Value> {
     if catalog.max_plan_len() > 1 {
         out.extend(catalog.providers.iter().map(|p| cluster(catalog, p, opts, true)));
     }
+    out.extend(catalog.routing.rate_limit_service.iter().map(rate_limit_service::cluster));
     out
 }
 
@@ -1294,5 +1320,119 @@ mod tests {
             balanced["static_resources"]["listeners"][0]["connection_balance_config"],
             yaml("exact_balance: {}")
         );
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_service_tests {
+    use super::*;
+    use crate::rate_limit_service::service_config;
+
+    fn catalog_json(service: &str, limits: &str) -> String {
+        include_str!("../../../tests/fixtures/catalog.json")
+            .replace("SHA", &llm_router::catalog::hash_token("sk-test-1"))
+            .replace(
+                r#""max_attempts": 2"#,
+                &format!(r#""max_attempts": 2, "rate_limit_service": {service}"#),
+            )
+            .replace(r#"{"name": "team-a","#, &format!(r#"{{"name": "team-a", "limits": {limits},"#))
+    }
+
+    fn hcm(doc: &Value) -> &Value {
+        &doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    }
+
+    #[test]
+    fn without_a_service_nothing_of_it_is_generated() {
+        let text = include_str!("../../../tests/fixtures/catalog.json")
+            .replace("SHA", &llm_router::catalog::hash_token("sk-test-1"));
+        let yaml = generate(&text, &Options::default()).unwrap();
+        assert!(!yaml.contains("ratelimit") && !yaml.contains("x-llm-rl-"), "{yaml}");
+    }
+
+    #[test]
+    fn the_service_gets_two_filters_after_ours_its_cluster_and_the_routes_descriptors() {
+        let text = catalog_json(
+            r#"{"address": "rls.internal:8081", "timeout_ms": 250, "deny_when_unreachable": true}"#,
+            r#"{"requests_per_minute": 60, "usd_per_day": 5}"#,
+        );
+        let doc: Value = serde_norway::from_str(&generate(&text, &Options::default()).unwrap()).unwrap();
+        let filters: Vec<&str> = hcm(&doc)["http_filters"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(filters, ["llm_router", "llm_rate_limit", "llm_budget", "envoy.filters.http.router"]);
+        let budget = &hcm(&doc)["http_filters"][2]["typed_config"];
+        assert_eq!(budget["rate_limited_status"]["code"], 402);
+        assert_eq!(budget["failure_mode_deny"], true);
+        assert_eq!(budget["timeout"], "0.25s");
+        assert_eq!(budget["domain"], "llm-router");
+        let cluster = doc["static_resources"]["clusters"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == crate::rate_limit_service::CLUSTER)
+            .unwrap();
+        assert_eq!(cluster["type"], "STRICT_DNS");
+        let options = &cluster["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        assert!(options["explicit_http_config"]["http2_protocol_options"].is_mapping());
+        let route = &hcm(&doc)["route_config"]["virtual_hosts"][0]["routes"][0];
+        let removed: Vec<&str> = route["request_headers_to_remove"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(removed, llm_router::routing::fleet::HEADERS);
+        // Dollars: a check at admission with the header's hits, a charge at stream end from filter state.
+        let usd = route["typed_per_filter_config"]["llm_budget"]["rate_limits"].as_sequence().unwrap();
+        assert_eq!(usd.len(), 6, "day, week and month, each checked and charged");
+        assert_eq!(usd[0]["hits_addend"]["format"], "%REQ(x-llm-rl-usd)%");
+        assert_eq!(usd[1]["apply_on_stream_done"], true);
+        assert_eq!(usd[1]["hits_addend"]["format"], "%FILTER_STATE(wasm.llm_rl_usd:PLAIN)%");
+        assert_eq!(usd[0]["actions"][0]["header_value_match"]["descriptor_value"], "usd_day");
+        let rates = route["typed_per_filter_config"]["llm_rate_limit"]["rate_limits"].as_sequence().unwrap();
+        assert_eq!(rates[0]["actions"][1]["request_headers"]["header_name"], "x-llm-rl-key");
+        assert!(rates[0].get("hits_addend").is_none(), "a request counts 1");
+    }
+
+    #[test]
+    fn the_services_configuration_comes_from_the_same_catalog() {
+        let text = catalog_json(
+            r#"{"address": "127.0.0.1:8081"}"#,
+            r#"{"tokens_per_minute": 1000, "usd_per_month": 5}"#,
+        );
+        let c = Catalog::parse(text.as_bytes(), None).unwrap();
+        let service = c.routing.rate_limit_service.as_ref().unwrap();
+        let doc: Value = serde_norway::from_str(&service_config(&c, service, "c.json").unwrap()).unwrap();
+        assert_eq!(doc["domain"], "llm-router");
+        let classes: Vec<&str> =
+            doc["descriptors"].as_sequence().unwrap().iter().map(|d| d["value"].as_str().unwrap()).collect();
+        // No key has a requests, daily or weekly limit: those classes are absent (unlimited).
+        assert_eq!(classes, ["free_minute", "free_day", "tokens", "usd_month"]);
+        let month = &doc["descriptors"][3]["descriptors"][0];
+        assert_eq!((month["key"].as_str(), month["value"].as_str()), (Some("key"), Some("team-a")));
+        // $5 in micro-dollars, one less: the service refuses a counter past its limit, so the spend may
+        // reach the budget and no more.
+        assert_eq!(month["rate_limit"]["requests_per_unit"], 4_999_999);
+        assert_eq!(month["rate_limit"]["unit"], "month");
+        assert_eq!(doc["descriptors"][2]["descriptors"][0]["rate_limit"]["requests_per_unit"], 999);
+        // The free quotas hold for every key.
+        assert!(doc["descriptors"][0]["descriptors"][0].get("value").is_none());
+    }
+
+    #[test]
+    fn budgets_past_32_bits_of_micro_dollars_count_in_larger_units() {
+        let text = catalog_json(r#"{"address": "127.0.0.1:8081"}"#, r#"{"usd_per_month": 100000}"#);
+        let c = Catalog::parse(text.as_bytes(), None).unwrap();
+        let service = c.routing.rate_limit_service.as_ref().unwrap();
+        // $100,000 is 10^11 micro-dollars: counted in units of 100 micro-dollars (10^9 of them).
+        assert_eq!(service.usd_unit_nano, 100_000);
+        assert_eq!(service.usd_units(1), 1, "a charge rounds up");
+        let yaml = service_config(&c, service, "c.json").unwrap();
+        assert!(yaml.contains("requests_per_unit: 999999999"), "{yaml}");
     }
 }

@@ -2,4 +2,5 @@
 //! command line around it). Never part of the filter.
 
 pub mod envoy_config;
+pub mod rate_limit_service;
 mod yaml;

@@ -9,6 +9,7 @@ use llm_router::{
     wire::chat_request::ChatRequest,
 };
 use llm_router_cli::envoy_config::{generate, Options};
+use llm_router_cli::rate_limit_service::service_config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -24,6 +25,15 @@ struct Cli {
 enum Command {
     /// Print (or write) the Envoy config for a catalog.
     Generate(GenerateArgs),
+    /// Print (or write) envoyproxy/ratelimit's configuration for the catalog's `routing.rate_limit_service`.
+    RatelimitConfig {
+        /// The catalog (JSON).
+        #[arg(long, value_name = "FILE")]
+        catalog: PathBuf,
+        /// Write the YAML to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Validate a catalog, reading provider keys from the environment.
     Check {
         /// The catalog (JSON).
@@ -115,6 +125,23 @@ fn run(command: Command) -> Result<(), String> {
             };
             let yaml = generate(&text, &opts).map_err(|e| format!("{path}: {e}"))?;
             match args.out {
+                Some(out) => std::fs::write(&out, yaml).map_err(|e| format!("{}: {e}", out.display())),
+                None => {
+                    print!("{yaml}");
+                    Ok(())
+                }
+            }
+        }
+        Command::RatelimitConfig { catalog, out } => {
+            let (path, text) = read_catalog(&catalog)?;
+            let c = Catalog::parse(text.as_bytes(), None).map_err(|e| format!("{path}: {e}"))?;
+            let service = c
+                .routing
+                .rate_limit_service
+                .as_ref()
+                .ok_or(format!("{path}: routing.rate_limit_service is not set"))?;
+            let yaml = service_config(&c, service, &path)?;
+            match out {
                 Some(out) => std::fs::write(&out, yaml).map_err(|e| format!("{}: {e}", out.display())),
                 None => {
                     print!("{yaml}");
