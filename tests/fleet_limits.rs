@@ -175,3 +175,50 @@ fn an_unreachable_service_lets_requests_through_by_default() {
     let r = post_json(f.envoys[0].envoy.port, "/v1/chat/completions", Some(CLIENT_KEY), &body());
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+#[test]
+fn a_burst_across_two_envoys_then_the_budget_is_spent_to_the_micro_dollar() {
+    // 200 concurrent requests, half to each Envoy, on a budget of 20 requests' spend. Each Envoy holds
+    // the budget exactly for what it admits (reservations: ~4 worst cases in flight at once), the
+    // service holds it across both (asked "has the spend reached the budget?" at admission, charged at
+    // each stream's end): requests admitted together before the first charges land could pass it,
+    // by at most what the Envoys had in flight.
+    const SENT: usize = 200;
+    let budget = 20 * 18;
+    let f = fleet(json!({"usd_per_day": budget as f64 * 1e-6}));
+    let day = now_s() / 86_400;
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..SENT)
+            .map(|i| {
+                s.spawn({
+                    let f = &f;
+                    move || f.chat(i, &body()).status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let served = statuses.iter().filter(|s| **s == 200).count() as u64;
+    assert_eq!(statuses.iter().filter(|s| **s == 402).count() as u64, SENT as u64 - served, "{statuses:?}");
+    // Every charge lands: the service's counter is the fleet's spend, to the micro-dollar.
+    f.await_counter("usd_day", 18 * served);
+    let burst = 18 * served;
+    // Each Envoy's reservations fit its own copy of the budget.
+    assert!(burst <= 2 * budget, "{served} served");
+    // Then, one request at a time: admitted until the fleet's spend reaches the budget, and no further.
+    let mut spent = burst;
+    for i in 0.. {
+        let r = f.chat(i, &body());
+        if r.status != 200 {
+            assert_eq!(r.status, 402, "{}", r.text());
+            break;
+        }
+        spent += 18;
+        f.await_counter("usd_day", spent);
+    }
+    eprintln!("fleet burst: {served} served at once, {} in all for a budget of 20", spent / 18);
+    if now_s() / 86_400 != day {
+        return;
+    }
+    assert_eq!(spent, burst.max(budget), "the budget is spent exactly (or was passed by the burst)");
+}
