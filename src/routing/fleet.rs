@@ -25,6 +25,10 @@ pub const TOKENS_SPENT: &str = "llm_rl_tokens";
 /// Filter state holding the dollars it spent, in the service's unit ([`RateLimitService::usd_units`]).
 pub const USD_SPENT: &str = "llm_rl_usd";
 
+/// The largest `hits_addend` Envoy sends (a larger one drops the descriptor: Envoy 1.40's
+/// `MAX_HITS_ADDEND`): a charge above it is charged this much rather than nothing.
+pub const MAX_HITS: u64 = 1_000_000_000;
+
 /// A descriptor class: its name (the `limit` entry's value) and what it counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Class {
@@ -79,10 +83,10 @@ pub fn spent(service: &RateLimitService, key: &ClientKey, spend: Spend) -> Vec<(
     let l = &key.limits;
     let mut out = Vec::new();
     if l.tokens_per_minute.is_some() {
-        out.push((TOKENS_SPENT, spend.tokens.to_string()));
+        out.push((TOKENS_SPENT, spend.tokens.min(MAX_HITS).to_string()));
     }
     if l.usd_per_day.is_some() || l.usd_per_week.is_some() || l.usd_per_month.is_some() {
-        out.push((USD_SPENT, service.usd_units(spend.nano).to_string()));
+        out.push((USD_SPENT, service.usd_units(spend.nano).min(MAX_HITS).to_string()));
     }
     out
 }
