@@ -6,6 +6,7 @@ mod common;
 use common::envoy;
 use llm_router::catalog::Catalog;
 use llm_router_cli::envoy_config::{generate, Options};
+use llm_router_cli::rate_limit_service::service_config;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -36,6 +37,28 @@ fn checked_in_examples_match_the_generator() {
         let have = std::fs::read_to_string(&yaml).unwrap_or_default();
         assert!(have == want, "{} is out of date with {source}: run scripts/gen-examples", yaml.display());
     }
+}
+
+#[test]
+fn checked_in_rate_limit_configs_match_the_generator_and_the_service_reads_them() {
+    let mut seen = 0;
+    for (source, catalog, yaml) in examples() {
+        let text = std::fs::read_to_string(&catalog).unwrap();
+        let parsed = Catalog::parse(text.as_bytes(), None).unwrap();
+        let path = yaml
+            .with_file_name(yaml.file_name().unwrap().to_str().unwrap().replace(".yaml", "-ratelimit.yaml"));
+        let Some(service) = &parsed.routing.rate_limit_service else {
+            assert!(!path.exists(), "{} has no rate_limit_service", catalog.display());
+            continue;
+        };
+        seen += 1;
+        let want = service_config(&parsed, service, &source).unwrap();
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(have == want, "{} is out of date with {source}: run scripts/gen-examples", path.display());
+        let config = llm_router_ratelimit::config::Config::parse(&have).unwrap();
+        assert_eq!(config.domain(), service.domain);
+    }
+    assert!(seen >= 1, "the fleet example");
 }
 
 #[test]
