@@ -21,8 +21,9 @@
 //! bytes. Older Istio releases (istio/istio f6c9dd3) required exactly one layer for 1 and 2.
 //!
 //! This crate writes variant 2: it is accepted by every version read (tried before the artifact
-//! variant, and a single layer is also the last one), and it is an ordinary OCI image that any registry
-//! and OCI client (skopeo, crane, oras) handles. The others:
+//! variant, and a single layer is also the last one), and it is an ordinary OCI image that registries
+//! and OCI clients take like any other (seen: skopeo 1.9.3 copied the archive into a Docker
+//! Distribution 2.8.2 registry on loopback and back out by digest, digest unchanged). The others:
 //! - The artifact variant as a manifest whose *config* is `application/vnd.module.wasm.config.v1+json`
 //!   plus one wasm layer is **rejected** by both ("number of layers must be 2 but got 1"): they follow
 //!   solo-io/wasm `spec/spec.md`, where the runtime config is a second *layer*, and so does their own
