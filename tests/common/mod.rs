@@ -4,4 +4,5 @@
 #![allow(dead_code, unused_imports)]
 
 pub use llm_router_testkit::{corpus, envoy, http, router};
+pub mod crd;
 pub mod schema;
