@@ -171,6 +171,10 @@ fn a_dollar_budget_across_two_envoys_is_charged_what_was_spent_and_refuses_with_
 #[test]
 fn an_unreachable_service_lets_requests_through_by_default() {
     let f = fleet(json!({"requests_per_minute": 10}));
+    // The service is asked while it is up...
+    assert_eq!(f.chat(0, &body()).status, 200);
+    assert!(!f.service.calls().is_empty(), "the request was counted by the service");
+    // ...and when it is gone, the request goes through on this Envoy's own limits.
     drop(f.service);
     let r = post_json(f.envoys[0].envoy.port, "/v1/chat/completions", Some(CLIENT_KEY), &body());
     assert_eq!(r.status, 200, "{}", r.text());

@@ -1251,3 +1251,68 @@ fn with_a_rate_limit_service_the_request_names_its_limits_and_its_end_charges_wh
     assert_eq!(host.filter_state.get("llm_rl_usd").map(Vec::as_slice), Some(&b"2"[..]));
     assert_eq!(get(&host.request_headers, "x-llm-rl-key"), [b"team-a".to_vec()]);
 }
+
+#[test]
+fn a_body_that_ends_after_the_minute_turned_is_counted_in_the_new_minute_not_over_it() {
+    use crate::filter::rate_memory;
+    use crate::routing::rate_limit::Window;
+    let catalog = demo_json()
+        .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 2},"#);
+    let mut vm = Vm::default();
+    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
+    else {
+        panic!("the catalog loads")
+    };
+    // The new minute (START is a minute's start) already holds two requests from other workers.
+    let key = rate_memory::key_of("rate", "team-a");
+    let store = FakeHost::default();
+    let full = Window { number: START / 60_000, count: 2 };
+    store.shared.borrow_mut().values.insert(key.clone(), (full.encode(), 1));
+    // This request's headers came in the minute before; its body ends in the new one.
+    let mut host = FakeHost::beside(&store, START - 1);
+    host.request_headers = chat_headers();
+    let mut d = vm.downstream(&catalog);
+    assert_eq!(d.on_request_headers(&mut host, false), Flow::Pause);
+    host.now_ms = START + 10;
+    host.request_body = CHAT.to_vec();
+    d.on_request_body(&mut host, CHAT.len(), true);
+    let reply = host.reply.clone().expect("refused: the minute it is admitted in is full");
+    assert_eq!(reply.status, 429);
+    let stored = store.shared.borrow().values.get(&key).and_then(|(v, _)| Window::decode(v));
+    assert_eq!(stored, Some(full), "the new minute's count stands");
+}
+
+#[test]
+fn a_refusal_by_envoys_rate_limit_filter_gives_back_this_envoys_counts() {
+    use crate::filter::rate_memory;
+    use crate::routing::rate_limit::Window;
+    let catalog = demo_json()
+        .replace(
+            r#""max_attempts": 2"#,
+            r#""max_attempts": 2, "rate_limit_service": {"address": "127.0.0.1:8081"}"#,
+        )
+        .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 5},"#);
+    let mut vm = Vm::default();
+    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
+    else {
+        panic!("the catalog loads")
+    };
+    let mut d = vm.downstream(&catalog);
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+    let key = rate_memory::key_of("rate", "team-a");
+    let count = |h: &FakeHost| {
+        h.shared.borrow().values.get(&key).and_then(|(v, _)| Window::decode(v)).map(|w| w.count)
+    };
+    assert_eq!(count(&host), Some(1));
+    host.text_attributes.push((TextAttribute::ResponseCodeDetails, "request_rate_limited".into()));
+    receive_response(
+        &mut d,
+        &mut host,
+        headers(&[(":status", "429"), ("x-ratelimit-reset", "17")]),
+        &[b"{}"],
+        false,
+    );
+    assert_eq!(count(&host), Some(0), "taken back");
+    d.on_log(&mut host);
+}

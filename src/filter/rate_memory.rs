@@ -7,10 +7,11 @@ use super::shared_value::compare_and_swap;
 use crate::routing::calendar::Period;
 use crate::routing::rate_limit::{admit as decide, settle, Admission, Window};
 
-/// A compare-and-swap value no stored value has (versions count up from 1, and 2^32 − 1 writes would
-/// wrap first): writing with it creates a value only where none exists. Envoy creates a missing key
-/// whatever the CAS, and refuses one that exists under another version, so two workers' first requests
-/// cannot both create the window and lose a count.
+/// The compare-and-swap value that creates a missing key: Envoy creates a missing key whatever the CAS,
+/// and refuses to overwrite one that exists under another version, so two workers' first requests
+/// cannot both create the window and lose a count. (Versions come from one counter for the whole
+/// process, so a stored value has this one only once in 2^32 − 1 writes; a write that meets it is
+/// merely retried.)
 pub(super) const CREATE_ONLY: u32 = u32::MAX;
 
 /// Attempts before refusing under contention (only the key's concurrent requests on other workers

@@ -8,6 +8,7 @@
 
 use super::calendar::Period;
 use super::rate_limit::{admit as admit_window, settle as settle_window, Admission, Window};
+use super::request_facts::CostFacts;
 use crate::catalog::{Catalog, EndpointRef, KeyLimits};
 use crate::wire::error::ApiError;
 use crate::wire::usage::{cost, usd_json, Usage};
@@ -102,12 +103,21 @@ impl Refusal {
     /// dollar budget, with what was left and when it resets.
     pub fn error(&self, worst: Spend) -> ApiError {
         let Refusal { limit, of, remaining, reset_ms, retry_after } = *self;
+        // A worst case larger than the whole limit never fits, however long the client waits.
+        let never = |worst: u64| {
+            if worst > of {
+                "; it can never fit: lower max_tokens"
+            } else {
+                ""
+            }
+        };
         match limit {
             Limit::TokensPerMinute => ApiError::KeyLimitReached {
                 message: format!(
                     "Rate limit exceeded: {of} tokens per minute for this key ({remaining} left; this \
-                     request may use up to {})",
-                    worst.tokens
+                     request may use up to {}{})",
+                    worst.tokens,
+                    never(worst.tokens)
                 ),
                 limit: of,
                 remaining,
@@ -118,11 +128,12 @@ impl Refusal {
                 let usd = |nano: u64| usd_json(i64::try_from(nano).unwrap_or(i64::MAX));
                 ApiError::BudgetExceeded {
                     message: format!(
-                        "Key budget exceeded: {} USD {} ({} USD left; this request may cost up to {} USD)",
+                        "Key budget exceeded: {} USD {} ({} USD left; this request may cost up to {} USD{})",
                         usd(of),
                         period.reset_name(),
                         usd(remaining),
-                        usd(worst.nano)
+                        usd(worst.nano),
+                        never(worst.nano)
                     ),
                     limit_nano: of,
                     remaining_nano: remaining,
@@ -158,19 +169,15 @@ pub fn windows_at(now_ms: u64) -> [u64; 4] {
     PERIODS.map(|p| p.number(now_ms))
 }
 
-/// What a request that reserved `reserved` spent, as its account tells it:
+/// What a request that reserved `reserved` spent, as its account tells it (`status` is the one the
+/// client got, 0 when none):
 /// - the provider's usage, at its cost, when the provider reported it;
 /// - the reservation when what the provider billed is unknown: usage estimated (a stream cut, a
-///   completion without usage, Envoy's timeout), or no answer at all (the client left first); at least
-///   the estimate, for keys that reserved nothing;
-/// - nothing when the request ended in an error answer: no provider served it.
-pub fn spent(
-    reserved: Spend,
-    usage: Option<&Usage>,
-    estimated: bool,
-    cost_nano: u64,
-    answered: bool,
-) -> Spend {
+///   completion without usage, Envoy's timeout), a 2xx whose usage could not be read (a body passed
+///   through), or no answer at all (the client left first); at least the estimate, for keys that
+///   reserved nothing;
+/// - nothing when the request ended in an error: no provider served it.
+pub fn spent(reserved: Spend, usage: Option<&Usage>, estimated: bool, cost_nano: u64, status: u16) -> Spend {
     match usage {
         Some(u) => {
             let known =
@@ -181,7 +188,7 @@ pub fn spent(
                 known
             }
         }
-        None if !answered => reserved,
+        None if status == 0 || (200..300).contains(&status) => reserved,
         None => Spend::default(),
     }
 }
@@ -192,10 +199,16 @@ pub fn admit(stored: Option<&Ledger>, limits: &KeyLimits, reserved: Spend, now_m
     let mut ledger = stored.copied().unwrap_or_default();
     let caps = [limits.tokens_per_minute, limits.usd_per_day, limits.usd_per_week, limits.usd_per_month];
     let mut refusal: Option<Refusal> = None;
+    let mut numbers = [0; 4];
     for (i, ((w, cap), period)) in ledger.windows.iter_mut().zip(caps).zip(PERIODS).enumerate() {
         let amount = if i == 0 { reserved.tokens } else { reserved.nano };
         match admit_window(Some(*w), cap.unwrap_or(u64::MAX), amount, period, now_ms) {
-            Admission::Admit { window, .. } => *w = window,
+            Admission::Admit { window, .. } => {
+                *w = window;
+                if let Some(n) = numbers.get_mut(i) {
+                    *n = window.number;
+                }
+            }
             Admission::Refuse { remaining, reset_ms, retry_after } => {
                 if refusal.is_none_or(|r| reset_ms > r.reset_ms) {
                     let limit = if i == 0 { Limit::TokensPerMinute } else { Limit::Usd(period) };
@@ -209,7 +222,7 @@ pub fn admit(stored: Option<&Ledger>, limits: &KeyLimits, reserved: Spend, now_m
         Some(r) => Verdict::Refuse(r),
         None => {
             ledger.total_nano = ledger.total_nano.saturating_add(reserved.nano);
-            Verdict::Admit { ledger, charge: Charge { reserved, numbers: windows_at(now_ms) } }
+            Verdict::Admit { ledger, charge: Charge { reserved, numbers } }
         }
     }
 }
@@ -238,22 +251,24 @@ pub fn settle(stored: Option<&Ledger>, charge: &Charge, actual: Spend) -> Option
     changed.then_some(ledger)
 }
 
+/// Prompt tokens a provider may add of its own when a request has tools or a response format (it
+/// renders them into a system prompt: a few hundred tokens for Anthropic's tool use).
+pub const PROVIDER_PROMPT_TOKENS: u64 = 1024;
+
 /// The most a request may spend, whichever endpoint of its plan serves it (a fallback may land on the
 /// most expensive).
 ///
 /// Prompt tokens are bounded by the body's byte count: a tokenizer's tokens each cover at least one
 /// byte of the text they encode, and the JSON around every message (`{"role":"user","content":""}`,
-/// 28 bytes and more) is longer than the few tokens a chat template adds per message. (Images are the
-/// exception: one given by URL costs the provider's image tokens, which its bytes do not bound; README.)
-/// Completion tokens are the request's `max_tokens`, else the endpoint's `max_completion_tokens`, else
-/// its context length, else the model's, else [`UNKNOWN_COMPLETION_TOKENS`]; every prompt token is
-/// priced at the dearest of the prompt and cache prices, plus the request price.
-pub fn worst_case(
-    catalog: &Catalog,
-    plan: &[EndpointRef],
-    body_bytes: u64,
-    max_tokens: Option<u64>,
-) -> Spend {
+/// 28 bytes and more) is longer than the few tokens a chat template adds per message; a request with
+/// tools or a response format gets [`PROVIDER_PROMPT_TOKENS`] more. (Images are the exception: one given
+/// by URL costs the provider's image tokens, which its bytes do not bound; README.)
+/// Completion tokens are the larger of the request's `max_tokens` and `max_completion_tokens`, else the
+/// endpoint's `max_completion_tokens`, else its context length, else the model's, else
+/// [`UNKNOWN_COMPLETION_TOKENS`], times `n`; every prompt token is priced at the dearest of the prompt
+/// and cache prices, plus the request price.
+pub fn worst_case(catalog: &Catalog, plan: &[EndpointRef], body_bytes: u64, facts: &CostFacts) -> Spend {
+    let prompt = body_bytes.saturating_add(if facts.provider_prompt { PROVIDER_PROMPT_TOKENS } else { 0 });
     let mut out = Spend::default();
     for e in plan {
         let endpoint = catalog.endpoint(*e);
@@ -262,15 +277,15 @@ pub fn worst_case(
             .or(endpoint.context_length)
             .or(catalog.model(e.model).context_length)
             .unwrap_or(UNKNOWN_COMPLETION_TOKENS);
-        let completion = max_tokens.map_or(cap, |asked| asked.min(cap));
+        let completion = facts.max_tokens.map_or(cap, |asked| asked.min(cap)).saturating_mul(facts.choices);
         let mut pricing = endpoint.pricing;
         pricing.prompt =
             [pricing.prompt, pricing.cache_read.unwrap_or(0.0), pricing.cache_write.unwrap_or(0.0)]
                 .into_iter()
                 .fold(0.0, f64::max);
         (pricing.cache_read, pricing.cache_write) = (None, None);
-        let usage = Usage { prompt_tokens: body_bytes, completion_tokens: completion, ..Usage::default() };
-        out.tokens = out.tokens.max(body_bytes.saturating_add(completion));
+        let usage = Usage { prompt_tokens: prompt, completion_tokens: completion, ..Usage::default() };
+        out.tokens = out.tokens.max(prompt.saturating_add(completion));
         out.nano = out.nano.max(cost(&usage, &pricing).total_nano);
     }
     out

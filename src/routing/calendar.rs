@@ -48,11 +48,6 @@ impl Period {
         }
     }
 
-    /// Seconds from `now_ms` to the end of its window, at least 1 (a `Retry-After`).
-    pub fn retry_after(self, now_ms: u64) -> u64 {
-        self.end_ms(self.number(now_ms)).saturating_sub(now_ms).div_ceil(1000).max(1)
-    }
-
     /// OpenRouter's name for a budget's reset (`/key`'s `limit_reset`).
     pub fn reset_name(self) -> &'static str {
         match self {
@@ -62,6 +57,11 @@ impl Period {
             Period::Month => "monthly",
         }
     }
+}
+
+/// Seconds from `now_ms` to `reset_ms`, at least 1 (a `Retry-After`).
+pub fn retry_after(reset_ms: u64, now_ms: u64) -> u64 {
+    reset_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
 }
 
 /// The (year, month 1–12, day 1–31) of a day counted from 1970-01-01 (H. Hinnant's `civil_from_days`,
@@ -81,7 +81,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// The day, counted from 1970-01-01, of the 1st of `month` (1–12) of `year` (1970 or later).
 fn days_from_civil(year: u64, month: u64) -> u64 {
-    let y = if month <= 2 { year - 1 } else { year };
+    let y = if month <= 2 { year.saturating_sub(1) } else { year };
     let era = y / 400;
     let yoe = y - era * 400;
     let mp = if month > 2 { month - 3 } else { month + 9 };
@@ -135,9 +135,10 @@ mod tests {
 
     #[test]
     fn retry_after_counts_to_the_window_end() {
-        assert_eq!(Period::Minute.retry_after(MONDAY + 10_000), 50);
-        assert_eq!(Period::Minute.retry_after(MONDAY + 59_999), 1);
-        assert_eq!(Period::Day.retry_after(MONDAY), 86_400);
-        assert_eq!(Period::Week.retry_after(MONDAY + DAY_MS), 6 * 86_400);
+        let after = |p: Period, now: u64| retry_after(p.end_ms(p.number(now)), now);
+        assert_eq!(after(Period::Minute, MONDAY + 10_000), 50);
+        assert_eq!(after(Period::Minute, MONDAY + 59_999), 1);
+        assert_eq!(after(Period::Day, MONDAY), 86_400);
+        assert_eq!(after(Period::Week, MONDAY + DAY_MS), 6 * 86_400);
     }
 }

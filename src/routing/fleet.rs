@@ -11,6 +11,8 @@ use crate::catalog::{Catalog, ClientKey, RateLimitService};
 
 /// The client key's name: every descriptor's second entry.
 pub const KEY_HEADER: &str = "x-llm-rl-key";
+/// Present when the key has a request rate.
+pub const REQUESTS_HEADER: &str = "x-llm-rl-requests";
 /// Present on requests for a `:free` variant (the free quotas apply).
 pub const FREE_HEADER: &str = "x-llm-rl-free";
 /// Present when the key has a token limit; its value is what admission adds to the token counter.
@@ -18,7 +20,7 @@ pub const TOKENS_HEADER: &str = "x-llm-rl-tokens";
 /// Present when the key has a dollar limit; its value is what admission adds to the dollar counters.
 pub const USD_HEADER: &str = "x-llm-rl-usd";
 /// Every header above: none may reach a provider (the route removes them) or come from a client.
-pub const HEADERS: [&str; 4] = [KEY_HEADER, FREE_HEADER, TOKENS_HEADER, USD_HEADER];
+pub const HEADERS: [&str; 5] = [KEY_HEADER, REQUESTS_HEADER, FREE_HEADER, TOKENS_HEADER, USD_HEADER];
 
 /// Filter state (`wasm.` + this) holding the tokens a finished request spent.
 pub const TOKENS_SPENT: &str = "llm_rl_tokens";
@@ -44,7 +46,7 @@ pub struct Class {
 
 /// Every class, in the order the route lists them.
 pub const CLASSES: [Class; 7] = [
-    Class { name: "requests", header: KEY_HEADER, spent: None },
+    Class { name: "requests", header: REQUESTS_HEADER, spent: None },
     Class { name: "free_minute", header: FREE_HEADER, spent: None },
     Class { name: "free_day", header: FREE_HEADER, spent: None },
     Class { name: "tokens", header: TOKENS_HEADER, spent: Some(TOKENS_SPENT) },
@@ -63,11 +65,14 @@ pub fn headers(catalog: &Catalog, key: Option<&ClientKey>, free: bool) -> Vec<(S
     let (Some(_), Some(key)) = (&catalog.routing.rate_limit_service, key) else {
         return Vec::new();
     };
+    let l = &key.limits;
     let mut out = vec![(KEY_HEADER.to_string(), key.name.clone().into_bytes())];
+    if l.requests_per_minute.is_some() {
+        out.push((REQUESTS_HEADER.to_string(), b"1".to_vec()));
+    }
     if free {
         out.push((FREE_HEADER.to_string(), b"1".to_vec()));
     }
-    let l = &key.limits;
     if l.tokens_per_minute.is_some() {
         out.push((TOKENS_HEADER.to_string(), ADMISSION_HITS.into()));
     }
@@ -121,8 +126,11 @@ mod tests {
         assert_eq!(h[0].1, b"team-a");
         assert_eq!(h[1].1, ADMISSION_HITS.as_bytes());
         assert_eq!(names(&headers(&c, Some(key), true)), [KEY_HEADER, FREE_HEADER, USD_HEADER]);
-        let c = catalog(r#"{"tokens_per_minute": 10}"#);
-        assert_eq!(names(&headers(&c, Some(&c.keys[0]), false)), [KEY_HEADER, TOKENS_HEADER]);
+        let c = catalog(r#"{"tokens_per_minute": 10, "requests_per_minute": 5}"#);
+        assert_eq!(
+            names(&headers(&c, Some(&c.keys[0]), false)),
+            [KEY_HEADER, REQUESTS_HEADER, TOKENS_HEADER]
+        );
         // No key, or no service: nothing.
         assert!(headers(&c, None, true).is_empty());
         let plain = Catalog::parse(demo_json().as_bytes(), None).unwrap();

@@ -6,7 +6,7 @@
 //!
 //! [`calendar`]: super::calendar
 
-use super::calendar::Period;
+use super::calendar::{retry_after, Period};
 
 /// What was admitted in one window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,9 +55,11 @@ pub enum Admission {
     Refuse { remaining: u64, reset_ms: u64, retry_after: u64 },
 }
 
-/// Decides on `amount` more at `now_ms` against `limit` per `period`, given the stored window.
+/// Decides on `amount` more at `now_ms` against `limit` per `period`, given the stored window. A
+/// stored window newer than `now_ms`'s (another worker's clock was read later, at a window's turn) is
+/// the one counted in: a window is never written back over a newer one, which would erase its count.
 pub fn admit(stored: Option<Window>, limit: u64, amount: u64, period: Period, now_ms: u64) -> Admission {
-    let number = period.number(now_ms);
+    let number = period.number(now_ms).max(stored.map_or(0, |w| w.number));
     let used = Window::used_in(stored, number);
     let remaining = limit.saturating_sub(used);
     if amount <= remaining {
@@ -66,11 +68,8 @@ pub fn admit(stored: Option<Window>, limit: u64, amount: u64, period: Period, no
             remaining: remaining - amount,
         }
     } else {
-        Admission::Refuse {
-            remaining,
-            reset_ms: period.end_ms(number),
-            retry_after: period.retry_after(now_ms),
-        }
+        let reset_ms = period.end_ms(number);
+        Admission::Refuse { remaining, reset_ms, retry_after: retry_after(reset_ms, now_ms) }
     }
 }
 
@@ -139,6 +138,22 @@ mod tests {
         // Over the limit already (a provider billed past its reservation): nothing fits, nothing wraps.
         let over = Some(Window { number: n, count: 150 });
         assert!(matches!(admit(over, 100, 1, Period::Day, T0), Admission::Refuse { remaining: 0, .. }));
+    }
+
+    #[test]
+    fn a_late_clock_counts_in_the_newer_stored_window_and_never_erases_it() {
+        // A request whose clock reads 23:59:59.999 admitted after another already counted in the next
+        // minute: it counts on top, in that minute.
+        let next = Period::Minute.number(T0);
+        let stored = Some(Window { number: next, count: 2 });
+        assert_eq!(
+            admit(stored, 3, 1, Period::Minute, T0 - 1),
+            Admission::Admit { window: Window { number: next, count: 3 }, remaining: 0 }
+        );
+        assert_eq!(
+            admit(Some(Window { number: next, count: 3 }), 3, 1, Period::Minute, T0 - 1),
+            Admission::Refuse { remaining: 0, reset_ms: T0 + 60_000, retry_after: 61 }
+        );
     }
 
     #[test]

@@ -68,6 +68,42 @@ pub fn max_tokens(req: &ChatRequest<'_>) -> Result<Option<u64>, ApiError> {
     Ok(completion.or(legacy))
 }
 
+/// Most completions one request may ask for (`n`; OpenAI's own limit).
+pub const MAX_CHOICES: u64 = 128;
+
+/// What a request may cost at most, as far as its body says: the larger of its two completion caps (a
+/// provider may read either), how many completions it asks for (`n`, validated: 1 to [`MAX_CHOICES`]),
+/// and whether the provider adds a prompt of its own (tools or a response format it renders into one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CostFacts {
+    /// `max(max_tokens, max_completion_tokens)`, when either is set.
+    pub max_tokens: Option<u64>,
+    /// `n` (1 when absent or `null`).
+    pub choices: u64,
+    /// `tools` or `response_format` is set.
+    pub provider_prompt: bool,
+}
+
+impl CostFacts {
+    /// The facts of `req`; a malformed `n` is a 400 (`max_tokens` was checked by routing).
+    pub fn of(req: &ChatRequest<'_>) -> Result<CostFacts, ApiError> {
+        let read =
+            |key: &str| req.get(key).and_then(|v| serde_json::from_str::<Option<u64>>(v).ok().flatten());
+        let choices = match req.get("n").map(str::trim) {
+            None | Some("null") => 1,
+            Some(v) => v.parse::<u64>().ok().filter(|n| (1..=MAX_CHOICES).contains(n)).ok_or_else(|| {
+                ApiError::InvalidRequest(format!("n: must be an integer from 1 to {MAX_CHOICES}"))
+            })?,
+        };
+        let used = |key: &str| req.get(key).is_some_and(|v| v.trim() != "null");
+        Ok(CostFacts {
+            max_tokens: read("max_tokens").max(read("max_completion_tokens")),
+            choices,
+            provider_prompt: used("tools") || used("response_format"),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +112,21 @@ mod tests {
 
     fn chat(body: &str) -> ChatRequest<'_> {
         ChatRequest::parse(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn cost_facts_take_the_larger_cap_every_choice_and_the_providers_own_prompt() {
+        let f = CostFacts::of(&chat(
+            r#"{"model":"m","messages":[],"max_completion_tokens":1,"max_tokens":100000,"n":3}"#,
+        ))
+        .unwrap();
+        assert_eq!(f, CostFacts { max_tokens: Some(100_000), choices: 3, provider_prompt: false });
+        let f = CostFacts::of(&chat(r#"{"model":"m","messages":[],"n":null,"tools":[]}"#)).unwrap();
+        assert_eq!(f, CostFacts { max_tokens: None, choices: 1, provider_prompt: true });
+        for bad in ["0", "129", "1.5", "\"2\"", "-1"] {
+            let body = format!(r#"{{"model":"m","messages":[],"n":{bad}}}"#);
+            assert!(CostFacts::of(&chat(&body)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -40,6 +40,9 @@ use response::{
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// `response.code_details` of a reply of Envoy's rate limit filter.
+const RATE_LIMITED_DETAILS: &str = "request_rate_limited";
+
 /// One request's downstream role.
 pub struct Downstream {
     catalog: Rc<Catalog>,
@@ -62,6 +65,8 @@ pub struct Downstream {
     request_bytes: u64,
     /// What the key's ledger holds for this request, to settle when it ends (`None`: no key).
     charge: Option<Charge>,
+    /// The request windows (shared-data key, window number) this request was counted in.
+    counted: Vec<(String, u64)>,
 }
 
 /// The request side's state.
@@ -95,6 +100,7 @@ impl Downstream {
             response_has_body: false,
             request_bytes: 0,
             charge: None,
+            counted: Vec::new(),
         }
     }
 
@@ -171,9 +177,14 @@ impl Downstream {
             transport_failure: None,
         };
         if status >= 400 {
-            origin.via_upstream =
-                host.text_attribute(TextAttribute::ResponseCodeDetails).as_deref() == Some("via_upstream");
-            if !origin.via_upstream {
+            let details = host.text_attribute(TextAttribute::ResponseCodeDetails);
+            origin.via_upstream = details.as_deref() == Some("via_upstream");
+            if details.as_deref() == Some(RATE_LIMITED_DETAILS) {
+                // Envoy's rate limit filter refused it (a limit across the fleet): it reached no
+                // provider, so this Envoy's own windows give back what it counted (its reservation is
+                // settled to nothing with the rest of the account).
+                release_all(host, std::mem::take(&mut self.counted));
+            } else if !origin.via_upstream {
                 origin.transport_failure = host.text_attribute(TextAttribute::TransportFailureReason);
             }
         }
@@ -392,25 +403,23 @@ impl Downstream {
                 "free-model requests per minute",
             ));
         }
-        let now = self.start_ms;
-        let release = |host: &mut dyn Host, counted: &[(&str, u64, Period, &str)]| {
-            for (quota, _, period, _) in counted {
-                rate_memory::release(host, &rate_memory::key_of(quota, name), period.number(now));
-            }
-        };
-        for (i, (quota, limit, period, what)) in quotas.iter().enumerate() {
+        // Now, not when the headers came: the body may have taken a while, and a window must not be
+        // counted in as if it had not turned. (Nothing to count: no clock read.)
+        let now = if quotas.is_empty() && reserve.is_none() { self.start_ms } else { host.now_ms() };
+        for (quota, limit, period, what) in &quotas {
             let shared_key = rate_memory::key_of(quota, name);
-            if let Admission::Refuse { remaining, reset_ms, retry_after } =
-                rate_memory::admit(host, &shared_key, *limit, *period, now)
-            {
-                release(host, quotas.get(..i).unwrap_or_default());
-                return Some(ApiError::KeyLimitReached {
-                    message: format!("Rate limit exceeded: {limit} {what}"),
-                    limit: *limit,
-                    remaining,
-                    reset_ms,
-                    retry_after,
-                });
+            match rate_memory::admit(host, &shared_key, *limit, *period, now) {
+                Admission::Admit { window, .. } => self.counted.push((shared_key, window.number)),
+                Admission::Refuse { remaining, reset_ms, retry_after } => {
+                    self.release_counted(host);
+                    return Some(ApiError::KeyLimitReached {
+                        message: format!("Rate limit exceeded: {limit} {what}"),
+                        limit: *limit,
+                        remaining,
+                        reset_ms,
+                        retry_after,
+                    });
+                }
             }
         }
         let key = key?;
@@ -425,7 +434,7 @@ impl Downstream {
                 None
             }
             Err(not) => {
-                release(host, &quotas);
+                self.release_counted(host);
                 Some(match not {
                     NotReserved::Refused(r) => r.error(worst),
                     NotReserved::Contended => ApiError::KeyLimitReached {
@@ -438,6 +447,12 @@ impl Downstream {
                 })
             }
         }
+    }
+
+    /// Takes back the request windows this request was counted in (something refused it after them: a
+    /// refused request consumes nothing).
+    fn release_counted(&mut self, host: &mut dyn Host) {
+        release_all(host, std::mem::take(&mut self.counted));
     }
 
     /// Finishes a held response once its body is complete: a provider error replaced by ours, or a
@@ -557,7 +572,7 @@ impl Downstream {
                 self.account.usage.as_ref(),
                 self.account.usage_estimated,
                 self.account.cost_nano.unwrap_or(0),
-                self.account.status != 0,
+                self.account.status,
             );
             spend_memory::settle(host, &spend_memory::key_of(&self.account.key_name), &charge, actual);
             self.charge_fleet(host, actual);
@@ -565,6 +580,13 @@ impl Downstream {
         self.account.duration_ms = Some(host.now_ms().saturating_sub(self.start_ms));
         host.set_filter_state(ACCOUNT_KEY, self.account.to_json().as_bytes());
         self.stats.borrow_mut().record(host, &self.account);
+    }
+}
+
+/// Takes back one request from each of these windows (shared-data key, window number).
+fn release_all(host: &mut dyn Host, counted: Vec<(String, u64)>) {
+    for (key, number) in counted {
+        rate_memory::release(host, &key, number);
     }
 }
 

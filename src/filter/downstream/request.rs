@@ -10,7 +10,7 @@ use crate::routing::fleet;
 use crate::routing::health::Status;
 use crate::routing::plan::{slot_key, slot_value, PlanRecord};
 use crate::routing::preferences::{split_variant, Variant};
-use crate::routing::request_facts::max_tokens;
+use crate::routing::request_facts::CostFacts;
 use crate::routing::{route, Inputs, Route};
 use crate::wire::chat_request::{ChatRequest, Rewritten};
 use crate::wire::error::ApiError;
@@ -286,10 +286,11 @@ pub fn on_request_body(
     set.extend(fleet::headers(catalog, head.caller.map(|k| catalog.key(k)), free));
     let remove = head.remove.iter().filter(|n| !set.iter().any(|(s, _)| s == *n)).cloned().collect();
     let route = explanation.render(catalog);
-    let reserve = head.caller.filter(|k| catalog.key(*k).limits.has_budget()).map(|_| {
-        // `route` accepted the request, so its `max_tokens` is well formed.
-        worst_case(catalog, &plan, body.len() as u64, max_tokens(&req).ok().flatten())
-    });
+    let facts = CostFacts::of(&req)?;
+    let reserve = head
+        .caller
+        .filter(|k| catalog.key(*k).limits.has_budget())
+        .map(|_| worst_case(catalog, &plan, body.len() as u64, &facts));
     let routed = Routed {
         plan,
         explain: head.debug.then(|| route.clone()),

@@ -18,6 +18,10 @@ fn limits(tokens: Option<u64>, day: Option<u64>, week: Option<u64>, month: Optio
     }
 }
 
+fn facts(max_tokens: Option<u64>, choices: u64, provider_prompt: bool) -> CostFacts {
+    CostFacts { max_tokens, choices, provider_prompt }
+}
+
 fn admitted(v: Verdict) -> (Ledger, Charge) {
     match v {
         Verdict::Admit { ledger, charge } => (ledger, charge),
@@ -115,7 +119,7 @@ fn the_worst_case_is_the_dearest_endpoint_at_its_completion_bound() {
             .unwrap_or(UNKNOWN_COMPLETION_TOKENS)
     };
     // With max_tokens: every endpoint completes at most that many (or its own cap if lower).
-    let w = worst_case(&c, &plan, 1000, Some(50));
+    let w = worst_case(&c, &plan, 1000, &facts(Some(50), 1, false));
     let want = plan
         .iter()
         .zip(&prices)
@@ -133,7 +137,7 @@ fn the_worst_case_is_the_dearest_endpoint_at_its_completion_bound() {
     assert_eq!(w.nano, want);
     assert_eq!(w.tokens, 1050);
     // Without it: the endpoints' own bounds.
-    let w = worst_case(&c, &plan, 1000, None);
+    let w = worst_case(&c, &plan, 1000, &facts(None, 1, false));
     let most = plan.iter().map(|e| bound(c.endpoint(*e))).max().unwrap();
     assert_eq!(w.tokens, 1000 + most);
     assert!(w.nano > want);
@@ -150,21 +154,23 @@ fn cache_writes_dearer_than_the_prompt_price_every_prompt_token() {
         m.pricing.request = None;
     }
     // 1000 tokens × $1.25 per million.
-    assert_eq!(worst_case(&c, &[e], 1000, Some(0)).nano, 1_250_000);
+    assert_eq!(worst_case(&c, &[e], 1000, &facts(Some(0), 1, false)).nano, 1_250_000);
 }
 
 #[test]
 fn what_was_spent_is_the_providers_usage_else_the_reservation_else_nothing() {
     let reserved = Spend { tokens: 1000, nano: 500 };
     let usage = Usage { prompt_tokens: 30, completion_tokens: 12, ..Usage::default() };
-    assert_eq!(spent(reserved, Some(&usage), false, 40, true), Spend { tokens: 42, nano: 40 });
+    assert_eq!(spent(reserved, Some(&usage), false, 40, 200), Spend { tokens: 42, nano: 40 });
     // An estimate is not what the provider billed: the worst case stands (the estimate when larger).
-    assert_eq!(spent(reserved, Some(&usage), true, 40, true), reserved);
-    assert_eq!(spent(Spend::default(), Some(&usage), true, 40, true), Spend { tokens: 42, nano: 40 });
+    assert_eq!(spent(reserved, Some(&usage), true, 40, 200), reserved);
+    assert_eq!(spent(Spend::default(), Some(&usage), true, 40, 200), Spend { tokens: 42, nano: 40 });
     // The client left before any answer: the provider may still have worked.
-    assert_eq!(spent(reserved, None, false, 0, false), reserved);
+    assert_eq!(spent(reserved, None, false, 0, 0), reserved);
+    // A 2xx whose usage could not be read (a body passed through as it came): served, billed unknown.
+    assert_eq!(spent(reserved, None, false, 0, 200), reserved);
     // An error answer: nothing was served.
-    assert_eq!(spent(reserved, None, false, 0, true), Spend::default());
+    assert_eq!(spent(reserved, None, false, 0, 503), Spend::default());
 }
 
 #[test]
@@ -185,5 +191,40 @@ fn refusals_tell_the_client_what_was_left_in_its_own_units() {
     let r = Refusal { limit: Limit::TokensPerMinute, of: 100, remaining: 7, reset_ms: 1, retry_after: 2 };
     let e = r.error(Spend { tokens: 10, nano: 0 });
     assert_eq!(e.status(), 429);
+    assert!(!e.message().contains("never"), "{}", e.message());
+    // A worst case past the whole limit: waiting will not help, a smaller max_tokens will.
+    let e = r.error(Spend { tokens: 1000, nano: 0 });
+    assert!(e.message().ends_with("it can never fit: lower max_tokens)"), "{}", e.message());
     assert!(e.headers().contains(&("x-ratelimit-remaining", "7".to_string())));
+}
+
+#[test]
+fn a_request_admitted_with_a_clock_from_before_a_turn_does_not_erase_the_new_month() {
+    // The review's scenario: $1 a month; two $0.90 requests would not both fit in January. One is
+    // admitted in January; a request whose clock still reads 31 December comes next.
+    let jan = 1_798_761_600_000;
+    let l = limits(None, None, None, Some(USD));
+    let (ledger, _) = admitted(admit(None, &l, Spend { tokens: 1, nano: 9 * USD / 10 }, jan + 5_000));
+    let Verdict::Refuse(r) = admit(Some(&ledger), &l, Spend { tokens: 1, nano: 9 * USD / 10 }, jan - 1)
+    else {
+        panic!("a late clock must not see an empty month")
+    };
+    assert_eq!(r.limit, Limit::Usd(Period::Month));
+    // One that fits is counted in January, and settles there.
+    let (later, charge) = admitted(admit(Some(&ledger), &l, Spend { tokens: 1, nano: USD / 20 }, jan - 1));
+    assert_eq!(Ledger::current(Some(&later), jan + 6_000)[3], 95 * USD / 100);
+    let settled = settle(Some(&later), &charge, Spend::default()).unwrap();
+    assert_eq!(Ledger::current(Some(&settled), jan + 6_000)[3], 9 * USD / 10);
+}
+
+#[test]
+fn every_choice_and_the_providers_own_prompt_are_reserved() {
+    let c = demo();
+    let e = endpoint(&c, "meta/llama", "alpha");
+    let one = worst_case(&c, &[e], 100, &facts(Some(50), 1, false));
+    assert_eq!(one.tokens, 150);
+    assert_eq!(worst_case(&c, &[e], 100, &facts(Some(50), 4, false)).tokens, 300, "n = 4: four completions");
+    let tools = worst_case(&c, &[e], 100, &facts(Some(50), 1, true));
+    assert_eq!(tools.tokens, 150 + PROVIDER_PROMPT_TOKENS);
+    assert!(tools.nano > one.nano);
 }

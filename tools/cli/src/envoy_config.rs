@@ -1351,7 +1351,7 @@ mod rate_limit_service_tests {
     }
 
     #[test]
-    fn the_service_gets_two_filters_after_ours_its_cluster_and_the_routes_descriptors() {
+    fn the_service_gets_its_filters_after_ours_its_cluster_and_the_routes_descriptors() {
         let text = catalog_json(
             r#"{"address": "rls.internal:8081", "timeout_ms": 250, "deny_when_unreachable": true}"#,
             r#"{"requests_per_minute": 60, "usd_per_day": 5}"#,
@@ -1363,8 +1363,11 @@ mod rate_limit_service_tests {
             .iter()
             .map(|f| f["name"].as_str().unwrap())
             .collect();
-        assert_eq!(filters, ["llm_router", "llm_rate_limit", "llm_budget", "envoy.filters.http.router"]);
-        let budget = &hcm(&doc)["http_filters"][2]["typed_config"];
+        assert_eq!(
+            filters,
+            ["llm_router", "llm_budget", "llm_tokens", "llm_rate_limit", "envoy.filters.http.router"]
+        );
+        let budget = &hcm(&doc)["http_filters"][1]["typed_config"];
         assert_eq!(budget["rate_limited_status"]["code"], 402);
         assert_eq!(budget["failure_mode_deny"], true);
         assert_eq!(budget["timeout"], "0.25s");

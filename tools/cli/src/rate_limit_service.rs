@@ -6,25 +6,25 @@
 
 use crate::yaml::{int, list, map, render, s, Value, With};
 use llm_router::catalog::{Catalog, RateLimitService};
-use llm_router::routing::fleet::{Class, CLASSES, HEADERS, KEY_HEADER};
+use llm_router::routing::fleet::{CLASSES, HEADERS, KEY_HEADER};
 
 /// The service's cluster.
 pub const CLUSTER: &str = "llm_rate_limit_service";
-/// Rates (requests, free quotas, tokens) are asked by the filter of this name and refused with 429.
-const RATE_FILTER: &str = "llm_rate_limit";
-/// Dollar budgets are asked by a second filter and refused with 402 (one filter has one status).
-const BUDGET_FILTER: &str = "llm_budget";
-
-fn is_budget(c: &Class) -> bool {
-    c.name.starts_with("usd_")
-}
+/// The rate limit filters, in chain order, each with the status of its refusals and its classes (one
+/// filter has one status). The checks that count nothing come first: a request they refuse is not
+/// counted by the request and free quotas after them.
+const FILTERS: [(&str, u16, &[&str]); 3] = [
+    ("llm_budget", 402, &["usd_day", "usd_week", "usd_month"]),
+    ("llm_tokens", 429, &["tokens"]),
+    ("llm_rate_limit", 429, &["requests", "free_minute", "free_day"]),
+];
 
 /// Envoy's rate limit filters, placed after ours (which decides the descriptors in the body phase) and
 /// before the router.
 pub fn http_filters(service: &RateLimitService) -> Vec<Value> {
-    [(RATE_FILTER, 429), (BUDGET_FILTER, 402)]
+    FILTERS
         .into_iter()
-        .map(|(name, status)| {
+        .map(|(name, status, _)| {
             let config = typed("envoy.extensions.filters.http.ratelimit.v3.RateLimit")
                 .with("domain", s(service.domain.as_str()))
                 .with("timeout", s(format!("{}s", service.timeout_ms as f64 / 1000.0)))
@@ -99,9 +99,9 @@ pub fn cluster(service: &RateLimitService) -> Value {
 /// state the filter writes then. (`hits_addend` is honoured only here, not in a route's own
 /// `rate_limits`: verified on Envoy 1.40.)
 pub fn per_route_config() -> Value {
-    let entries = |budget: bool| {
+    let entries = |classes: &[&str]| {
         let mut out = Vec::new();
-        for c in CLASSES.iter().filter(|c| is_budget(c) == budget) {
+        for c in CLASSES.iter().filter(|c| classes.contains(&c.name)) {
             let actions = || {
                 list([
                     map([(
@@ -139,7 +139,11 @@ pub fn per_route_config() -> Value {
         typed("envoy.extensions.filters.http.ratelimit.v3.RateLimitPerRoute")
             .with("rate_limits", Value::Sequence(out))
     };
-    map([(RATE_FILTER, entries(false)), (BUDGET_FILTER, entries(true))])
+    let mut config = map([]);
+    for (name, _, classes) in FILTERS {
+        config = config.with(name, entries(classes));
+    }
+    config
 }
 
 /// Request headers the route removes before any provider sees them.
