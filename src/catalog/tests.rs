@@ -394,3 +394,21 @@ fn a_rate_limit_service_is_read_with_its_defaults() {
     assert_eq!((s.timeout_ms, s.deny_when_unreachable, s.usd_unit_nano), (100, false, 1000));
     assert_eq!(demo().routing.rate_limit_service, None);
 }
+
+#[test]
+fn istio_clusters_name_their_provider_by_host_and_port() {
+    let c = demo();
+    let beta = &c.providers[1];
+    assert_eq!(beta.istio_cluster_name(), "outbound|8080||127.0.0.1");
+    assert_eq!(c.provider_by_cluster("outbound|8080||127.0.0.1").map(|p| p.name.as_str()), Some("beta"));
+    assert_eq!(
+        c.provider_by_cluster("outbound|443|some-subset|api.alpha.example").map(|p| p.name.as_str()),
+        Some("alpha")
+    );
+    for other in
+        ["outbound|9999||127.0.0.1", "outbound|x||127.0.0.1", "outbound|8080", "inbound|8080||127.0.0.1"]
+    {
+        assert!(c.provider_by_cluster(other).is_none(), "{other}");
+    }
+    assert_eq!(c.provider_by_cluster("llm_fallback_gamma").map(|p| p.name.as_str()), Some("gamma"));
+}

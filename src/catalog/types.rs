@@ -88,6 +88,11 @@ impl Provider {
     pub fn fallback_cluster_name(&self) -> String {
         format!("{FALLBACK_CLUSTER_PREFIX}{}", self.name)
     }
+
+    /// The Istio cluster of its endpoint (one per host and port: what a ServiceEntry makes).
+    pub fn istio_cluster_name(&self) -> String {
+        format!("outbound|{}||{}", self.endpoint.port, self.endpoint.host)
+    }
 }
 
 /// Prefix of every first-choice provider cluster's name; the rest is the provider's slug.
@@ -269,8 +274,15 @@ impl Catalog {
         self.by_provider_name.get(name).copied()
     }
 
-    /// The provider served by an Envoy cluster of ours (first-choice or fallback).
+    /// The provider served by an Envoy cluster of ours (first-choice or fallback), or by an Istio
+    /// cluster `outbound|<port>|<subset>|<host>` of its endpoint's host and port.
     pub fn provider_by_cluster(&self, cluster: &str) -> Option<&Provider> {
+        if let Some(rest) = cluster.strip_prefix("outbound|") {
+            let mut parts = rest.splitn(3, '|');
+            let port = parts.next()?.parse::<u16>().ok()?;
+            let host = parts.nth(1)?;
+            return self.providers.iter().find(|p| p.endpoint.host == host && p.endpoint.port == port);
+        }
         cluster
             .strip_prefix(CLUSTER_PREFIX)
             .or_else(|| cluster.strip_prefix(FALLBACK_CLUSTER_PREFIX))

@@ -1316,3 +1316,38 @@ fn a_refusal_by_envoys_rate_limit_filter_gives_back_this_envoys_counts() {
     assert_eq!(count(&host), Some(0), "taken back");
     d.on_log(&mut host);
 }
+
+#[test]
+fn an_upstream_role_or_logger_in_a_vm_of_its_own_uses_the_catalog_it_was_given() {
+    // A mesh may load the roles into separate VMs: the upstream role then has no downstream role's
+    // catalog to read, and carries one.
+    let catalog: Value = serde_json::from_str(&demo_json()).unwrap();
+    let mut vm = Vm::default();
+    let config = serde_json::json!({"provider": "beta", "catalog": catalog}).to_string();
+    assert!(matches!(
+        vm.configure(UPSTREAM_ROOT_ID.as_bytes(), config.as_bytes(), &env),
+        Ok(Role::Upstream(_))
+    ));
+    let mut attempt = FakeHost { filter_state: Default::default(), ..FakeHost::default() };
+    // Its attempt is prepared (a plan from a downstream role elsewhere), not refused for want of a catalog.
+    let other = vm_with("");
+    let mut d = other.downstream().unwrap();
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    let (first, _) = forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));
+    attempt.filter_state = host.filter_state.clone();
+    attempt.request_headers = first;
+    set_header(&mut attempt.request_headers, "x-envoy-attempt-count", b"2");
+    let mut up = vm.upstream("beta".into());
+    assert_eq!(up.on_request_headers(&mut attempt), Flow::Continue);
+    assert!(attempt.reply.is_none());
+    // A malformed catalog is named, as the downstream role names it.
+    let bad = serde_json::json!({"provider": "beta", "catalog": {"providers": []}}).to_string();
+    let e = Vm::default().configure(UPSTREAM_ROOT_ID.as_bytes(), bad.as_bytes(), &env).unwrap_err();
+    assert!(e.contains("invalid catalog: providers"), "{e}");
+    let logger = serde_json::json!({"catalog": catalog}).to_string();
+    assert!(matches!(
+        Vm::default().configure(LOGGER_ROOT_ID.as_bytes(), logger.as_bytes(), &env),
+        Ok(Role::Logger)
+    ));
+    assert!(Vm::default().configure(LOGGER_ROOT_ID.as_bytes(), br#"{"x":1}"#, &env).is_err());
+}

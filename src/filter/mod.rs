@@ -66,6 +66,17 @@ impl Role {
 #[serde(deny_unknown_fields)]
 struct UpstreamConfig {
     provider: String,
+    /// The catalog, where the downstream role runs in another VM (a mesh loads the roles separately).
+    #[serde(default)]
+    catalog: Option<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoggerConfig {
+    /// As [`UpstreamConfig::catalog`].
+    #[serde(default)]
+    catalog: Option<serde_json::Value>,
 }
 
 /// What the roles of one VM share.
@@ -96,14 +107,34 @@ impl Vm {
                 Ok(Role::Downstream(catalog))
             }
             id if id == UPSTREAM_ROOT_ID.as_bytes() => {
-                serde_json::from_slice::<UpstreamConfig>(configuration)
-                    .map(|c| Role::Upstream(c.provider.into()))
-                    .map_err(|e| format!("invalid upstream configuration: {e}"))
+                let c = serde_json::from_slice::<UpstreamConfig>(configuration)
+                    .map_err(|e| format!("invalid upstream configuration: {e}"))?;
+                self.adopt(c.catalog.as_ref(), env)?;
+                Ok(Role::Upstream(c.provider.into()))
             }
-            // Nothing to configure: the logger reads the catalog the downstream role parsed in this VM.
-            id if id == LOGGER_ROOT_ID.as_bytes() => Ok(Role::Logger),
+            // The logger reads the catalog the downstream role parsed in this VM, or its own.
+            id if id == LOGGER_ROOT_ID.as_bytes() => {
+                if !configuration.trim_ascii().is_empty() {
+                    let c = serde_json::from_slice::<LoggerConfig>(configuration)
+                        .map_err(|e| format!("invalid logger configuration: {e}"))?;
+                    self.adopt(c.catalog.as_ref(), env)?;
+                }
+                Ok(Role::Logger)
+            }
             other => Err(format!("unknown root_id {:?}", String::from_utf8_lossy(other))),
         }
+    }
+
+    /// Takes a catalog given to the upstream or logger role, unless the downstream role's is here (a VM
+    /// that runs without it: Istio loads the downstream role by WasmPlugin, the others by EnvoyFilter).
+    fn adopt(&mut self, catalog: Option<&serde_json::Value>, env: EnvLookup<'_>) -> Result<(), String> {
+        let Some(value) = catalog else { return Ok(()) };
+        let text = serde_json::to_vec(value).map_err(|e| format!("invalid catalog: {e}"))?;
+        let parsed = Catalog::parse(&text, Some(env)).map_err(|e| format!("invalid catalog: {e}"))?;
+        if self.catalog.is_none() {
+            self.catalog = Some(Rc::new(parsed));
+        }
+        Ok(())
     }
 
     /// The downstream role for a new request routed with `catalog` (its plugin instance's).

@@ -13,6 +13,18 @@ use llm_router::observe::metrics::{ENVOY_NAMESPACE, LATENCY_BUCKETS_MS, PREFIX, 
 use llm_router::routing::plan::{slot_key, slot_value};
 use llm_router::wire::headers::ATTEMPT_COUNT;
 
+/// Which cluster serves provider `p` at slot `k` (0: first choice).
+pub(crate) type ClusterOf<'a> = &'a dyn Fn(&Provider, usize) -> String;
+
+/// Our own clusters: a first-choice and a fallback cluster per provider.
+fn own_cluster(p: &Provider, k: usize) -> String {
+    if k == 0 {
+        p.cluster_name()
+    } else {
+        p.fallback_cluster_name()
+    }
+}
+
 /// Where the generated Envoy listens and what it loads.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -206,21 +218,28 @@ fn frac(v: f64) -> Value {
     Value::Number(v.into())
 }
 
-fn socket(address: &str, port: u16) -> Value {
+pub(crate) fn socket(address: &str, port: u16) -> Value {
     map([("socket_address", map([("address", s(address)), ("port_value", int(port))]))])
 }
 
-fn typed(type_name: &str) -> Value {
+pub(crate) fn typed(type_name: &str) -> Value {
     map([("@type", s(format!("type.googleapis.com/{type_name}")))])
 }
 
+/// The VM every role runs in: the same vm_config byte for byte, so Envoy runs one VM per worker.
 fn vm_config(catalog: &Catalog, opts: &Options) -> Value {
+    vm_config_of(catalog, Some(VM_ID), &opts.wasm_path)
+}
+
+/// A VM loading `wasm_path` with the provider keys from Envoy's environment; `vm_id` `None` leaves it
+/// blank (Envoy then names the VM by its code's hash, as Istio's WasmPlugin does).
+pub(crate) fn vm_config_of(catalog: &Catalog, vm_id: Option<&str>, wasm_path: &str) -> Value {
     let env_keys: Vec<Value> =
         catalog.providers.iter().filter_map(|p| p.api_key_env.as_deref()).map(s).collect();
     let mut vm = map([
-        ("vm_id", s(VM_ID)),
+        ("vm_id", s(vm_id.unwrap_or(""))),
         ("runtime", s("envoy.wasm.runtime.v8")),
-        ("code", map([("local", map([("filename", s(opts.wasm_path.as_str()))]))])),
+        ("code", map([("local", map([("filename", s(wasm_path))]))])),
     ]);
     if !env_keys.is_empty() {
         vm = vm.with("environment_variables", map([("host_env_keys", list(env_keys))]));
@@ -241,6 +260,11 @@ fn reload_config() -> Value {
 }
 
 fn wasm_filter(name: &str, root_id: &str, configuration: &str, catalog: &Catalog, opts: &Options) -> Value {
+    wasm_filter_in(name, root_id, configuration, vm_config(catalog, opts))
+}
+
+/// A wasm HTTP filter playing `root_id` with `configuration`, in the VM `vm`.
+pub(crate) fn wasm_filter_in(name: &str, root_id: &str, configuration: &str, vm: Value) -> Value {
     map([
         ("name", s(name)),
         (
@@ -250,7 +274,7 @@ fn wasm_filter(name: &str, root_id: &str, configuration: &str, catalog: &Catalog
                 map([
                     ("name", s(name)),
                     ("root_id", s(root_id)),
-                    ("vm_config", vm_config(catalog, opts)),
+                    ("vm_config", vm),
                     ("configuration", typed("google.protobuf.StringValue").with("value", s(configuration))),
                     ("failure_policy", s(FAILURE_POLICY)),
                     ("reload_config", reload_config()),
@@ -362,6 +386,12 @@ fn listener(catalog: &Catalog, catalog_text: &str, opts: &Options) -> Value {
 /// Filtered to the attempts that can be failures (a status of 400 or more, or any response flag): a
 /// clean success, the common case, costs no wasm call (the downstream role clears recovered providers).
 fn health_logger(catalog: &Catalog, opts: &Options) -> Value {
+    health_logger_in(vm_config(catalog, opts), "{}")
+}
+
+/// The health logger in the VM `vm`, with `configuration` (`{}`, or the catalog where the downstream
+/// role runs in another VM).
+pub(crate) fn health_logger_in(vm: Value, configuration: &str) -> Value {
     let min_status =
         map([("default_value", int(400)), ("runtime_key", s("llm_router.health_log_min_status"))]);
     let failed = map([(
@@ -387,8 +417,8 @@ fn health_logger(catalog: &Catalog, opts: &Options) -> Value {
                 map([
                     ("name", s("llm_router_log")),
                     ("root_id", s(LOGGER_ROOT_ID)),
-                    ("vm_config", vm_config(catalog, opts)),
-                    ("configuration", typed("google.protobuf.StringValue").with("value", s("{}"))),
+                    ("vm_config", vm),
+                    ("configuration", typed("google.protobuf.StringValue").with("value", s(configuration))),
                     ("failure_policy", s(FAILURE_POLICY)),
                     ("reload_config", reload_config()),
                 ]),
@@ -451,7 +481,7 @@ fn access_log(opts: &Options) -> Value {
 
 /// What Envoy buffers for one request (its body, held whole by the filter and kept for retries) and for
 /// one held response: `routing.max_request_bytes` and head-room.
-fn buffer_limit(catalog: &Catalog) -> i64 {
+pub(crate) fn buffer_limit(catalog: &Catalog) -> i64 {
     (catalog.routing.max_request_bytes + BUFFER_HEADROOM) as i64
 }
 
@@ -465,46 +495,12 @@ fn stream_idle_timeout(catalog: &Catalog) -> u64 {
 }
 
 fn route(catalog: &Catalog) -> Value {
-    let slots = catalog.max_plan_len();
     let r = map([
         ("match", map([("prefix", s("/"))])),
         // Each request may buffer its body (and its held response) up to this, whatever the connection
         // buffers are: the filter's own check answers 413 past max_request_bytes.
         ("request_body_buffer_limit", int(buffer_limit(catalog))),
-        (
-            "route",
-            map([
-                // Streams must not be cut by a whole-response timeout; the filter sets per-try timeouts.
-                ("timeout", s("0s")),
-                (
-                    "retry_policy",
-                    map([
-                        ("retry_on", s("5xx,reset,connect-failure,retriable-status-codes")),
-                        ("retriable_status_codes", list([int(401), int(403), int(408), int(429)])),
-                        ("num_retries", int(slots.saturating_sub(1).max(1) as i64)),
-                        ("refresh_cluster_on_retry", Value::Bool(true)),
-                        (
-                            "retry_back_off",
-                            map([("base_interval", s("0.005s")), ("max_interval", s("0.05s"))]),
-                        ),
-                    ]),
-                ),
-                (
-                    "inline_cluster_specifier_plugin",
-                    map([(
-                        "extension",
-                        map([
-                            ("name", s("envoy.router.cluster_specifier_plugin.matcher")),
-                            (
-                                "typed_config",
-                                typed("envoy.extensions.router.cluster_specifiers.matcher.v3.MatcherClusterSpecifier")
-                                    .with("cluster_matcher", attempt_matcher(catalog, slots)),
-                            ),
-                        ]),
-                    )]),
-                ),
-            ]),
-        ),
+        ("route", route_action(catalog, &own_cluster)),
     ]);
     if catalog.routing.rate_limit_service.is_none() {
         return r;
@@ -514,11 +510,47 @@ fn route(catalog: &Catalog) -> Value {
         .with("request_headers_to_remove", rate_limit_service::headers_to_remove())
 }
 
+/// The route's action: no whole-request timeout, the retry policy, and the attempt → slot → cluster
+/// matcher over `cluster_of`'s clusters.
+pub(crate) fn route_action(catalog: &Catalog, cluster_of: ClusterOf<'_>) -> Value {
+    let slots = catalog.max_plan_len();
+    map([
+        // Streams must not be cut by a whole-response timeout; the filter sets per-try timeouts.
+        ("timeout", s("0s")),
+        (
+            "retry_policy",
+            map([
+                ("retry_on", s("5xx,reset,connect-failure,retriable-status-codes")),
+                ("retriable_status_codes", list([int(401), int(403), int(408), int(429)])),
+                ("num_retries", int(slots.saturating_sub(1).max(1) as i64)),
+                ("refresh_cluster_on_retry", Value::Bool(true)),
+                ("retry_back_off", map([("base_interval", s("0.005s")), ("max_interval", s("0.05s"))])),
+            ]),
+        ),
+        (
+            "inline_cluster_specifier_plugin",
+            map([(
+                "extension",
+                map([
+                    ("name", s("envoy.router.cluster_specifier_plugin.matcher")),
+                    (
+                        "typed_config",
+                        typed(
+                            "envoy.extensions.router.cluster_specifiers.matcher.v3.MatcherClusterSpecifier",
+                        )
+                        .with("cluster_matcher", attempt_matcher(catalog, slots, cluster_of)),
+                    ),
+                ]),
+            )]),
+        ),
+    ])
+}
+
 /// The first attempt (no `x-envoy-attempt-count` yet) uses slot 0. When retry k re-selects the cluster,
 /// the header still holds k, the count stamped on the attempt that failed: so k → slot k. Any other
 /// value goes nowhere ([`NO_SUCH_ATTEMPT_CLUSTER`], a 503 from Envoy): slot 0's provider, first choice of a
 /// request that may have just failed there, is only for a request with no attempt count at all.
-fn attempt_matcher(catalog: &Catalog, slots: usize) -> Value {
+fn attempt_matcher(catalog: &Catalog, slots: usize, cluster_of: ClusterOf<'_>) -> Value {
     let attempt = || {
         map([
             ("name", s("attempt")),
@@ -552,27 +584,25 @@ fn attempt_matcher(catalog: &Catalog, slots: usize) -> Value {
             ])]),
         )]),
     )])
-    .with("on_no_match", map([("matcher", slot_matcher(catalog, 0))]));
+    .with("on_no_match", map([("matcher", slot_matcher(catalog, 0, cluster_of))]));
     if slots < 2 {
         // Envoy refuses an empty exact_match_map.
         return first;
     }
-    let retries: Vec<(String, Value)> =
-        (1..slots).map(|k| (k.to_string(), map([("matcher", slot_matcher(catalog, k))]))).collect();
+    let retries: Vec<(String, Value)> = (1..slots)
+        .map(|k| (k.to_string(), map([("matcher", slot_matcher(catalog, k, cluster_of))])))
+        .collect();
     map([("matcher_tree", map([("input", attempt()), ("exact_match_map", map([("map", map_of(retries))]))]))])
         .with("on_no_match", map([("matcher", first)]))
 }
 
-fn slot_matcher(catalog: &Catalog, k: usize) -> Value {
+fn slot_matcher(catalog: &Catalog, k: usize, cluster_of: ClusterOf<'_>) -> Value {
     // Keys `<slug>|`: a slot's value starts with its provider's (slot 0 carries the plan record after it).
     // Slot 0 goes to first-choice clusters, later slots to fallback clusters.
     let clusters: Vec<(String, Value)> = catalog
         .providers
         .iter()
-        .map(|p| {
-            let cluster = if k == 0 { p.cluster_name() } else { p.fallback_cluster_name() };
-            (slot_value(&p.name, None), map([("action", cluster_action(cluster))]))
-        })
+        .map(|p| (slot_value(&p.name, None), map([("action", cluster_action(cluster_of(p, k)))])))
         .collect();
     map([(
         "matcher_tree",
@@ -605,7 +635,7 @@ fn cluster_action(cluster: String) -> Value {
 }
 
 /// Replies Envoy generates itself (no provider reachable, timeouts, oversized requests) in our JSON shape.
-fn local_replies(catalog: &Catalog) -> Value {
+pub(crate) fn local_replies(catalog: &Catalog) -> Value {
     let payload = too_large(catalog);
     // The error_type per status is the one the filter accounts Envoy's own replies under.
     let mut mappers = Vec::new();
@@ -678,7 +708,7 @@ fn mapper(status: u16, message: &str, retry_after: bool) -> Value {
 
 /// HTTP/1.1 towards a provider: its trailers reach the filter (and a response that ends with them is
 /// finished there), as an HTTP/2 provider's do.
-fn http1() -> Value {
+pub(crate) fn http1() -> Value {
     map([("enable_trailers", Value::Bool(true))])
 }
 

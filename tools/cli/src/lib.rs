@@ -2,5 +2,6 @@
 //! command line around it). Never part of the filter.
 
 pub mod envoy_config;
+pub mod istio;
 pub mod rate_limit_service;
 mod yaml;

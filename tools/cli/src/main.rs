@@ -9,6 +9,7 @@ use llm_router::{
     wire::chat_request::ChatRequest,
 };
 use llm_router_cli::envoy_config::{generate, Options};
+use llm_router_cli::istio::{generate_istio, IstioOptions};
 use llm_router_cli::rate_limit_service::service_config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -94,6 +95,30 @@ struct GenerateArgs {
     /// Write the config to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// What to generate: a plain Envoy's config, or Istio resources for an egress gateway.
+    #[arg(long, value_enum, default_value_t = Target::Envoy)]
+    target: Target,
+    /// Istio: the filter's OCI image by digest, oci://<registry>/<repository>@sha256:<digest>.
+    #[arg(long, value_name = "REF", required_if_eq("target", "istio"))]
+    image: Option<String>,
+    /// Istio: the egress gateway's namespace.
+    #[arg(long, value_name = "NS", default_value_t = IstioOptions::default().namespace)]
+    namespace: String,
+    /// Istio: the host clients call the router at, on the gateway's port 80.
+    #[arg(long, value_name = "HOST", default_value_t = IstioOptions::default().router_host)]
+    router_host: String,
+    /// Istio: the module as a file in the gateway pod (an image volume of the same image).
+    #[arg(long, value_name = "PATH", default_value_t = IstioOptions::default().wasm_path)]
+    mesh_wasm_path: String,
+}
+
+/// `generate --target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Target {
+    /// A plain Envoy's bootstrap config.
+    Envoy,
+    /// Istio resources (WasmPlugin, ServiceEntry, DestinationRule, Gateway, VirtualService, EnvoyFilter).
+    Istio,
 }
 
 fn main() -> ExitCode {
@@ -112,6 +137,18 @@ fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Generate(args) => {
             let (path, text) = read_catalog(&args.catalog)?;
+            if args.target == Target::Istio {
+                let opts = IstioOptions {
+                    image: args.image.unwrap_or_default(),
+                    namespace: args.namespace,
+                    router_host: args.router_host,
+                    wasm_path: args.mesh_wasm_path,
+                    source: path.clone(),
+                    ..IstioOptions::default()
+                };
+                let yaml = generate_istio(&text, &opts).map_err(|e| format!("{path}: {e}"))?;
+                return write_out(args.out, &yaml);
+            }
             let opts = Options {
                 source: path.clone(),
                 port: args.port,
@@ -124,13 +161,7 @@ fn run(command: Command) -> Result<(), String> {
                 ..Options::default()
             };
             let yaml = generate(&text, &opts).map_err(|e| format!("{path}: {e}"))?;
-            match args.out {
-                Some(out) => std::fs::write(&out, yaml).map_err(|e| format!("{}: {e}", out.display())),
-                None => {
-                    print!("{yaml}");
-                    Ok(())
-                }
-            }
+            write_out(args.out, &yaml)
         }
         Command::RatelimitConfig { catalog, out } => {
             let (path, text) = read_catalog(&catalog)?;
@@ -141,13 +172,7 @@ fn run(command: Command) -> Result<(), String> {
                 .as_ref()
                 .ok_or(format!("{path}: routing.rate_limit_service is not set"))?;
             let yaml = service_config(&c, service, &path)?;
-            match out {
-                Some(out) => std::fs::write(&out, yaml).map_err(|e| format!("{}: {e}", out.display())),
-                None => {
-                    print!("{yaml}");
-                    Ok(())
-                }
-            }
+            write_out(out, &yaml)
         }
         Command::Check { catalog } => {
             let (path, text) = read_catalog(&catalog)?;
@@ -179,6 +204,17 @@ fn run(command: Command) -> Result<(), String> {
         }
         Command::HashKey { token } => {
             println!("{}", hash_token(&token));
+            Ok(())
+        }
+    }
+}
+
+/// Writes `text` to `out`, or to stdout.
+fn write_out(out: Option<PathBuf>, text: &str) -> Result<(), String> {
+    match out {
+        Some(out) => std::fs::write(&out, text).map_err(|e| format!("{}: {e}", out.display())),
+        None => {
+            print!("{text}");
             Ok(())
         }
     }
