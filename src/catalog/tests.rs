@@ -412,3 +412,22 @@ fn istio_clusters_name_their_provider_by_host_and_port() {
     }
     assert_eq!(c.provider_by_cluster("llm_fallback_gamma").map(|p| p.name.as_str()), Some("gamma"));
 }
+
+#[test]
+fn envoy_gateway_clusters_name_their_provider_by_its_httproute() {
+    let c = demo();
+    let route = |cluster: &str| c.provider_by_cluster(cluster).map(|p| p.name.as_str());
+    assert_eq!(route("httproute/llm/llm-router-beta/rule/0"), Some("beta"));
+    assert_eq!(route("httproute/other-ns/llm-router-gamma/rule/12"), Some("gamma"));
+    for other in [
+        "httproute/llm/llm-router/rule/0",
+        "httproute/llm/llm-router-beta/rule/x",
+        "httproute/llm/llm-router-beta/rule/0/backend/0",
+        "httproute/llm/llm-router-beta/match/0",
+        "httproute/llm/beta/rule/0",
+        "httproute/llm/llm-router-delta/rule/0",
+        "grpcroute/llm/llm-router-beta/rule/0",
+    ] {
+        assert!(c.provider_by_cluster(other).is_none(), "{other}");
+    }
+}

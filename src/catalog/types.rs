@@ -274,14 +274,33 @@ impl Catalog {
         self.by_provider_name.get(name).copied()
     }
 
-    /// The provider served by an Envoy cluster of ours (first-choice or fallback), or by an Istio
-    /// cluster `outbound|<port>|<subset>|<host>` of its endpoint's host and port.
+    /// The provider served by an Envoy cluster of ours (first-choice or fallback), by an Istio
+    /// cluster `outbound|<port>|<subset>|<host>` of its endpoint's host and port, or by an Envoy Gateway
+    /// cluster `httproute/<namespace>/<route>/rule/<n>` of the HTTPRoute `llm-router-<name>` that
+    /// `llm-router generate --target envoy-gateway` makes for it (`_` and `.` of its name as `-`; the
+    /// generator refuses two providers whose routes would share a name).
     pub fn provider_by_cluster(&self, cluster: &str) -> Option<&Provider> {
         if let Some(rest) = cluster.strip_prefix("outbound|") {
             let mut parts = rest.splitn(3, '|');
             let port = parts.next()?.parse::<u16>().ok()?;
             let host = parts.nth(1)?;
             return self.providers.iter().find(|p| p.endpoint.host == host && p.endpoint.port == port);
+        }
+        if let Some(rest) = cluster.strip_prefix("httproute/") {
+            let mut parts = rest.split('/');
+            let (_namespace, route) = (parts.next()?, parts.next()?);
+            let (rule, n) = (parts.next()?, parts.next()?);
+            if rule != "rule" || n.parse::<u32>().is_err() || parts.next().is_some() {
+                return None;
+            }
+            let name = route.strip_prefix("llm-router-")?;
+            return self.providers.iter().find(|p| {
+                p.name.len() == name.len()
+                    && p.name
+                        .bytes()
+                        .zip(name.bytes())
+                        .all(|(a, b)| a == b || (b == b'-' && (a == b'_' || a == b'.')))
+            });
         }
         cluster
             .strip_prefix(CLUSTER_PREFIX)
