@@ -73,11 +73,34 @@ fn hash_key_prints_the_sha256_the_demo_catalog_holds() {
 
 #[test]
 fn an_unknown_flag_is_an_error() {
-    // It used to be ignored: `--target istio` generated the default config.
-    let (success, out) = run(&["generate", "--catalog", "envoy/demo-catalog.json", "--target", "istio"]);
+    // An unknown flag used to be ignored (`--target istio` generated the default config, before the
+    // flag existed).
+    let (success, out) = run(&["generate", "--catalog", "envoy/demo-catalog.json", "--flavor", "istio"]);
     assert!(!success, "{out}");
-    assert!(out.contains("error: unexpected argument '--target' found"), "{out}");
+    assert!(out.contains("error: unexpected argument '--flavor' found"), "{out}");
     assert!(!out.contains("static_resources"), "nothing generated: {out}");
+}
+
+#[test]
+fn the_istio_target_needs_the_image_by_digest() {
+    let (success, out) = run(&["generate", "--catalog", "envoy/demo-catalog.json", "--target", "istio"]);
+    assert!(!success && out.contains("--image"), "{out}");
+    let (success, out) = run(&[
+        "generate",
+        "--catalog",
+        "envoy/demo-catalog.json",
+        "--target",
+        "istio",
+        "--image",
+        "oci://r/x:latest",
+    ]);
+    assert!(!success && out.contains("--image: must be oci://"), "{out}");
+    let digest = "0".repeat(64);
+    let image = format!("oci://registry.example/llm-router@sha256:{digest}");
+    let (success, out) =
+        run(&["generate", "--catalog", "envoy/demo-catalog.json", "--target", "istio", "--image", &image]);
+    assert!(success, "{out}");
+    assert!(out.contains("kind: EnvoyFilter") && !out.contains("static_resources"), "{out}");
 }
 
 #[test]
