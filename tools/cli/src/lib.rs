@@ -2,6 +2,7 @@
 //! command line around it). Never part of the filter.
 
 pub mod envoy_config;
+pub mod envoy_gateway;
 pub mod istio;
 pub mod rate_limit_service;
 mod yaml;

@@ -9,6 +9,7 @@ use llm_router::{
     wire::chat_request::ChatRequest,
 };
 use llm_router_cli::envoy_config::{generate, Options};
+use llm_router_cli::envoy_gateway::{generate_envoy_gateway, EnvoyGatewayOptions, XdsNameScheme};
 use llm_router_cli::istio::{generate_istio, IstioOptions};
 use llm_router_cli::rate_limit_service::service_config;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print (or write) the Envoy config for a catalog.
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
     /// Print (or write) envoyproxy/ratelimit's configuration for the catalog's `routing.rate_limit_service`.
     RatelimitConfig {
         /// The catalog (JSON).
@@ -95,21 +96,44 @@ struct GenerateArgs {
     /// Write the config to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// What to generate: a plain Envoy's config, or Istio resources for an egress gateway.
+    /// What to generate: a plain Envoy's config, Istio resources for an egress gateway, or Envoy Gateway
+    /// resources.
     #[arg(long, value_enum, default_value_t = Target::Envoy)]
     target: Target,
-    /// Istio: the filter's OCI image by digest, oci://<registry>/<repository>@sha256:<digest>.
-    #[arg(long, value_name = "REF", required_if_eq("target", "istio"))]
+    /// Istio, Envoy Gateway: the filter's OCI image by digest, oci://<registry>/<repository>@sha256:<digest>.
+    #[arg(long, value_name = "REF", required_if_eq_any([("target", "istio"), ("target", "envoy-gateway")]))]
     image: Option<String>,
-    /// Istio: the egress gateway's namespace.
-    #[arg(long, value_name = "NS", default_value_t = IstioOptions::default().namespace)]
-    namespace: String,
-    /// Istio: the host clients call the router at, on the gateway's port 80.
+    /// Istio: the egress gateway's namespace (default istio-system); Envoy Gateway: the namespace of the
+    /// router's Gateway and of every resource (default llm-router).
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Istio, Envoy Gateway: the host clients call the router at, on the gateway's router port.
     #[arg(long, value_name = "HOST", default_value_t = IstioOptions::default().router_host)]
     router_host: String,
-    /// Istio: the module as a file in the gateway pod (an image volume of the same image).
+    /// Istio, Envoy Gateway: the module as a file in the gateway's pods (an image volume of the same image).
     #[arg(long, value_name = "PATH", default_value_t = IstioOptions::default().wasm_path)]
     mesh_wasm_path: String,
+    /// Envoy Gateway: the router's Gateway (generated, with one HTTP listener).
+    #[arg(long, value_name = "NAME", default_value_t = EnvoyGatewayOptions::default().gateway_name)]
+    gateway_name: String,
+    /// Envoy Gateway: the GatewayClass of Envoy Gateway's controller.
+    #[arg(long, value_name = "NAME", default_value_t = EnvoyGatewayOptions::default().gateway_class)]
+    gateway_class: String,
+    /// Envoy Gateway: the EnvoyProxy the Gateway is parameterised by (provider keys, the module's volume).
+    #[arg(long, value_name = "NAME", default_value_t = EnvoyGatewayOptions::default().envoy_proxy)]
+    envoy_proxy: String,
+    /// Envoy Gateway: its xDS naming, v2 where its `XDSNameSchemeV2` runtime flag is on.
+    #[arg(long, value_enum, default_value_t = XdsNames::V1)]
+    xds_name_scheme: XdsNames,
+}
+
+/// `generate --xds-name-scheme`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum XdsNames {
+    /// Envoy Gateway's default naming.
+    V1,
+    /// The `XDSNameSchemeV2` runtime flag's.
+    V2,
 }
 
 /// `generate --target`.
@@ -119,6 +143,9 @@ enum Target {
     Envoy,
     /// Istio resources (WasmPlugin, ServiceEntry, DestinationRule, Gateway, VirtualService, EnvoyFilter).
     Istio,
+    /// Envoy Gateway resources (Gateway, Backend, HTTPRoute, EnvoyExtensionPolicy, BackendTrafficPolicy,
+    /// EnvoyPatchPolicy).
+    EnvoyGateway,
 }
 
 fn main() -> ExitCode {
@@ -140,13 +167,32 @@ fn run(command: Command) -> Result<(), String> {
             if args.target == Target::Istio {
                 let opts = IstioOptions {
                     image: args.image.unwrap_or_default(),
-                    namespace: args.namespace,
+                    namespace: args.namespace.unwrap_or_else(|| IstioOptions::default().namespace),
                     router_host: args.router_host,
                     wasm_path: args.mesh_wasm_path,
                     source: path.clone(),
                     ..IstioOptions::default()
                 };
                 let yaml = generate_istio(&text, &opts).map_err(|e| format!("{path}: {e}"))?;
+                return write_out(args.out, &yaml);
+            }
+            if args.target == Target::EnvoyGateway {
+                let opts = EnvoyGatewayOptions {
+                    image: args.image.unwrap_or_default(),
+                    namespace: args.namespace.unwrap_or_else(|| EnvoyGatewayOptions::default().namespace),
+                    gateway_name: args.gateway_name,
+                    gateway_class: args.gateway_class,
+                    envoy_proxy: args.envoy_proxy,
+                    router_host: args.router_host,
+                    wasm_path: args.mesh_wasm_path,
+                    xds_names: match args.xds_name_scheme {
+                        XdsNames::V1 => XdsNameScheme::V1,
+                        XdsNames::V2 => XdsNameScheme::V2,
+                    },
+                    source: path.clone(),
+                    ..EnvoyGatewayOptions::default()
+                };
+                let yaml = generate_envoy_gateway(&text, &opts).map_err(|e| format!("{path}: {e}"))?;
                 return write_out(args.out, &yaml);
             }
             let opts = Options {
