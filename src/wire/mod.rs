@@ -2,6 +2,7 @@
 //! discipline of the hot path (parse the top level once, splice, never re-serialise what did not change).
 //! Depends only on the catalog (prices).
 
+pub mod anthropic;
 pub mod chat_request;
 pub mod error;
 pub mod headers;

@@ -1,0 +1,845 @@
+//! An OpenAI chat request, already parsed at the top level ([`ChatRequest`]), as an Anthropic Messages
+//! request body. Only the members translated are read below the top level; every value passed through
+//! (schemas, tool arguments, `cache_control`, image data) is copied as the client's JSON text, never
+//! rebuilt from values. All work is linear in the body's size.
+//!
+//! **Translated**
+//! - `messages`: `system` and `developer` messages, wherever they are, → `system` text blocks in order (one
+//!   per string content, one per text part); `user`/`assistant` → turns, consecutive turns of one role
+//!   merged into one; `tool` messages → `tool_result` blocks in a user turn, so a run of them (parallel
+//!   results) is one turn; in a user turn the `tool_result` blocks come first, as Anthropic requires.
+//! - content parts: `text` (empty ones skipped: Anthropic refuses empty text blocks); `image_url` with a
+//!   `data:image/{jpeg,png,gif,webp};base64,` URL → a `base64` source whose data is the URL's tail, sliced
+//!   not decoded; with an `http(s)` URL → a `url` source; `file` with a PDF data URL → a `document` block.
+//! - assistant `tool_calls` → `tool_use` blocks after the text: `arguments` parsed as the `input` (its JSON
+//!   text copied), `""` or absent → `{}`.
+//! - tool ids ([`tool_id`]): valid Anthropic ids (`^[a-zA-Z0-9_-]+$`) unchanged; any other id made valid
+//!   and suffixed with a hash of the original, the same function for `tool_calls[].id` and
+//!   `tool_call_id`, so pairs still match and distinct ids stay distinct.
+//! - `cache_control` on a content part, on a message (→ its last block) or on a tool: copied; more than
+//!   [`MAX_CACHE_BREAKPOINTS`] is a 400 (Anthropic's limit).
+//! - `tools` (function tools) → `name`, `description`, `input_schema` (= `parameters`, or an empty object
+//!   schema); `tool_choice` `auto`/`required`/`none`/named → `auto`/`any`/`none`/`tool`;
+//!   `parallel_tool_calls: false` → `disable_parallel_tool_use: true`.
+//! - `response_format` `json_schema` → `output_config.format` (`{"type":"json_schema","schema":…}`),
+//!   Anthropic's generally available structured output (documented for Claude 4.5 models and later;
+//!   an older model answers 400, which the router passes on as the provider's rejection). Chosen over a
+//!   forced tool because the answer stays ordinary text: no unwrapping of a tool call, streamed or not,
+//!   and it composes with the client's own tools and `tool_choice`.
+//! - `max_completion_tokens`, else `max_tokens`, else the endpoint's default → `max_tokens` (required).
+//! - `stop` → `stop_sequences`; `temperature` (OpenAI's 0–2: above 1 clamped to Anthropic's maximum 1),
+//!   `top_p`, `top_k` (0 means no limit: omitted); `user` → `metadata.user_id`; `stream`.
+//! - `reasoning` / `reasoning_effort` → `thinking: {"type":"enabled","budget_tokens":…}`:
+//!   `reasoning.max_tokens` as given (at least 1024, Anthropic's minimum), else the effort's share of
+//!   `max_tokens` (max 0.95, xhigh 0.9, high 0.8, medium 0.5, low 0.2, minimal 0.1; `enabled: true`
+//!   alone = medium) within 1024..=32000, as OpenRouter documents; effort `none` or `enabled: false` →
+//!   no thinking. With thinking on, `temperature` and `top_k` are dropped and `top_p` raised to 0.95
+//!   (Anthropic's constraints for thinking).
+//!
+//! **Dropped** (Anthropic has no equivalent; listed in [`DROPPED`]): thinking when its budget would not
+//! be below `max_tokens` or when `tool_choice` forces a tool (Anthropic refuses both);
+//! `response_format` `json_object` (no schema-less JSON mode) and other non-schema formats; a message's
+//! `name`, an assistant's `refusal`/`reasoning`/`reasoning_details`; `tools[].function.strict`;
+//! `stream_options` (Anthropic always reports usage); and every other top-level member.
+//!
+//! **Refused** with 400 naming the field: `n` > 1; more than four `cache_control` breakpoints; a
+//! `temperature` outside 0–2, `top_p` outside 0–1, a negative `top_k`, a `max_tokens` of 0; audio parts
+//! (`input_audio`), images of other types or schemes, files other than PDF data; non-function tools;
+//! `tool_calls` arguments that are not a JSON object; unknown roles (`function` included) and malformed
+//! messages; a conversation with no user or assistant content.
+
+use crate::wire::chat_request::ChatRequest;
+use crate::wire::error::ApiError;
+use crate::wire::json::array_elements;
+use crate::wire::text::{push_json_str, push_u64};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// Anthropic's limit on `cache_control` breakpoints per request.
+pub const MAX_CACHE_BREAKPOINTS: usize = 4;
+
+/// Smallest thinking budget Anthropic accepts.
+pub const MIN_THINKING_BUDGET: u64 = 1024;
+
+/// Largest thinking budget an effort level asks for (OpenRouter's cap).
+pub const MAX_EFFORT_BUDGET: u64 = 32_000;
+
+/// Top-level request members with no Anthropic equivalent: not sent. (Members not listed and not
+/// translated are not sent either; this is the documented list.)
+pub const DROPPED: &[&str] = &[
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "seed",
+    "min_p",
+    "top_a",
+    "stream_options",
+    "service_tier",
+    "prediction",
+    "modalities",
+    "audio",
+    "store",
+    "metadata",
+    "prompt_cache_key",
+    "verbosity",
+    "web_search_options",
+    "functions",
+    "function_call",
+];
+
+/// Image media types Anthropic accepts.
+const IMAGE_TYPES: &[&str] = &["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+/// The Anthropic Messages request for `req`, for the provider's `model` (its native name, unquoted),
+/// with `default_max_tokens` (the endpoint's) when the request sets none. Errors are 400s naming the
+/// field.
+pub fn to_anthropic(
+    req: &ChatRequest<'_>,
+    model: &str,
+    default_max_tokens: u64,
+) -> Result<Vec<u8>, ApiError> {
+    let params = Params::read(req, default_max_tokens)?;
+    let mut breakpoints = 0usize;
+    let mut conversation = Conversation::default();
+    let messages = req.get("messages").unwrap_or("null");
+    if !messages.trim_start().starts_with('[') {
+        return Err(invalid("\"messages\" must be an array"));
+    }
+    for (i, raw) in array_elements(messages).enumerate() {
+        let m: InMessage<'_> =
+            serde_json::from_str(raw).map_err(|e| invalid(&format!("messages[{i}]: {e}")))?;
+        conversation.add(i, m, &mut breakpoints)?;
+    }
+    if conversation.turns.is_empty() {
+        return Err(invalid("\"messages\" must contain a user or assistant message with content"));
+    }
+    let tools = match req.get("tools") {
+        Some(raw) => tools(raw, &mut breakpoints)?,
+        None => None,
+    };
+    if breakpoints > MAX_CACHE_BREAKPOINTS {
+        return Err(invalid(&format!(
+            "at most {MAX_CACHE_BREAKPOINTS} cache_control breakpoints are allowed (found {breakpoints})"
+        )));
+    }
+    let tool_choice = tool_choice(req, tools.is_some())?;
+    let forced =
+        tool_choice.as_deref().is_some_and(|c| c.starts_with(FORCED_ANY) || c.starts_with(FORCED_TOOL));
+    let thinking = params.thinking.filter(|b| *b < params.max_tokens && !forced);
+
+    let mut out = String::with_capacity(req.body.len() + 256);
+    out.push_str("{\"model\":");
+    push_json_str(&mut out, model);
+    out.push_str(",\"max_tokens\":");
+    push_u64(&mut out, params.max_tokens);
+    if !conversation.system.is_empty() {
+        out.push_str(",\"system\":[");
+        out.push_str(&conversation.system);
+        out.push(']');
+    }
+    out.push_str(",\"messages\":[");
+    for (i, turn) in conversation.turns.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(if turn.assistant {
+            "{\"role\":\"assistant\",\"content\":["
+        } else {
+            "{\"role\":\"user\",\"content\":["
+        });
+        out.push_str(&turn.results);
+        if !turn.results.is_empty() && !turn.blocks.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&turn.blocks);
+        out.push_str("]}");
+    }
+    out.push(']');
+    if let Some(tools) = tools {
+        out.push_str(",\"tools\":[");
+        out.push_str(&tools);
+        out.push(']');
+    }
+    if let Some(choice) = tool_choice {
+        out.push_str(",\"tool_choice\":");
+        out.push_str(&choice);
+    }
+    if !params.stop.is_empty() {
+        out.push_str(",\"stop_sequences\":[");
+        for (i, s) in params.stop.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_json_str(&mut out, s);
+        }
+        out.push(']');
+    }
+    match thinking {
+        Some(budget) => {
+            if let Some(top_p) = params.top_p {
+                out.push_str(",\"top_p\":");
+                out.push_str(if top_p.1 < 0.95 { "0.95" } else { top_p.0 });
+            }
+            out.push_str(",\"thinking\":{\"type\":\"enabled\",\"budget_tokens\":");
+            push_u64(&mut out, budget);
+            out.push('}');
+        }
+        None => {
+            if let Some(t) = params.temperature {
+                out.push_str(",\"temperature\":");
+                out.push_str(t);
+            }
+            if let Some(top_p) = params.top_p {
+                out.push_str(",\"top_p\":");
+                out.push_str(top_p.0);
+            }
+            if let Some(k) = params.top_k {
+                out.push_str(",\"top_k\":");
+                push_u64(&mut out, k);
+            }
+        }
+    }
+    if let Some(user) = params.user {
+        out.push_str(",\"metadata\":{\"user_id\":");
+        push_json_str(&mut out, &user);
+        out.push('}');
+    }
+    if let Some(schema) = params.schema {
+        out.push_str(",\"output_config\":{\"format\":{\"type\":\"json_schema\",\"schema\":");
+        out.push_str(schema);
+        out.push_str("}}");
+    }
+    if req.stream {
+        out.push_str(",\"stream\":true");
+    }
+    out.push('}');
+    Ok(out.into_bytes())
+}
+
+/// The id Anthropic receives for an OpenAI tool call id: the id itself when it matches
+/// `^[a-zA-Z0-9_-]+$`; otherwise its first 64 characters with every other character replaced by `_`,
+/// then `_` and the 16 hex digits of its XXH3 hash (so `call.1` and `call:1` stay distinct). Pure:
+/// the same id always gives the same answer, on the `tool_use` and the `tool_result` side alike.
+pub fn tool_id(id: &str) -> Cow<'_, str> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if !id.is_empty() && id.chars().all(valid) {
+        return Cow::Borrowed(id);
+    }
+    let mut out: String = id.chars().take(64).map(|c| if valid(c) { c } else { '_' }).collect();
+    out.push('_');
+    let hash = xxhash_rust::xxh3::xxh3_64(id.as_bytes());
+    for byte in hash.to_be_bytes() {
+        crate::wire::text::push_hex_byte(&mut out, byte);
+    }
+    Cow::Owned(out)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Parameters
+// ---------------------------------------------------------------------------------------------------------
+
+/// The top-level parameters, read and checked.
+struct Params<'a> {
+    max_tokens: u64,
+    /// Raw JSON text (clamped to `1` above 1).
+    temperature: Option<&'a str>,
+    /// Raw JSON text and value.
+    top_p: Option<(&'a str, f64)>,
+    top_k: Option<u64>,
+    stop: Vec<String>,
+    user: Option<String>,
+    /// The JSON schema of `response_format`, raw.
+    schema: Option<&'a str>,
+    /// The thinking budget asked for, before the checks against `max_tokens` and `tool_choice`.
+    thinking: Option<u64>,
+}
+
+impl<'a> Params<'a> {
+    fn read(req: &ChatRequest<'a>, default_max_tokens: u64) -> Result<Params<'a>, ApiError> {
+        if let Some(n) = opt::<u64>(req, "n")? {
+            if n > 1 {
+                return Err(invalid("\"n\" greater than 1 is not supported by this provider"));
+            }
+        }
+        let max_tokens = match (opt::<u64>(req, "max_completion_tokens")?, opt::<u64>(req, "max_tokens")?) {
+            (Some(0), _) => return Err(invalid("\"max_completion_tokens\" must be a positive integer")),
+            (Some(n), _) => n,
+            (None, Some(0)) => return Err(invalid("\"max_tokens\" must be a positive integer")),
+            (None, Some(n)) => n,
+            (None, None) => default_max_tokens.max(1),
+        };
+        let temperature = match number(req, "temperature")? {
+            Some((_, t)) if !(0.0..=2.0).contains(&t) => {
+                return Err(invalid("\"temperature\" must be between 0 and 2"))
+            }
+            Some((_, t)) if t > 1.0 => Some("1"),
+            Some((raw, _)) => Some(raw),
+            None => None,
+        };
+        let top_p = match number(req, "top_p")? {
+            Some((_, p)) if !(0.0..=1.0).contains(&p) => {
+                return Err(invalid("\"top_p\" must be between 0 and 1"))
+            }
+            other => other,
+        };
+        let top_k = opt::<u64>(req, "top_k")?.filter(|k| *k > 0);
+        let stop = match req.get("stop") {
+            None => Vec::new(),
+            Some(raw) => match serde_json::from_str::<Option<Stop>>(raw) {
+                Ok(None) => Vec::new(),
+                Ok(Some(Stop::One(s))) => vec![s],
+                Ok(Some(Stop::Many(v))) => v,
+                Err(_) => return Err(invalid("\"stop\" must be a string or an array of strings")),
+            },
+        };
+        let stop = stop.into_iter().filter(|s| !s.is_empty()).collect();
+        let user = opt::<String>(req, "user")?;
+        let schema = response_schema(req)?;
+        let thinking = thinking(req, max_tokens)?;
+        Ok(Params { max_tokens, temperature, top_p, top_k, stop, user, schema, thinking })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A top-level member of type `T`; null or absent is `None`; another type is a 400 naming it.
+fn opt<T: serde::de::DeserializeOwned>(req: &ChatRequest<'_>, key: &str) -> Result<Option<T>, ApiError> {
+    match req.get(key) {
+        None => Ok(None),
+        Some(raw) => serde_json::from_str::<Option<T>>(raw)
+            .map_err(|_| invalid(&format!("\"{key}\" has the wrong type for this provider"))),
+    }
+}
+
+/// A top-level number, with its raw text.
+fn number<'a>(req: &ChatRequest<'a>, key: &str) -> Result<Option<(&'a str, f64)>, ApiError> {
+    Ok(opt::<f64>(req, key)?.and_then(|v| Some((req.get(key)?.trim(), v))))
+}
+
+/// The schema of `response_format: {"type":"json_schema","json_schema":{"schema":…}}`; other formats
+/// have no Anthropic equivalent and are dropped.
+fn response_schema<'a>(req: &ChatRequest<'a>) -> Result<Option<&'a str>, ApiError> {
+    #[derive(Deserialize)]
+    struct Format<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(borrow, default)]
+        json_schema: Option<JsonSchema<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct JsonSchema<'a> {
+        #[serde(borrow, default)]
+        schema: Option<&'a RawValue>,
+    }
+    let Some(raw) = req.get("response_format") else { return Ok(None) };
+    let format: Option<Format<'a>> = serde_json::from_str(raw)
+        .map_err(|_| invalid("\"response_format\" must be an object with a \"type\""))?;
+    match format {
+        Some(f) if f.kind == "json_schema" => match f.json_schema.and_then(|j| j.schema) {
+            Some(schema) if schema.get().starts_with('{') => Ok(Some(schema.get())),
+            _ => Err(invalid("\"response_format.json_schema.schema\" must be a JSON schema object")),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// The thinking budget `reasoning` / `reasoning_effort` ask for, given `max_tokens`.
+fn thinking(req: &ChatRequest<'_>, max_tokens: u64) -> Result<Option<u64>, ApiError> {
+    #[derive(Deserialize, Default)]
+    struct Reasoning {
+        #[serde(default)]
+        effort: Option<String>,
+        #[serde(default)]
+        max_tokens: Option<u64>,
+        #[serde(default)]
+        enabled: Option<bool>,
+    }
+    let reasoning = match req.get("reasoning") {
+        None => Reasoning::default(),
+        Some(raw) => serde_json::from_str::<Option<Reasoning>>(raw)
+            .map_err(|_| invalid("\"reasoning\" must be an object (effort, max_tokens, enabled, exclude)"))?
+            .unwrap_or_default(),
+    };
+    let shorthand = opt::<String>(req, "reasoning_effort")?;
+    let effort = match (reasoning.effort, shorthand) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid("\"reasoning_effort\" and \"reasoning.effort\" differ"));
+        }
+        (a, b) => a.or(b),
+    };
+    if reasoning.enabled == Some(false) || effort.as_deref() == Some("none") {
+        return Ok(None);
+    }
+    if let Some(budget) = reasoning.max_tokens {
+        return Ok(Some(budget.max(MIN_THINKING_BUDGET)));
+    }
+    let share = match effort.as_deref() {
+        Some("max") => 0.95,
+        Some("xhigh") => 0.9,
+        Some("high") => 0.8,
+        Some("medium") => 0.5,
+        Some("low") => 0.2,
+        Some("minimal") => 0.1,
+        Some(other) => {
+            return Err(invalid(&format!(
+                "\"reasoning_effort\" must be none, minimal, low, medium, high, xhigh or max (got \"{}\")",
+                crate::wire::text::truncated(other, 40)
+            )))
+        }
+        None if reasoning.enabled == Some(true) => 0.5,
+        None => return Ok(None),
+    };
+    let budget = (max_tokens as f64 * share) as u64;
+    Ok(Some(budget.clamp(MIN_THINKING_BUDGET, MAX_EFFORT_BUDGET)))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Tools
+// ---------------------------------------------------------------------------------------------------------
+
+/// `tools` as Anthropic's tool list (the members, without brackets); `None` for null or `[]`.
+fn tools(raw: &str, breakpoints: &mut usize) -> Result<Option<String>, ApiError> {
+    #[derive(Deserialize)]
+    struct Tool<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(borrow, default)]
+        function: Option<Function<'a>>,
+        #[serde(borrow, default)]
+        cache_control: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Function<'a> {
+        #[serde(borrow)]
+        name: Cow<'a, str>,
+        #[serde(borrow, default)]
+        description: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        parameters: Option<&'a RawValue>,
+    }
+    if raw.trim() == "null" {
+        return Ok(None);
+    }
+    if !raw.trim_start().starts_with('[') {
+        return Err(invalid("\"tools\" must be an array"));
+    }
+    let mut out = String::new();
+    for (i, element) in array_elements(raw).enumerate() {
+        let tool: Tool<'_> =
+            serde_json::from_str(element).map_err(|e| invalid(&format!("tools[{i}]: {e}")))?;
+        let function = match (tool.kind.as_ref(), tool.function) {
+            ("function", Some(f)) => f,
+            _ => {
+                return Err(invalid(&format!(
+                    "tools[{i}]: only function tools are supported by this provider"
+                )))
+            }
+        };
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        push_json_str(&mut out, &function.name);
+        if let Some(d) = function.description.filter(|d| !d.is_empty()) {
+            out.push_str(",\"description\":");
+            push_json_str(&mut out, &d);
+        }
+        out.push_str(",\"input_schema\":");
+        match function.parameters.map(RawValue::get).filter(|p| *p != "null") {
+            Some(p) if p.starts_with('{') => out.push_str(p),
+            Some(_) => {
+                return Err(invalid(&format!("tools[{i}].function.parameters must be a JSON schema object")))
+            }
+            None => out.push_str("{\"type\":\"object\",\"properties\":{}}"),
+        }
+        push_cache_control(&mut out, tool.cache_control, breakpoints);
+        out.push('}');
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// How a `tool_choice` that makes the model call a tool (any, or the one named) begins.
+const FORCED_ANY: &str = "{\"type\":\"any\"";
+const FORCED_TOOL: &str = "{\"type\":\"tool\",\"name\":";
+
+/// `tool_choice` and `parallel_tool_calls` as Anthropic's `tool_choice` (JSON text); none without tools.
+fn tool_choice(req: &ChatRequest<'_>, has_tools: bool) -> Result<Option<String>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Choice {
+        Mode(String),
+        Named { function: Named },
+    }
+    #[derive(Deserialize)]
+    struct Named {
+        name: String,
+    }
+    let choice = match req.get("tool_choice") {
+        None => None,
+        Some(raw) => serde_json::from_str::<Option<Choice>>(raw).map_err(|_| {
+            invalid("\"tool_choice\" must be \"auto\", \"required\", \"none\" or {\"type\":\"function\",\"function\":{\"name\":…}}")
+        })?,
+    };
+    let parallel = opt::<bool>(req, "parallel_tool_calls")?;
+    if !has_tools {
+        return Ok(None);
+    }
+    let mut out = String::from("{\"type\":");
+    match &choice {
+        None => out.push_str("\"auto\""),
+        Some(Choice::Mode(m)) => match m.as_str() {
+            "auto" => out.push_str("\"auto\""),
+            "required" => out = FORCED_ANY.into(),
+            "none" => return Ok(Some("{\"type\":\"none\"}".into())),
+            _ => {
+                return Err(invalid(
+                    "\"tool_choice\" must be \"auto\", \"required\", \"none\" or a named function",
+                ))
+            }
+        },
+        Some(Choice::Named { function }) => {
+            out = FORCED_TOOL.into();
+            push_json_str(&mut out, &function.name);
+        }
+    }
+    if parallel == Some(false) {
+        out.push_str(",\"disable_parallel_tool_use\":true");
+    } else if choice.is_none() {
+        // Anthropic's default is auto: say nothing the client did not.
+        return Ok(None);
+    }
+    out.push('}');
+    Ok(Some(out))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct InMessage<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<InToolCall<'a>>>,
+    #[serde(borrow, default)]
+    tool_call_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    cache_control: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct InToolCall<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    function: InFunction<'a>,
+}
+
+#[derive(Deserialize)]
+struct InFunction<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct InPart<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    image_url: Option<InImageUrl<'a>>,
+    #[serde(borrow, default)]
+    file: Option<InFile<'a>>,
+    #[serde(borrow, default)]
+    cache_control: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct InImageUrl<'a> {
+    #[serde(borrow)]
+    url: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct InFile<'a> {
+    #[serde(borrow, default)]
+    file_data: Option<Cow<'a, str>>,
+}
+
+/// One Anthropic turn being built: its blocks as JSON text, comma-separated.
+#[derive(Default)]
+struct Turn {
+    assistant: bool,
+    /// `tool_result` blocks (user turns): they must open the turn.
+    results: String,
+    /// Every other block.
+    blocks: String,
+}
+
+/// The translated conversation.
+#[derive(Default)]
+struct Conversation {
+    /// `system` blocks, comma-separated.
+    system: String,
+    turns: Vec<Turn>,
+}
+
+impl Conversation {
+    fn add(&mut self, i: usize, m: InMessage<'_>, breakpoints: &mut usize) -> Result<(), ApiError> {
+        let field = |rest: &str| format!("messages[{i}]{rest}");
+        let mut blocks: Vec<String> = Vec::new();
+        let role = m.role.as_ref();
+        match role {
+            "system" | "developer" | "user" | "assistant" => {
+                if let Some(content) = m.content {
+                    let assistant = role == "assistant";
+                    content_blocks(content.get(), &field(".content"), assistant, &mut blocks, breakpoints)?;
+                }
+            }
+            "tool" => {
+                let id = m.tool_call_id.as_deref().ok_or_else(|| {
+                    invalid(&format!("{}: a tool message needs \"tool_call_id\"", field("")))
+                })?;
+                let mut block = String::from("{\"type\":\"tool_result\",\"tool_use_id\":");
+                push_json_str(&mut block, &tool_id(id));
+                let mut inner = Vec::new();
+                if let Some(content) = m.content {
+                    content_blocks(content.get(), &field(".content"), false, &mut inner, breakpoints)?;
+                }
+                if !inner.is_empty() {
+                    block.push_str(",\"content\":[");
+                    block.push_str(&inner.join(","));
+                    block.push(']');
+                }
+                block.push('}');
+                blocks.push(block);
+            }
+            other => {
+                return Err(invalid(&format!(
+                    "{}.role \"{}\" is not supported (system, developer, user, assistant, tool)",
+                    field(""),
+                    crate::wire::text::truncated(other, 40)
+                )))
+            }
+        }
+        if role == "assistant" {
+            for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+                blocks.push(tool_use(call, &field(&format!(".tool_calls[{j}]")))?);
+            }
+        }
+        // A message-level breakpoint marks the message's last block (unless that block has its own).
+        if let (Some(cc), Some(last)) = (m.cache_control, blocks.last_mut()) {
+            // Only text, image and document blocks get one of their own; a tool block's `input` or
+            // nested results may hold the same text without it being the block's.
+            let own = !last.starts_with("{\"type\":\"tool_") && last.contains(CACHE_MARK);
+            if cc.get() != "null" && !own {
+                last.pop();
+                push_cache_control(last, Some(cc), breakpoints);
+                last.push('}');
+            }
+        }
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        if role == "system" || role == "developer" {
+            if blocks.iter().any(|b| !b.starts_with("{\"type\":\"text\"")) {
+                return Err(invalid(&format!("{}.content: system messages may hold only text", field(""))));
+            }
+            for b in blocks {
+                if !self.system.is_empty() {
+                    self.system.push(',');
+                }
+                self.system.push_str(&b);
+            }
+            return Ok(());
+        }
+        let assistant = role == "assistant";
+        if self.turns.last().is_none_or(|t| t.assistant != assistant) {
+            self.turns.push(Turn { assistant, ..Turn::default() });
+        }
+        if let Some(turn) = self.turns.last_mut() {
+            let target = if role == "tool" { &mut turn.results } else { &mut turn.blocks };
+            for b in blocks {
+                if !target.is_empty() {
+                    target.push(',');
+                }
+                target.push_str(&b);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a copied `cache_control` begins in a text, image or document block (client text inside such a
+/// block is escaped, so this exact text can only be ours).
+const CACHE_MARK: &str = ",\"cache_control\":";
+
+/// Appends `,"cache_control":…` for a non-null value.
+fn push_cache_control(out: &mut String, cc: Option<&RawValue>, count: &mut usize) {
+    if let Some(cc) = cc.map(RawValue::get).filter(|c| *c != "null") {
+        out.push_str(CACHE_MARK);
+        out.push_str(cc);
+        *count += 1;
+    }
+}
+
+/// A tool call as a `tool_use` block.
+fn tool_use(call: &InToolCall<'_>, field: &str) -> Result<String, ApiError> {
+    let args = call.function.arguments.as_deref().map(str::trim).unwrap_or("");
+    let input = if args.is_empty() {
+        "{}"
+    } else {
+        match serde_json::from_str::<&RawValue>(args) {
+            Ok(v) if v.get().starts_with('{') => v.get(),
+            _ => return Err(invalid(&format!("{field}.function.arguments must be a JSON object"))),
+        }
+    };
+    let mut out = String::with_capacity(input.len() + 64);
+    out.push_str("{\"type\":\"tool_use\",\"id\":");
+    push_json_str(&mut out, &tool_id(&call.id));
+    out.push_str(",\"name\":");
+    push_json_str(&mut out, &call.function.name);
+    out.push_str(",\"input\":");
+    out.push_str(input);
+    out.push('}');
+    Ok(out)
+}
+
+/// A message's `content` (a string, an array of parts, or null) as blocks.
+fn content_blocks(
+    raw: &str,
+    field: &str,
+    assistant: bool,
+    out: &mut Vec<String>,
+    breakpoints: &mut usize,
+) -> Result<(), ApiError> {
+    let raw = raw.trim();
+    if raw.starts_with('"') {
+        let text: Cow<'_, str> = serde_json::from_str(raw).map_err(|e| invalid(&format!("{field}: {e}")))?;
+        if !text.is_empty() {
+            out.push(text_block(&text));
+        }
+        return Ok(());
+    }
+    if raw == "null" {
+        return Ok(());
+    }
+    if !raw.starts_with('[') {
+        return Err(invalid(&format!("{field} must be a string, an array of parts or null")));
+    }
+    for (j, element) in array_elements(raw).enumerate() {
+        let field = format!("{field}[{j}]");
+        let part: InPart<'_> =
+            serde_json::from_str(element).map_err(|e| invalid(&format!("{field}: {e}")))?;
+        let mut block = match part.kind.as_ref() {
+            "text" => match part.text.as_deref() {
+                Some("") => continue,
+                Some(t) => text_block(t),
+                None => return Err(invalid(&format!("{field}.text is required"))),
+            },
+            // An assistant's refusal is not resent (Anthropic has no such block).
+            "refusal" if assistant => continue,
+            "image_url" => {
+                let url = part.image_url.ok_or_else(|| invalid(&format!("{field}.image_url is required")))?;
+                let mut b = String::from("{\"type\":\"image\",\"source\":");
+                push_source(&mut b, &url.url, &format!("{field}.image_url.url"), false)?;
+                b.push('}');
+                b
+            }
+            "file" => {
+                let data = part.file.and_then(|f| f.file_data).ok_or_else(|| {
+                    invalid(&format!("{field}.file.file_data (a PDF data URL) is required"))
+                })?;
+                let mut b = String::from("{\"type\":\"document\",\"source\":");
+                push_source(&mut b, &data, &format!("{field}.file.file_data"), true)?;
+                b.push('}');
+                b
+            }
+            "input_audio" => {
+                return Err(invalid(&format!("{field}: audio input is not supported by this provider")))
+            }
+            other => {
+                return Err(invalid(&format!(
+                    "{field}.type \"{}\" is not supported by this provider",
+                    crate::wire::text::truncated(other, 40)
+                )))
+            }
+        };
+        if part.cache_control.is_some_and(|c| c.get() != "null") {
+            block.pop();
+            push_cache_control(&mut block, part.cache_control, breakpoints);
+            block.push('}');
+        }
+        out.push(block);
+    }
+    Ok(())
+}
+
+/// A text block.
+fn text_block(text: &str) -> String {
+    let mut b = String::with_capacity(text.len() + 32);
+    b.push_str("{\"type\":\"text\",\"text\":");
+    push_json_str(&mut b, text);
+    b.push('}');
+    b
+}
+
+/// An image's (or, with `pdf`, a document's) `source`: a base64 data URL's data sliced out as it is, or
+/// an http(s) URL.
+fn push_source(out: &mut String, url: &str, field: &str, pdf: bool) -> Result<(), ApiError> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (meta, data) =
+            rest.split_once(',').ok_or_else(|| invalid(&format!("{field}: a data URL needs a comma")))?;
+        let media = meta
+            .strip_suffix(";base64")
+            .ok_or_else(|| invalid(&format!("{field}: only base64 data URLs are supported")))?;
+        let media = media.split(';').next().unwrap_or("").to_ascii_lowercase();
+        let allowed = if pdf { media == "application/pdf" } else { IMAGE_TYPES.contains(&media.as_str()) };
+        if !allowed {
+            let expected =
+                if pdf { "application/pdf" } else { "image/jpeg, image/png, image/gif or image/webp" };
+            return Err(invalid(&format!(
+                "{field}: media type \"{}\" is not supported by this provider ({expected})",
+                crate::wire::text::truncated(&media, 60)
+            )));
+        }
+        out.push_str("{\"type\":\"base64\",\"media_type\":");
+        push_json_str(out, &media);
+        out.push_str(",\"data\":");
+        push_json_str(out, data);
+        out.push('}');
+        return Ok(());
+    }
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    if !pdf && matches!(scheme.as_deref(), Some("http" | "https")) {
+        out.push_str("{\"type\":\"url\",\"url\":");
+        push_json_str(out, url);
+        out.push('}');
+        return Ok(());
+    }
+    let expected = if pdf { "a base64 PDF data URL" } else { "a base64 data URL or an http(s) URL" };
+    Err(invalid(&format!("{field} must be {expected}")))
+}
+
+fn invalid(message: &str) -> ApiError {
+    ApiError::InvalidRequest(message.to_string())
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

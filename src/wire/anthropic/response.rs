@@ -1,0 +1,217 @@
+//! A non-streamed Anthropic message as the OpenAI `chat.completion` the client receives (OpenRouter's
+//! additions included: public `model`, `provider`, `usage.cost`), and Anthropic's error bodies as a
+//! status, an OpenRouter `error_type` and whether another provider should be tried.
+//!
+//! The message: text blocks joined → `message.content` (null when the answer is only tool calls);
+//! `tool_use` blocks → `tool_calls` (`input`'s JSON text as the `arguments` string, ids kept: Anthropic's
+//! are valid OpenAI ids); `thinking` blocks joined → `message.reasoning` (redacted thinking, server-tool
+//! and citation blocks are not shown); `stop_reason` → `finish_reason` ([`super::finish_reason`]) with
+//! `native_finish_reason` kept; usage in OpenAI's convention ([`super::AnthropicUsage::to_usage`]) priced
+//! like an OpenAI provider's.
+
+use super::{finish_reason, push_usage, AnthropicUsage};
+use crate::wire::error::ApiError;
+use crate::wire::response::{Accounted, Served};
+use crate::wire::text::{push_json_str, push_u64};
+use crate::wire::usage::cost;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// An Anthropic message (`"type":"message"`), the members we read.
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Vec<Block<'a>>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+/// A content block; only the members of the types we translate are read.
+#[derive(Deserialize)]
+pub(super) struct Block<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub thinking: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub input: Option<&'a RawValue>,
+}
+
+/// The client's `chat.completion` for Anthropic's message `body`, served by `served`, `created` (Unix
+/// seconds: Anthropic's message has no timestamp). A body that is not an Anthropic message is a 502
+/// (the client must not receive another API's shape). The usage is known when the message has one.
+pub fn to_completion(body: &[u8], served: &Served, created: u64) -> Result<(Vec<u8>, Accounted), ApiError> {
+    let bad = || ApiError::BadGateway("The provider's answer is not a valid Messages API message".into());
+    let text = std::str::from_utf8(body).map_err(|_| bad())?;
+    let message: Message<'_> = serde_json::from_str(text).map_err(|_| bad())?;
+    if message.kind.as_deref().is_some_and(|k| k != "message") {
+        return Err(bad());
+    }
+    let usage = message.usage.map(AnthropicUsage::to_usage);
+    let priced = usage.map(|u| (u, cost(&u, &served.pricing)));
+
+    let mut content = String::new();
+    let mut reasoning = String::new();
+    let mut calls = String::new();
+    for block in &message.content {
+        match block.kind.as_ref() {
+            "text" => content.push_str(block.text.as_deref().unwrap_or("")),
+            "thinking" => reasoning.push_str(block.thinking.as_deref().unwrap_or("")),
+            "tool_use" => {
+                if !calls.is_empty() {
+                    calls.push(',');
+                }
+                calls.push_str("{\"id\":");
+                push_json_str(&mut calls, block.id.as_deref().unwrap_or(""));
+                calls.push_str(",\"type\":\"function\",\"function\":{\"name\":");
+                push_json_str(&mut calls, block.name.as_deref().unwrap_or(""));
+                calls.push_str(",\"arguments\":");
+                push_json_str(&mut calls, block.input.map_or("{}", RawValue::get));
+                calls.push_str("}}");
+            }
+            _ => {}
+        }
+    }
+    let native = message.stop_reason.as_deref();
+
+    let mut out = String::with_capacity(body.len() + 512);
+    out.push_str("{\"id\":");
+    push_json_str(&mut out, &message.id);
+    out.push_str(",\"object\":\"chat.completion\",\"created\":");
+    push_u64(&mut out, created);
+    out.push_str(",\"model\":");
+    out.push_str(&served.model_json);
+    out.push_str(",\"provider\":");
+    out.push_str(&served.provider_json);
+    out.push_str(",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    if content.is_empty() && !calls.is_empty() {
+        out.push_str("null");
+    } else {
+        push_json_str(&mut out, &content);
+    }
+    if !reasoning.is_empty() {
+        out.push_str(",\"reasoning\":");
+        push_json_str(&mut out, &reasoning);
+    }
+    if !calls.is_empty() {
+        out.push_str(",\"tool_calls\":[");
+        out.push_str(&calls);
+        out.push(']');
+    }
+    out.push_str("},\"logprobs\":null,\"finish_reason\":\"");
+    out.push_str(finish_reason(native.unwrap_or("")));
+    out.push_str("\",\"native_finish_reason\":");
+    match native {
+        Some(n) => push_json_str(&mut out, n),
+        None => out.push_str("null"),
+    }
+    out.push_str("}]");
+    if let Some((u, c)) = &priced {
+        out.push_str(",\"usage\":");
+        push_usage(&mut out, u, c);
+    }
+    out.push('}');
+    let accounted = Accounted { usage: priced.map(|p| p.0), cost: priced.map(|p| p.1) };
+    Ok((out.into_bytes(), accounted))
+}
+
+/// An error Anthropic reported: in a non-2xx body or as a stream's `error` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderError {
+    /// The HTTP status: the response's, or, for a stream event (sent after a 200), the status Anthropic
+    /// documents for the error's type.
+    pub status: u16,
+    /// Anthropic's `error.type` (`overloaded_error`, …); empty when the body had none.
+    pub native_type: String,
+    /// Anthropic's `error.message`, as sent (bounded by the body's size; a caller quoting it to the
+    /// client cuts and redacts it as it does for OpenAI errors).
+    pub message: String,
+}
+
+impl ProviderError {
+    /// Anthropic's error from a body (`{"type":"error","error":{"type":…,"message":…}}`) with `status`
+    /// (the HTTP status, or `None` for a stream event). A body that does not parse keeps the status and
+    /// an empty type.
+    pub fn parse(status: Option<u16>, body: &[u8]) -> ProviderError {
+        #[derive(Deserialize)]
+        struct Body {
+            error: Inner,
+        }
+        #[derive(Deserialize)]
+        struct Inner {
+            #[serde(rename = "type", default)]
+            kind: String,
+            #[serde(default)]
+            message: String,
+        }
+        let (native_type, message) = match serde_json::from_slice::<Body>(body) {
+            Ok(b) => (b.error.kind, b.error.message),
+            Err(_) => (String::new(), String::new()),
+        };
+        let status = status.filter(|s| *s >= 400).unwrap_or_else(|| documented_status(&native_type));
+        ProviderError { status, native_type, message }
+    }
+
+    /// OpenRouter's `error_type`: by Anthropic's type, else by status.
+    pub fn error_type(&self) -> &'static str {
+        match self.native_type.as_str() {
+            "invalid_request_error" => "invalid_request",
+            "authentication_error" => "authentication",
+            "permission_error" => "permission_denied",
+            "billing_error" => "payment_required",
+            "not_found_error" => "not_found",
+            "request_too_large" => "payload_too_large",
+            "rate_limit_error" => "rate_limit_exceeded",
+            "timeout_error" => "timeout",
+            "overloaded_error" => "provider_overloaded",
+            "api_error" => "provider_unavailable",
+            _ => match self.status {
+                429 => "rate_limit_exceeded",
+                408 | 504 => "timeout",
+                400..=499 => "invalid_request",
+                _ => "provider_unavailable",
+            },
+        }
+    }
+
+    /// Whether another provider should be tried: the router's fallback statuses (5xx and 529 overloaded,
+    /// 429 rate limited, 408 timeout, and 401/403, which say the router's key is wrong, not the request).
+    /// `invalid_request_error` and the other 4xx are the request's fault: every provider would refuse it.
+    pub fn retriable(&self) -> bool {
+        matches!(self.status, 401 | 403 | 408 | 429) || self.status >= 500
+    }
+}
+
+/// The HTTP status Anthropic documents for an error type (stream `error` events carry no status).
+pub fn documented_status(native_type: &str) -> u16 {
+    match native_type {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "api_error" => 500,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        _ => 502,
+    }
+}
+
+#[cfg(test)]
+#[path = "response_tests.rs"]
+mod tests;
