@@ -6,16 +6,15 @@
 
 mod common;
 
-use common::crd;
-use common::envoy::{envoy_bin, wasm_path, Envoy};
-use common::http::request;
+use common::envoy::wasm_path;
 use common::json_patch::{self, Resource};
-use common::router::{catalog, endpoint, provider, provider_key, CLIENT_KEY};
+use common::router::{catalog, endpoint, provider};
+use common::{crd, mesh};
 use llm_router::catalog::Catalog;
 use llm_router_cli::envoy_gateway::{
     generate_envoy_gateway, provider_cluster, xds_names, EnvoyGatewayOptions, XdsNameScheme, XdsNames,
 };
-use llm_router_testkit::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::MockProvider;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -299,20 +298,7 @@ fn bootstrap(resources: &[Resource]) -> Value {
 
 #[test]
 fn the_patch_policy_on_envoy_gateways_xds_is_valid_and_falls_back_through_envoy() {
-    let first = MockProvider::start("first");
-    first.set_behavior(Behavior::Status {
-        code: 503,
-        headers: vec![],
-        body: r#"{"error":{"message":"down"}}"#.into(),
-    });
-    let second = MockProvider::start("second");
-    let c = catalog(
-        vec![provider("first", first.port()), provider("second", second.port())],
-        vec![
-            json!({"id": "test/m", "endpoints": [endpoint("first", "m@first", 1.0), endpoint("second", "m@second", 2.0)]}),
-        ],
-        json!({}),
-    );
+    let (first, second, c) = mesh::first_down_second_up();
     let text = serde_json::to_string_pretty(&c).unwrap();
     let parsed = Catalog::parse(text.as_bytes(), None).unwrap();
     let wasm = wasm_path();
@@ -328,52 +314,6 @@ fn the_patch_policy_on_envoy_gateways_xds_is_valid_and_falls_back_through_envoy(
     let n = json_patch::apply_policy(&mut resources, policy).unwrap();
     assert!(n > 10, "{n} patches");
     let config = bootstrap(&resources);
-    let text = serde_json::to_string_pretty(&config).unwrap();
-    let env: Vec<(String, String)> = ["first", "second"]
-        .iter()
-        .map(|n| (format!("{}_API_KEY", n.to_uppercase()), provider_key(n)))
-        .collect();
-    // `envoy --mode validate`, then a real run.
-    let dir = std::env::temp_dir().join(format!("llm-router-envoy-gateway-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("envoy-gateway.json");
-    std::fs::write(&file, &text).unwrap();
-    let out = Command::new(envoy_bin())
-        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
-        .arg(&file)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && log.contains("OK"), "envoy --mode validate:\n{log}");
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let envoy = Envoy::start_with(&text, &env_refs, 1).unwrap_or_else(|e| panic!("envoy did not start: {e}"));
-    let body = serde_json::to_vec(&json!({"model": "test/m", "provider": {"sort": "price"},
-        "messages": [{"role": "user", "content": "Hello"}]}))
-    .unwrap();
-    let auth = format!("Bearer {CLIENT_KEY}");
-    let headers = [
-        ("host", opts.router_host.as_str()),
-        ("authorization", auth.as_str()),
-        ("content-type", "application/json"),
-    ];
-    let r = request(envoy.port, "POST", "/v1/chat/completions", &headers, &body);
-    assert_eq!(r.status, 200, "{} {:?}\n{}", r.text(), r.headers, envoy.log());
-    assert_eq!(r.header("x-llm-provider"), Some("second"));
-    assert_eq!(r.header("x-llm-attempts"), Some("2"));
-    let tried = first.requests();
-    let served = second.requests();
-    assert_eq!((tried.len(), served.len()), (1, 1));
-    let model = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap()["model"].clone();
-    assert_eq!(model(&tried[0].body), "m@first");
-    assert_eq!(model(&served[0].body), "m@second", "the fallback's own model name");
-    let key = |h: &[(String, String)]| h.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.clone());
-    assert_eq!(key(&tried[0].headers), Some(format!("Bearer {}", provider_key("first"))), "its own key");
-    assert_eq!(key(&served[0].headers), Some(format!("Bearer {}", provider_key("second"))), "its own key");
-    // The health logger (the router's upstream_log, patched in, in the policy's vm_id) recorded the 503 in
-    // the memory the downstream role (Envoy Gateway's filter) reads: the next request skips the first.
-    let again = request(envoy.port, "POST", "/v1/chat/completions", &headers, &body);
-    assert_eq!((again.status, again.header("x-llm-attempts")), (200, Some("1")), "{}", again.text());
-    assert_eq!(first.requests().len(), 1, "the provider that failed was not tried again");
-    let _ = std::fs::remove_dir_all(&dir);
+    let envoy = mesh::validate_and_start(&config, "envoy-gateway");
+    mesh::falls_back_then_skips_the_failed_provider(&envoy, &opts.router_host, &first, &second);
 }

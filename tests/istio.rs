@@ -5,15 +5,12 @@
 
 mod common;
 
-use common::envoy::{envoy_bin, wasm_path, Envoy};
-use common::http::request;
-use common::router::{catalog, endpoint, provider, provider_key, CLIENT_KEY};
-use common::{crd, envoy_filter};
+use common::envoy::wasm_path;
+use common::{crd, envoy_filter, mesh};
 use llm_router_cli::istio::{generate_istio, virtual_host_name, IstioOptions};
-use llm_router_testkit::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::MockProvider;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::Command;
 
 const IMAGE: &str = "oci://registry.example/llm-router@sha256:7842cfeb1536b33553498f17ad2a803fddeae644a22299557d4452bb75382148";
 
@@ -85,20 +82,7 @@ fn fixture(opts: &IstioOptions, mocks: &[&MockProvider]) -> Value {
 
 #[test]
 fn the_envoy_filter_on_an_egress_gateway_config_is_valid_and_falls_back_through_envoy() {
-    let first = MockProvider::start("first");
-    first.set_behavior(Behavior::Status {
-        code: 503,
-        headers: vec![],
-        body: r#"{"error":{"message":"down"}}"#.into(),
-    });
-    let second = MockProvider::start("second");
-    let c = catalog(
-        vec![provider("first", first.port()), provider("second", second.port())],
-        vec![
-            json!({"id": "test/m", "endpoints": [endpoint("first", "m@first", 1.0), endpoint("second", "m@second", 2.0)]}),
-        ],
-        json!({}),
-    );
+    let (first, second, c) = mesh::first_down_second_up();
     let wasm = wasm_path();
     let opts = IstioOptions { wasm_path: wasm.display().to_string(), ..options("test") };
     let yaml = generate_istio(&serde_json::to_string_pretty(&c).unwrap(), &opts).unwrap();
@@ -106,59 +90,7 @@ fn the_envoy_filter_on_an_egress_gateway_config_is_valid_and_falls_back_through_
     let filter = crd::manifests(&yaml).unwrap().into_iter().find(|m| m["kind"] == "EnvoyFilter").unwrap();
     let mut config = fixture(&opts, &[&first, &second]);
     envoy_filter::apply(&mut config, &filter).unwrap();
-    let text = serde_json::to_string_pretty(&config).unwrap();
-    let env: Vec<(String, String)> = ["first", "second"]
-        .iter()
-        .map(|n| (format!("{}_API_KEY", n.to_uppercase()), provider_key(n)))
-        .collect();
-    // `envoy --mode validate`, then a real run.
-    let dir = std::env::temp_dir().join(format!("llm-router-istio-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("egress-gateway.json");
-    std::fs::write(&file, &text).unwrap();
-    let out = Command::new(envoy_bin())
-        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
-        .arg(&file)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .unwrap();
-    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && log.contains("OK"), "envoy --mode validate:\n{log}");
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let envoy = Envoy::start_with(&text, &env_refs, 1).unwrap_or_else(|e| panic!("envoy did not start: {e}"));
+    let envoy = mesh::validate_and_start(&config, "istio-egress-gateway");
     let host = virtual_host_name(&opts).replace(&format!(":{}", opts.router_port), "");
-    let body = serde_json::to_vec(&json!({"model": "test/m", "provider": {"sort": "price"},
-        "messages": [{"role": "user", "content": "Hello"}]}))
-    .unwrap();
-    let auth = format!("Bearer {CLIENT_KEY}");
-    let r = request(
-        envoy.port,
-        "POST",
-        "/v1/chat/completions",
-        &[("host", host.as_str()), ("authorization", auth.as_str()), ("content-type", "application/json")],
-        &body,
-    );
-    assert_eq!(r.status, 200, "{} {:?}", r.text(), r.headers);
-    assert_eq!(r.header("x-llm-provider"), Some("second"));
-    assert_eq!(r.header("x-llm-attempts"), Some("2"));
-    let tried = first.requests();
-    let served = second.requests();
-    assert_eq!((tried.len(), served.len()), (1, 1));
-    let model = |b: &[u8]| serde_json::from_slice::<Value>(b).unwrap()["model"].clone();
-    assert_eq!(model(&tried[0].body), "m@first");
-    assert_eq!(model(&served[0].body), "m@second", "the fallback's own model name");
-    let key = |h: &[(String, String)]| h.iter().find(|(n, _)| n == "authorization").map(|(_, v)| v.clone());
-    assert_eq!(key(&served[0].headers), Some(format!("Bearer {}", provider_key("second"))), "its own key");
-    // The health logger (the router's upstream_log, patched in) recorded the 503 in the memory the
-    // downstream role reads: the next request skips the first provider.
-    let again = request(
-        envoy.port,
-        "POST",
-        "/v1/chat/completions",
-        &[("host", host.as_str()), ("authorization", auth.as_str()), ("content-type", "application/json")],
-        &body,
-    );
-    assert_eq!((again.status, again.header("x-llm-attempts")), (200, Some("1")), "{}", again.text());
-    assert_eq!(first.requests().len(), 1, "the provider that failed was not tried again");
-    let _ = std::fs::remove_dir_all(&dir);
+    mesh::falls_back_then_skips_the_failed_provider(&envoy, &host, &first, &second);
 }

@@ -67,6 +67,15 @@ fn vm() -> Configured {
     vm_with("")
 }
 
+/// A VM whose downstream role was configured with `catalog` (JSON), and that catalog.
+fn configured(catalog: &str) -> (Vm, Rc<Catalog>) {
+    let mut vm = Vm::default();
+    match vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env) {
+        Ok(Role::Downstream(catalog)) => (vm, catalog),
+        other => panic!("the catalog loads: {other:?}"),
+    }
+}
+
 /// A client's chat request headers, with every kind of credential and routing header a client might send.
 fn chat_headers() -> super::host::HeaderList {
     headers(&[
@@ -935,11 +944,7 @@ fn usage_the_provider_never_reported_is_estimated_only_where_it_worked() {
 fn a_keys_requests_per_minute_are_counted_across_workers_and_the_rest_refused_before_any_provider() {
     let catalog = demo_json()
         .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 2},"#);
-    let mut vm = Vm::default();
-    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
-    else {
-        panic!("the catalog loads")
-    };
+    let (vm, catalog) = configured(&catalog);
     // Three requests on (possibly) different workers: one shared store.
     let store = FakeHost { now_ms: START, ..FakeHost::default() };
     let mut sent = Vec::new();
@@ -996,11 +1001,7 @@ fn free_variants_have_per_minute_and_per_day_quotas_and_a_refusal_consumes_neith
             r#""max_attempts": 2"#,
             r#""max_attempts": 2, "free_requests_per_minute": 2, "free_requests_per_day": 3"#,
         );
-    let mut vm = Vm::default();
-    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
-    else {
-        panic!("the catalog loads")
-    };
+    let (vm, catalog) = configured(&catalog);
     let free = br#"{"model":"llama:free","messages":[{"role":"user","content":"hi"}]}"#;
     let store = FakeHost::default();
     let send = |now: u64| {
@@ -1124,11 +1125,7 @@ fn a_dollar_budget_reserves_the_worst_case_settles_to_the_cost_and_refuses_with_
     let limits =
         format!(r#""limits": {{"requests_per_minute": 100, "usd_per_day": {}}}"#, (2 * worst) as f64 / 1e9);
     let catalog = demo_json().replace(r#"{"name": "team-a","#, &format!(r#"{{"name": "team-a", {limits},"#));
-    let mut vm = Vm::default();
-    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
-    else {
-        panic!("the catalog loads")
-    };
+    let (vm, catalog) = configured(&catalog);
     let store = FakeHost { now_ms: START, ..FakeHost::default() };
     let start = |now: u64| {
         let mut host = FakeHost::beside(&store, now);
@@ -1227,11 +1224,7 @@ fn with_a_rate_limit_service_the_request_names_its_limits_and_its_end_charges_wh
             r#""max_attempts": 2, "rate_limit_service": {"address": "127.0.0.1:8081"}"#,
         )
         .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"usd_per_day": 5},"#);
-    let mut vm = Vm::default();
-    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
-    else {
-        panic!("the catalog loads")
-    };
+    let (vm, catalog) = configured(&catalog);
     let mut d = vm.downstream(&catalog);
     let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
     // A client's own copy of a descriptor header is not what the service sees.
@@ -1258,11 +1251,7 @@ fn a_body_that_ends_after_the_minute_turned_is_counted_in_the_new_minute_not_ove
     use crate::routing::rate_limit::Window;
     let catalog = demo_json()
         .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 2},"#);
-    let mut vm = Vm::default();
-    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
-    else {
-        panic!("the catalog loads")
-    };
+    let (vm, catalog) = configured(&catalog);
     // The new minute (START is a minute's start) already holds two requests from other workers.
     let key = rate_memory::key_of("rate", "team-a");
     let store = FakeHost::default();
@@ -1292,11 +1281,7 @@ fn a_refusal_by_envoys_rate_limit_filter_gives_back_this_envoys_counts() {
             r#""max_attempts": 2, "rate_limit_service": {"address": "127.0.0.1:8081"}"#,
         )
         .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 5},"#);
-    let mut vm = Vm::default();
-    let Ok(Role::Downstream(catalog)) = vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env)
-    else {
-        panic!("the catalog loads")
-    };
+    let (vm, catalog) = configured(&catalog);
     let mut d = vm.downstream(&catalog);
     let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
     forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));

@@ -7,4 +7,5 @@ pub use llm_router_testkit::{corpus, envoy, http, router};
 pub mod crd;
 pub mod envoy_filter;
 pub mod json_patch;
+pub mod mesh;
 pub mod schema;

@@ -46,11 +46,12 @@
 //! keeps its own cluster `httproute/<ns>/<route>/rule/0`.
 
 use crate::envoy_config::{
-    buffer_limit, health_logger_in, http1, local_replies, route_action, typed, vm_config_of, wasm_filter_in,
+    buffer_limit, health_logger_in, local_replies, route_action, vm_config_of, wasm_filter_in,
 };
+use crate::mesh::{annotate_module, upstream_protocol_options, with_catalog};
 use crate::yaml::{int, list, map, render, s, Value, With};
 use llm_router::catalog::{Catalog, FieldError as ConfigError, Provider};
-use llm_router::filter::{DOWNSTREAM_ROOT_ID, UPSTREAM_ROOT_ID};
+use llm_router::filter::DOWNSTREAM_ROOT_ID;
 
 /// How Envoy Gateway names the xDS listener, route configuration and virtual host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -499,24 +500,7 @@ fn patch_policy(catalog: &Catalog, catalog_json: &serde_json::Value, opts: &Envo
         rc("add", &route, "/route/retry_policy/refresh_cluster_on_retry", Some(Value::Bool(true))),
     ]);
     for p in &catalog.providers {
-        let configuration = with_catalog(catalog_json, Some(&p.name));
-        // HTTP/1.1 with trailers, as the plain config speaks to providers; the upstream role before the
-        // codec. The options are one map entry: `add` replaces Envoy Gateway's whole.
-        let options = typed("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
-            .with("explicit_http_config", map([("http_protocol_options", http1())]))
-            .with(
-                "http_filters",
-                list([
-                    wasm_filter_in("llm_router_upstream", UPSTREAM_ROOT_ID, &configuration, vm()),
-                    map([
-                        ("name", s("envoy.filters.http.upstream_codec")),
-                        (
-                            "typed_config",
-                            typed("envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"),
-                        ),
-                    ]),
-                ]),
-            );
+        let options = upstream_protocol_options(catalog_json, &p.name, vm());
         patches.push(json_patch(
             CLUSTER_TYPE,
             &provider_cluster(p, opts),
@@ -538,26 +522,6 @@ fn patch_policy(catalog: &Catalog, catalog_json: &serde_json::Value, opts: &Envo
         ("type", s("JSONPatch")),
         ("jsonPatches", Value::Sequence(patches)),
     ]);
-    let mut policy = resource("gateway.envoyproxy.io/v1alpha1", "EnvoyPatchPolicy", ROUTER, opts, spec);
-    // Which image the Envoy pods must mount at `wasm_path`: the module the roles were generated for.
-    if let Some(Value::Mapping(m)) = policy.get_mut("metadata") {
-        m.insert(
-            s("annotations"),
-            map([
-                ("llm-router.io/image", s(opts.image.as_str())),
-                ("llm-router.io/module-path", s(opts.wasm_path.as_str())),
-            ]),
-        );
-    }
-    policy
-}
-
-/// The upstream role's (`provider`) or the logger's configuration, carrying the catalog.
-fn with_catalog(catalog: &serde_json::Value, provider: Option<&str>) -> String {
-    let mut config = serde_json::Map::new();
-    if let Some(p) = provider {
-        config.insert("provider".into(), p.into());
-    }
-    config.insert("catalog".into(), catalog.clone());
-    serde_json::Value::Object(config).to_string()
+    let policy = resource("gateway.envoyproxy.io/v1alpha1", "EnvoyPatchPolicy", ROUTER, opts, spec);
+    annotate_module(policy, &opts.image, &opts.wasm_path)
 }

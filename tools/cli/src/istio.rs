@@ -22,9 +22,10 @@
 use crate::envoy_config::{
     buffer_limit, health_logger_in, local_replies, route_action, typed, vm_config_of, wasm_filter_in,
 };
+use crate::mesh::{annotate_module, upstream_protocol_options, with_catalog};
 use crate::yaml::{int, list, map, render, s, Value, With};
 use llm_router::catalog::{Catalog, FieldError as ConfigError, Provider};
-use llm_router::filter::{DOWNSTREAM_ROOT_ID, UPSTREAM_ROOT_ID};
+use llm_router::filter::DOWNSTREAM_ROOT_ID;
 
 /// What the Istio resources need besides the catalog.
 #[derive(Debug, Clone)]
@@ -345,24 +346,7 @@ fn envoy_filter(
         ),
     ];
     for p in &catalog.providers {
-        let configuration = with_catalog(catalog_json, Some(&p.name));
-        // HTTP/1.1 with trailers, as the plain config speaks to providers (the options are one map
-        // entry: a merge replaces Istio's whole).
-        let options = typed("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
-            .with("explicit_http_config", map([("http_protocol_options", crate::envoy_config::http1())]))
-            .with(
-                "http_filters",
-                list([
-                    wasm_filter_in("llm_router_upstream", UPSTREAM_ROOT_ID, &configuration, vm()),
-                    map([
-                        ("name", s("envoy.filters.http.upstream_codec")),
-                        (
-                            "typed_config",
-                            typed("envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"),
-                        ),
-                    ]),
-                ]),
-            );
+        let options = upstream_protocol_options(catalog_json, &p.name, vm());
         patches.push(patch(
             "CLUSTER",
             gateway(map([(
@@ -379,18 +363,8 @@ fn envoy_filter(
         ("workloadSelector", map([("labels", selector(opts))])),
         ("configPatches", Value::Sequence(patches)),
     ]);
-    let mut filter = resource("networking.istio.io/v1alpha3", "EnvoyFilter", "llm-router", opts, spec);
-    // Which image the gateway must mount at `wasm_path`: the module the roles were generated for.
-    if let Some(Value::Mapping(m)) = filter.get_mut("metadata") {
-        m.insert(
-            s("annotations"),
-            map([
-                ("llm-router.io/image", s(opts.image.as_str())),
-                ("llm-router.io/module-path", s(opts.wasm_path.as_str())),
-            ]),
-        );
-    }
-    filter
+    let filter = resource("networking.istio.io/v1alpha3", "EnvoyFilter", "llm-router", opts, spec);
+    annotate_module(filter, &opts.image, &opts.wasm_path)
 }
 
 fn patch(apply_to: &str, match_: Value, value: Value) -> Value {
@@ -399,16 +373,6 @@ fn patch(apply_to: &str, match_: Value, value: Value) -> Value {
         ("match", match_),
         ("patch", map([("operation", s("MERGE")), ("value", value)])),
     ])
-}
-
-/// The upstream role's (`provider`) or the logger's configuration, carrying the catalog.
-fn with_catalog(catalog: &serde_json::Value, provider: Option<&str>) -> String {
-    let mut config = serde_json::Map::new();
-    if let Some(p) = provider {
-        config.insert("provider".into(), p.into());
-    }
-    config.insert("catalog".into(), catalog.clone());
-    serde_json::Value::Object(config).to_string()
 }
 
 /// Merging one mapping's entries into another.

@@ -4,5 +4,6 @@
 pub mod envoy_config;
 pub mod envoy_gateway;
 pub mod istio;
+pub mod mesh;
 pub mod rate_limit_service;
 mod yaml;

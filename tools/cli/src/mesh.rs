@@ -1,0 +1,48 @@
+//! What the mesh targets (`istio.rs`, `envoy_gateway.rs`) build alike: the configurations of the roles
+//! a mesh loads beside the downstream role, which carry the catalog (they may run in a VM of their own),
+//! and the protocol options that put the upstream role on a provider's cluster.
+
+use crate::envoy_config::{http1, typed, wasm_filter_in};
+use crate::yaml::{list, map, s, Value, With};
+use llm_router::filter::UPSTREAM_ROOT_ID;
+
+/// The upstream role's configuration (`provider`) or the logger's (`None`), carrying the catalog.
+pub fn with_catalog(catalog: &serde_json::Value, provider: Option<&str>) -> String {
+    let mut config = serde_json::Map::new();
+    if let Some(p) = provider {
+        config.insert("provider".into(), p.into());
+    }
+    config.insert("catalog".into(), catalog.clone());
+    serde_json::Value::Object(config).to_string()
+}
+
+/// A provider cluster's whole `HttpProtocolOptions`: HTTP/1.1 with trailers, as the plain config speaks
+/// to providers, and the upstream role for `provider` (in VM `vm`) before the codec. Whole, because the
+/// options are one map entry: a mesh's merge or JSON patch replaces its own.
+pub fn upstream_protocol_options(catalog: &serde_json::Value, provider: &str, vm: Value) -> Value {
+    let configuration = with_catalog(catalog, Some(provider));
+    typed("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+        .with("explicit_http_config", map([("http_protocol_options", http1())]))
+        .with(
+            "http_filters",
+            list([
+                wasm_filter_in("llm_router_upstream", UPSTREAM_ROOT_ID, &configuration, vm),
+                map([
+                    ("name", s("envoy.filters.http.upstream_codec")),
+                    ("typed_config", typed("envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec")),
+                ]),
+            ]),
+        )
+}
+
+/// Names on `resource` the image the proxies must mount at `wasm_path`: the module its roles were
+/// generated for.
+pub fn annotate_module(mut resource: Value, image: &str, wasm_path: &str) -> Value {
+    if let Some(Value::Mapping(m)) = resource.get_mut("metadata") {
+        m.insert(
+            s("annotations"),
+            map([("llm-router.io/image", s(image)), ("llm-router.io/module-path", s(wasm_path))]),
+        );
+    }
+    resource
+}
