@@ -39,8 +39,34 @@ pub fn apply_policy(resources: &mut [Resource], policy: &Value) -> Result<usize,
             .ok_or_else(|| format!("jsonPatches[{i}]: no {type_url} named {name}"))?;
         apply_operation(&mut target.value, &p["operation"])
             .map_err(|e| format!("jsonPatches[{i}] ({name}): {e}"))?;
+        // Envoy Gateway reads each patched resource back into its proto and validates it, patch by
+        // patch, and skips a patch that fails: the state after every patch must be a valid resource.
+        valid_after_patch(&target.value).map_err(|e| format!("jsonPatches[{i}] ({name}) leaves {e}"))?;
     }
     Ok(patches.len())
+}
+
+/// The proto rules a patched resource most easily breaks, checked as Envoy Gateway's read-back and
+/// validation would: every route has exactly one of the route action's cluster specifiers (the `oneof`
+/// cannot hold two; validation wants one).
+fn valid_after_patch(resource: &Value) -> Result<(), String> {
+    const SPECIFIERS: [&str; 5] = [
+        "cluster",
+        "cluster_header",
+        "weighted_clusters",
+        "cluster_specifier_plugin",
+        "inline_cluster_specifier_plugin",
+    ];
+    for vh in resource["virtual_hosts"].as_array().into_iter().flatten() {
+        for r in vh["routes"].as_array().into_iter().flatten() {
+            let Some(action) = r.get("route") else { continue };
+            let set = SPECIFIERS.iter().filter(|k| action.get(**k).is_some()).count();
+            if set != 1 {
+                return Err(format!("route {} with {set} cluster specifiers", r["name"]));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One `operation` (`op`, `jsonPath`, `path`, `from`, `value`) on `doc`.

@@ -490,14 +490,10 @@ fn patch_policy(catalog: &Catalog, catalog_json: &serde_json::Value, opts: &Envo
         // again: on the router's own listener any authority must find this virtual host.
         rc("add", &vhost, "/domains/-", Some(s("*"))),
         rc("add", &route, "/request_body_buffer_limit", Some(int(buffer_limit(catalog)))),
-        rc("remove", &route, "/route/cluster", None),
-        rc(
-            "add",
-            &route,
-            "/route/inline_cluster_specifier_plugin",
-            Some(action["inline_cluster_specifier_plugin"].clone()),
-        ),
-        rc("add", &route, "/route/retry_policy/refresh_cluster_on_retry", Some(Value::Bool(true))),
+        // The whole action in one operation: Envoy Gateway validates the route after each patch and
+        // skips one that fails, and a route has exactly one cluster specifier (removing the cluster
+        // first, or adding the matcher beside it, would each be skipped).
+        rc("replace", &route, "/route", Some(action)),
     ]);
     for p in &catalog.providers {
         let options = upstream_protocol_options(catalog_json, &p.name, vm());
