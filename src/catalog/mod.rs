@@ -23,8 +23,8 @@ pub use load::{is_header_name, is_header_value};
 pub use types::{
     AuthMode, Catalog, ClientKey, DataCollection, EnvLookup, KeyLimits, KeyPolicy, MaxPrice, Model,
     ModelEndpoint, Pricing, Provider, RateLimitService, Routing, Secret, CLUSTER_PREFIX,
-    FALLBACK_CLUSTER_PREFIX, INPUT_MODALITIES, KNOWN_PARAMETERS, MAX_ATTEMPTS_LIMIT, MAX_MODELS,
-    OUTPUT_MODALITIES,
+    FALLBACK_CLUSTER_PREFIX, INPUT_MODALITIES, ISTIO_HOST_SUFFIX, KNOWN_PARAMETERS, MAX_ATTEMPTS_LIMIT,
+    MAX_MODELS, OUTPUT_MODALITIES,
 };
 
 #[cfg(test)]

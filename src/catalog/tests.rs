@@ -396,21 +396,26 @@ fn a_rate_limit_service_is_read_with_its_defaults() {
 }
 
 #[test]
-fn istio_clusters_name_their_provider_by_host_and_port() {
+fn istio_clusters_name_their_provider_by_its_private_host() {
     let c = demo();
     let beta = &c.providers[1];
-    assert_eq!(beta.istio_cluster_name(), "outbound|8080||127.0.0.1");
-    assert_eq!(c.provider_by_cluster("outbound|8080||127.0.0.1").map(|p| p.name.as_str()), Some("beta"));
-    assert_eq!(
-        c.provider_by_cluster("outbound|443|some-subset|api.alpha.example").map(|p| p.name.as_str()),
-        Some("alpha")
-    );
-    for other in
-        ["outbound|9999||127.0.0.1", "outbound|x||127.0.0.1", "outbound|8080", "inbound|8080||127.0.0.1"]
-    {
-        assert!(c.provider_by_cluster(other).is_none(), "{other}");
+    assert_eq!(beta.istio_host(), "beta.llm-router.internal");
+    assert_eq!(beta.istio_cluster_name(), "outbound|8080||beta.llm-router.internal");
+    let name = |cluster: &str| c.provider_by_cluster(cluster).map(|p| p.name.clone());
+    assert_eq!(name("outbound|8080||beta.llm-router.internal").as_deref(), Some("beta"));
+    assert_eq!(name("outbound|443|some-subset|alpha.llm-router.internal").as_deref(), Some("alpha"));
+    // The provider's real host is the gateway's other traffic, not ours.
+    for other in [
+        "outbound|8080||127.0.0.1",
+        "outbound|443||api.alpha.example",
+        "outbound|9999||beta.llm-router.internal",
+        "outbound|x||beta.llm-router.internal",
+        "outbound|8080",
+        "inbound|8080||beta.llm-router.internal",
+    ] {
+        assert_eq!(name(other), None, "{other}");
     }
-    assert_eq!(c.provider_by_cluster("llm_fallback_gamma").map(|p| p.name.as_str()), Some("gamma"));
+    assert_eq!(name("llm_fallback_gamma").as_deref(), Some("gamma"));
 }
 
 #[test]

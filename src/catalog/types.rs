@@ -89,11 +89,21 @@ impl Provider {
         format!("{FALLBACK_CLUSTER_PREFIX}{}", self.name)
     }
 
-    /// The Istio cluster of its endpoint (one per host and port: what a ServiceEntry makes).
+    /// The mesh-private host Istio knows this provider by: a ServiceEntry of the router's alone (its
+    /// endpoint is the provider's real host), so that the gateway's other traffic to the same provider
+    /// never meets the router's filters.
+    pub fn istio_host(&self) -> String {
+        format!("{}.{ISTIO_HOST_SUFFIX}", self.name.replace('_', "-"))
+    }
+
+    /// The Istio cluster of [`Provider::istio_host`] (what its ServiceEntry makes).
     pub fn istio_cluster_name(&self) -> String {
-        format!("outbound|{}||{}", self.endpoint.port, self.endpoint.host)
+        format!("outbound|{}||{}", self.endpoint.port, self.istio_host())
     }
 }
+
+/// The domain of the providers' mesh-private hosts ([`Provider::istio_host`]).
+pub const ISTIO_HOST_SUFFIX: &str = "llm-router.internal";
 
 /// Prefix of every first-choice provider cluster's name; the rest is the provider's slug.
 pub const CLUSTER_PREFIX: &str = "llm_provider_";
@@ -284,7 +294,7 @@ impl Catalog {
             let mut parts = rest.splitn(3, '|');
             let port = parts.next()?.parse::<u16>().ok()?;
             let host = parts.nth(1)?;
-            return self.providers.iter().find(|p| p.endpoint.host == host && p.endpoint.port == port);
+            return self.providers.iter().find(|p| p.endpoint.port == port && p.istio_host() == host);
         }
         if let Some(rest) = cluster.strip_prefix("httproute/") {
             let mut parts = rest.split('/');

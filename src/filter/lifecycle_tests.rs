@@ -1329,6 +1329,17 @@ fn an_upstream_role_or_logger_in_a_vm_of_its_own_uses_the_catalog_it_was_given()
     let bad = serde_json::json!({"provider": "beta", "catalog": {"providers": []}}).to_string();
     let e = Vm::default().configure(UPSTREAM_ROOT_ID.as_bytes(), bad.as_bytes(), &env).unwrap_err();
     assert!(e.contains("invalid catalog: providers"), "{e}");
+    // A newer catalog given later replaces it (a regenerated mesh config); a downstream role's is kept.
+    let moved = demo_json().replace("127.0.0.1:8080/openai/v1/", "127.0.0.1:8080/openai/v2/");
+    let newer: Value = serde_json::from_str(&moved).unwrap();
+    let config = serde_json::json!({"provider": "beta", "catalog": newer}).to_string();
+    assert!(vm.configure(UPSTREAM_ROOT_ID.as_bytes(), config.as_bytes(), &env).is_ok());
+    let mut up = vm.upstream("beta".into());
+    let mut again = FakeHost { filter_state: attempt.filter_state.clone(), ..FakeHost::default() };
+    again.request_headers = attempt.request_headers.clone();
+    assert_eq!(up.on_request_headers(&mut again), Flow::Continue);
+    let path = again.request_headers.iter().find(|(n, _)| n == ":path").map(|(_, v)| v.clone());
+    assert_eq!(path.as_deref(), Some(&b"/openai/v2/chat/completions"[..]), "the newer catalog's endpoint");
     let logger = serde_json::json!({"catalog": catalog}).to_string();
     assert!(matches!(
         Vm::default().configure(LOGGER_ROOT_ID.as_bytes(), logger.as_bytes(), &env),

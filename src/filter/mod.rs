@@ -85,6 +85,9 @@ pub struct Vm {
     /// The catalog the downstream role configured last; the upstream and logger roles (same VM) read it
     /// at request time, since clusters may be configured first.
     catalog: Option<Rc<Catalog>>,
+    /// `catalog` came from a downstream role of this VM (a catalog carried by another role then never
+    /// replaces it).
+    catalog_from_downstream: bool,
     stats: Rc<RefCell<Stats>>,
 }
 
@@ -104,6 +107,7 @@ impl Vm {
                     Catalog::parse(configuration, Some(env)).map_err(|e| format!("invalid catalog: {e}"))?;
                 let catalog = Rc::new(catalog);
                 self.catalog = Some(catalog.clone());
+                self.catalog_from_downstream = true;
                 Ok(Role::Downstream(catalog))
             }
             id if id == UPSTREAM_ROOT_ID.as_bytes() => {
@@ -125,13 +129,14 @@ impl Vm {
         }
     }
 
-    /// Takes a catalog given to the upstream or logger role, unless the downstream role's is here (a VM
-    /// that runs without it: Istio loads the downstream role by WasmPlugin, the others by EnvoyFilter).
+    /// Takes a catalog given to the upstream or logger role, unless the downstream role's is here (a mesh
+    /// may load the roles into separate VMs: Envoy Gateway's policy VM and the patched-in roles' differ
+    /// in configuration). The latest one given wins, so a regenerated catalog reaches such a VM.
     fn adopt(&mut self, catalog: Option<&serde_json::Value>, env: EnvLookup<'_>) -> Result<(), String> {
         let Some(value) = catalog else { return Ok(()) };
         let text = serde_json::to_vec(value).map_err(|e| format!("invalid catalog: {e}"))?;
         let parsed = Catalog::parse(&text, Some(env)).map_err(|e| format!("invalid catalog: {e}"))?;
-        if self.catalog.is_none() {
+        if !self.catalog_from_downstream {
             self.catalog = Some(Rc::new(parsed));
         }
         Ok(())

@@ -48,8 +48,8 @@
 use crate::envoy_config::{
     buffer_limit, health_logger_in, local_replies, route_action, vm_config_of, wasm_filter_in,
 };
-use crate::mesh::{annotate_module, upstream_protocol_options, with_catalog};
-use crate::yaml::{int, list, map, render, s, Value, With};
+use crate::mesh::{annotate_module, render_resource, upstream_protocol_options, with_catalog};
+use crate::yaml::{int, list, map, s, Value, With};
 use llm_router::catalog::{Catalog, FieldError as ConfigError, Provider};
 use llm_router::filter::DOWNSTREAM_ROOT_ID;
 
@@ -217,7 +217,7 @@ pub fn generate_envoy_gateway(catalog_text: &str, opts: &EnvoyGatewayOptions) ->
     );
     for doc in docs {
         out.push_str("---\n");
-        out.push_str(&render(&doc).map_err(|message| ConfigError::new("", message))?);
+        out.push_str(&render_resource(&doc)?);
     }
     Ok(out)
 }

@@ -22,8 +22,8 @@
 use crate::envoy_config::{
     buffer_limit, health_logger_in, local_replies, route_action, typed, vm_config_of, wasm_filter_in,
 };
-use crate::mesh::{annotate_module, upstream_protocol_options, with_catalog};
-use crate::yaml::{int, list, map, render, s, Value, With};
+use crate::mesh::{annotate_module, render_resource, upstream_protocol_options, with_catalog};
+use crate::yaml::{int, list, map, s, Value, With};
 use llm_router::catalog::{Catalog, FieldError as ConfigError, Provider};
 use llm_router::filter::DOWNSTREAM_ROOT_ID;
 
@@ -37,6 +37,8 @@ pub struct IstioOptions {
     pub namespace: String,
     /// The label that selects the egress gateway's pods (default `istio: egressgateway`).
     pub gateway_label: (String, String),
+    /// The egress gateway's Service, in `namespace` (default `istio-egressgateway`).
+    pub gateway_service: String,
     /// The host clients call the router at (default `llm-router.internal`).
     pub router_host: String,
     /// The gateway port for the router alone (default 8088; add it to the gateway's Service, with the
@@ -55,6 +57,7 @@ impl Default for IstioOptions {
             image: String::new(),
             namespace: "istio-system".into(),
             gateway_label: ("istio".into(), "egressgateway".into()),
+            gateway_service: "istio-egressgateway".into(),
             router_host: "llm-router.internal".into(),
             router_port: 8088,
             wasm_path: "/var/lib/llm-router/plugin.wasm".into(),
@@ -77,15 +80,10 @@ pub fn generate_istio(catalog_text: &str, opts: &IstioOptions) -> Result<String,
         ));
     }
     for (i, p) in catalog.providers.iter().enumerate() {
-        if catalog
-            .providers
-            .iter()
-            .take(i)
-            .any(|o| o.endpoint.host == p.endpoint.host && o.endpoint.port == p.endpoint.port)
-        {
+        if catalog.providers.iter().take(i).any(|o| o.istio_host() == p.istio_host()) {
             return Err(ConfigError::new(
-                &format!("providers[{i}].endpoint"),
-                "shares its host and port with another provider: Istio gives both one cluster, and the upstream role could not tell them apart",
+                &format!("providers[{i}].name"),
+                format!("gives the same mesh host as another provider ({}): rename one", p.istio_host()),
             ));
         }
     }
@@ -112,7 +110,7 @@ pub fn generate_istio(catalog_text: &str, opts: &IstioOptions) -> Result<String,
     );
     for doc in docs {
         out.push_str("---\n");
-        out.push_str(&render(&doc).map_err(|message| ConfigError::new("", message))?);
+        out.push_str(&render_resource(&doc)?);
     }
     Ok(out)
 }
@@ -157,12 +155,17 @@ fn port_name(p: &Provider) -> String {
     format!("{}-{}", if p.endpoint.tls { "https" } else { "http" }, p.endpoint.port)
 }
 
+/// The provider under its mesh-private host, its one endpoint the real host, seen only in the
+/// gateway's namespace: the gateway's other traffic to that provider (and every other pod of the mesh)
+/// keeps its own ServiceEntries, clusters and policy, and never meets the router's filters.
 fn service_entry(p: &Provider, opts: &IstioOptions) -> Value {
     let ep = &p.endpoint;
     let spec = map([
-        ("hosts", list([s(ep.host.as_str())])),
+        ("hosts", list([s(p.istio_host())])),
+        ("exportTo", list([s(".")])),
         ("location", s("MESH_EXTERNAL")),
         ("resolution", s("DNS")),
+        ("endpoints", list([map([("address", s(ep.host.as_str()))])])),
         (
             "ports",
             list([map([
@@ -175,23 +178,25 @@ fn service_entry(p: &Provider, opts: &IstioOptions) -> Value {
     resource("networking.istio.io/v1", "ServiceEntry", &provider_resource_name(p), opts, spec)
 }
 
-/// TLS origination at the gateway (SNI and the certificate's name checked), and retries up to Envoy's
-/// circuit breaker: under one provider's outage every request in flight may fall back at once.
+/// TLS origination at the gateway to the real host (SNI and the certificate's name checked, against the
+/// provider's `ca_file` where it has one, else the system's CAs), and retries up to Envoy's circuit
+/// breaker: under one provider's outage every request in flight may fall back at once.
 fn destination_rule(p: &Provider, opts: &IstioOptions) -> Value {
     let ep = &p.endpoint;
     let mut port = map([("port", map([("number", int(ep.port))]))]);
     if ep.tls {
-        port = port.with(
-            "tls",
-            map([
-                ("mode", s("SIMPLE")),
-                ("sni", s(ep.host.as_str())),
-                ("subjectAltNames", list([s(ep.host.as_str())])),
-            ]),
-        );
+        let mut tls = map([
+            ("mode", s("SIMPLE")),
+            ("sni", s(ep.host.as_str())),
+            ("subjectAltNames", list([s(ep.host.as_str())])),
+        ]);
+        if let Some(ca) = &p.ca_file {
+            tls = tls.with("caCertificates", s(ca.as_str()));
+        }
+        port = port.with("tls", tls);
     }
     let spec = map([
-        ("host", s(ep.host.as_str())),
+        ("host", s(p.istio_host())),
         ("exportTo", list([s(".")])),
         (
             "trafficPolicy",
@@ -204,9 +209,11 @@ fn destination_rule(p: &Provider, opts: &IstioOptions) -> Value {
     resource("networking.istio.io/v1", "DestinationRule", &provider_resource_name(p), opts, spec)
 }
 
-/// The router's own host: a ServiceEntry so the mesh knows the name, a Gateway on the egress gateway's
-/// port 80, and a VirtualService sending the mesh's requests to the gateway and the gateway's to the
-/// first provider (a placeholder the EnvoyFilter's route patch replaces with the matcher).
+/// The router's own host: a ServiceEntry so the mesh knows the name; a Gateway on the router's port of
+/// the egress gateway, mutual TLS with the mesh's identities (clients' keys never cross the cluster in
+/// clear); a DestinationRule making the clients' sidecars speak it; and a VirtualService sending the
+/// mesh's requests to the gateway and the gateway's to the first provider (a placeholder the
+/// EnvoyFilter's route patch replaces with the matcher).
 fn router_host(catalog: &Catalog, opts: &IstioOptions) -> Vec<Value> {
     let host = opts.router_host.as_str();
     let port = i64::from(opts.router_port);
@@ -219,10 +226,33 @@ fn router_host(catalog: &Catalog, opts: &IstioOptions) -> Vec<Value> {
     ]);
     let gateway = map([
         ("selector", selector(opts)),
-        ("servers", list([map([("port", http_port()), ("hosts", list([s(host)]))])])),
+        (
+            "servers",
+            list([map([
+                (
+                    "port",
+                    map([("number", int(port)), ("name", s("https-llm-router")), ("protocol", s("HTTPS"))]),
+                ),
+                ("hosts", list([s(host)])),
+                ("tls", map([("mode", s("ISTIO_MUTUAL"))])),
+            ])]),
+        ),
     ]);
-    let gateway_service = format!("istio-egressgateway.{}.svc.cluster.local", opts.namespace);
-    let first = catalog.providers.first().map(|p| (p.endpoint.host.clone(), p.endpoint.port));
+    let gateway_service = format!("{}.{}.svc.cluster.local", opts.gateway_service, opts.namespace);
+    let to_gateway = map([
+        ("host", s(gateway_service.as_str())),
+        (
+            "trafficPolicy",
+            map([(
+                "portLevelSettings",
+                list([map([
+                    ("port", map([("number", int(port))])),
+                    ("tls", map([("mode", s("ISTIO_MUTUAL")), ("sni", s(host))])),
+                ])]),
+            )]),
+        ),
+    ]);
+    let first = catalog.providers.first().map(|p| (p.istio_host(), p.endpoint.port));
     let (first_host, first_port) = first.unwrap_or_default();
     let virtual_service = map([
         ("hosts", list([s(host)])),
@@ -258,6 +288,7 @@ fn router_host(catalog: &Catalog, opts: &IstioOptions) -> Vec<Value> {
     vec![
         resource("networking.istio.io/v1", "ServiceEntry", "llm-router", opts, entry),
         resource("networking.istio.io/v1", "Gateway", "llm-router", opts, gateway),
+        resource("networking.istio.io/v1", "DestinationRule", "llm-router-gateway", opts, to_gateway),
         resource("networking.istio.io/v1", "VirtualService", "llm-router", opts, virtual_service),
     ]
 }
@@ -351,7 +382,7 @@ fn envoy_filter(
             "CLUSTER",
             gateway(map([(
                 "cluster",
-                map([("service", s(p.endpoint.host.as_str())), ("portNumber", int(p.endpoint.port))]),
+                map([("service", s(p.istio_host())), ("portNumber", int(p.endpoint.port))]),
             )])),
             map([(
                 "typed_extension_protocol_options",

@@ -3,7 +3,8 @@
 //! and the protocol options that put the upstream role on a provider's cluster.
 
 use crate::envoy_config::{http1, typed, wasm_filter_in};
-use crate::yaml::{list, map, s, Value, With};
+use crate::yaml::{list, map, render, s, Value, With};
+use llm_router::catalog::FieldError as ConfigError;
 use llm_router::filter::UPSTREAM_ROOT_ID;
 
 /// The upstream role's configuration (`provider`) or the logger's (`None`), carrying the catalog.
@@ -45,4 +46,26 @@ pub fn annotate_module(mut resource: Value, image: &str, wasm_path: &str) -> Val
         );
     }
     resource
+}
+
+/// The largest resource a mesh target writes: Kubernetes stores an object in etcd, whose limit is
+/// 1.5 MiB, and the roles' configurations carry the catalog (the EnvoyFilter or EnvoyPatchPolicy holds it
+/// once per provider).
+pub const MAX_RESOURCE_BYTES: usize = 1 << 20;
+
+/// One resource as YAML, refused when past [`MAX_RESOURCE_BYTES`] (naming it: `kubectl apply` would fail
+/// on it).
+pub fn render_resource(doc: &Value) -> Result<String, ConfigError> {
+    let text = render(doc).map_err(|message| ConfigError::new("", message))?;
+    if text.len() > MAX_RESOURCE_BYTES {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("resource");
+        return Err(ConfigError::new(
+            "",
+            format!(
+                "the generated {kind} is {} bytes, over the {MAX_RESOURCE_BYTES} a Kubernetes object may hold: the catalog is embedded in it once per provider (fewer providers or a smaller catalog)",
+                text.len()
+            ),
+        ));
+    }
+    Ok(text)
 }
