@@ -69,3 +69,13 @@ pub fn render_resource(doc: &Value) -> Result<String, ConfigError> {
     }
     Ok(text)
 }
+
+/// `header` then every resource of `docs`, as one multi-document YAML.
+pub fn documents(header: String, docs: Vec<Value>) -> Result<String, ConfigError> {
+    let mut out = header;
+    for doc in docs {
+        out.push_str("---\n");
+        out.push_str(&render_resource(&doc)?);
+    }
+    Ok(out)
+}
