@@ -9,6 +9,14 @@ pub(crate) fn demo_json() -> String {
     DEMO.replace("SHA", &hash_token("sk-test-1"))
 }
 
+/// [`demo_json`] with `limits` (a JSON object, e.g. `{"usd_per_day": 5}`) on its key and `routing`
+/// (members, each after a comma, e.g. `, "free_requests_per_day": 3`) added to its routing.
+pub(crate) fn demo_json_with(limits: &str, routing: &str) -> String {
+    demo_json()
+        .replace(r#""max_attempts": 2"#, &format!(r#""max_attempts": 2{routing}"#))
+        .replace(r#"{"name": "team-a","#, &format!(r#"{{"name": "team-a", "limits": {limits},"#))
+}
+
 /// The endpoint of model `model` served by `provider` (test helper).
 pub(crate) fn endpoint(c: &Catalog, model: &str, provider: &str) -> EndpointRef {
     let m = c.model_named(model).unwrap();

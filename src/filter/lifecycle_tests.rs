@@ -9,7 +9,7 @@ use super::fake_host::{
 };
 use super::host::{Flow, IntAttribute, TextAttribute};
 use super::{Role, Vm, DOWNSTREAM_ROOT_ID, LOGGER_ROOT_ID, UPSTREAM_ROOT_ID};
-use crate::catalog::tests::demo_json;
+use crate::catalog::tests::{demo_json, demo_json_with};
 use crate::catalog::Catalog;
 use crate::routing::health::Record;
 use serde_json::Value;
@@ -66,6 +66,9 @@ fn vm_with(routing: &str) -> Configured {
 fn vm() -> Configured {
     vm_with("")
 }
+
+/// `routing` members naming a rate limit service (for [`demo_json_with`]).
+const RATE_LIMIT_SERVICE: &str = r#", "rate_limit_service": {"address": "127.0.0.1:8081"}"#;
 
 /// A VM whose downstream role was configured with `catalog` (JSON), and that catalog.
 fn configured(catalog: &str) -> (Vm, Rc<Catalog>) {
@@ -942,9 +945,7 @@ fn usage_the_provider_never_reported_is_estimated_only_where_it_worked() {
 
 #[test]
 fn a_keys_requests_per_minute_are_counted_across_workers_and_the_rest_refused_before_any_provider() {
-    let catalog = demo_json()
-        .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 2},"#);
-    let (vm, catalog) = configured(&catalog);
+    let (vm, catalog) = configured(&demo_json_with(r#"{"requests_per_minute": 2}"#, ""));
     // Three requests on (possibly) different workers: one shared store.
     let store = FakeHost { now_ms: START, ..FakeHost::default() };
     let mut sent = Vec::new();
@@ -1122,10 +1123,8 @@ fn a_dollar_budget_reserves_the_worst_case_settles_to_the_cost_and_refuses_with_
     // The plan is alpha then beta (sort by price); with no max_tokens a completion may fill the model's
     // context (1000). The worst case is beta's: every token at $0.5 per million.
     let worst = 500 * (CHAT.len() as u64 + 1000);
-    let limits =
-        format!(r#""limits": {{"requests_per_minute": 100, "usd_per_day": {}}}"#, (2 * worst) as f64 / 1e9);
-    let catalog = demo_json().replace(r#"{"name": "team-a","#, &format!(r#"{{"name": "team-a", {limits},"#));
-    let (vm, catalog) = configured(&catalog);
+    let limits = format!(r#"{{"requests_per_minute": 100, "usd_per_day": {}}}"#, (2 * worst) as f64 / 1e9);
+    let (vm, catalog) = configured(&demo_json_with(&limits, ""));
     let store = FakeHost { now_ms: START, ..FakeHost::default() };
     let start = |now: u64| {
         let mut host = FakeHost::beside(&store, now);
@@ -1218,13 +1217,7 @@ fn key_info_needs_a_valid_key_and_get() {
 
 #[test]
 fn with_a_rate_limit_service_the_request_names_its_limits_and_its_end_charges_what_it_spent() {
-    let catalog = demo_json()
-        .replace(
-            r#""max_attempts": 2"#,
-            r#""max_attempts": 2, "rate_limit_service": {"address": "127.0.0.1:8081"}"#,
-        )
-        .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"usd_per_day": 5},"#);
-    let (vm, catalog) = configured(&catalog);
+    let (vm, catalog) = configured(&demo_json_with(r#"{"usd_per_day": 5}"#, RATE_LIMIT_SERVICE));
     let mut d = vm.downstream(&catalog);
     let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
     // A client's own copy of a descriptor header is not what the service sees.
@@ -1249,9 +1242,7 @@ fn with_a_rate_limit_service_the_request_names_its_limits_and_its_end_charges_wh
 fn a_body_that_ends_after_the_minute_turned_is_counted_in_the_new_minute_not_over_it() {
     use crate::filter::rate_memory;
     use crate::routing::rate_limit::Window;
-    let catalog = demo_json()
-        .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 2},"#);
-    let (vm, catalog) = configured(&catalog);
+    let (vm, catalog) = configured(&demo_json_with(r#"{"requests_per_minute": 2}"#, ""));
     // The new minute (START is a minute's start) already holds two requests from other workers.
     let key = rate_memory::key_of("rate", "team-a");
     let store = FakeHost::default();
@@ -1275,13 +1266,7 @@ fn a_body_that_ends_after_the_minute_turned_is_counted_in_the_new_minute_not_ove
 fn a_refusal_by_envoys_rate_limit_filter_gives_back_this_envoys_counts() {
     use crate::filter::rate_memory;
     use crate::routing::rate_limit::Window;
-    let catalog = demo_json()
-        .replace(
-            r#""max_attempts": 2"#,
-            r#""max_attempts": 2, "rate_limit_service": {"address": "127.0.0.1:8081"}"#,
-        )
-        .replace(r#"{"name": "team-a","#, r#"{"name": "team-a", "limits": {"requests_per_minute": 5},"#);
-    let (vm, catalog) = configured(&catalog);
+    let (vm, catalog) = configured(&demo_json_with(r#"{"requests_per_minute": 5}"#, RATE_LIMIT_SERVICE));
     let mut d = vm.downstream(&catalog);
     let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
     forwarded(send_request(&mut d, &mut host, chat_headers(), &[CHAT], false));

@@ -99,17 +99,12 @@ pub fn spent(service: &RateLimitService, key: &ClientKey, spend: Spend) -> Vec<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::tests::demo_json;
+    use crate::catalog::tests::{demo_json, demo_json_with};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn catalog(limits: &str) -> Catalog {
-        let json = demo_json()
-            .replace(
-                r#""max_attempts": 2"#,
-                r#""max_attempts": 2, "rate_limit_service": {"address": "127.0.0.1:8081"}"#,
-            )
-            .replace(r#"{"name": "team-a","#, &format!(r#"{{"name": "team-a", "limits": {limits},"#));
+        let json = demo_json_with(limits, r#", "rate_limit_service": {"address": "127.0.0.1:8081"}"#);
         Catalog::parse(json.as_bytes(), None).unwrap()
     }
 
