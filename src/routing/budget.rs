@@ -11,7 +11,7 @@ use super::rate_limit::{admit as admit_window, settle as settle_window, Admissio
 use super::request_facts::CostFacts;
 use crate::catalog::{Catalog, EndpointRef, KeyLimits};
 use crate::wire::error::ApiError;
-use crate::wire::usage::{cost, usd_json, Usage};
+use crate::wire::usage::{cost, usd_json_u64, Usage};
 
 /// The completion bound of an endpoint that states neither `max_completion_tokens` nor a context length,
 /// and of a request that sets no `max_tokens`: pessimistic on purpose (a budget must not be passed).
@@ -125,7 +125,7 @@ impl Refusal {
                 retry_after,
             },
             Limit::Usd(period) => {
-                let usd = |nano: u64| usd_json(i64::try_from(nano).unwrap_or(i64::MAX));
+                let usd = usd_json_u64;
                 ApiError::BudgetExceeded {
                     message: format!(
                         "Key budget exceeded: {} USD {} ({} USD left; this request may cost up to {} USD{})",

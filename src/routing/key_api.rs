@@ -4,7 +4,7 @@
 use super::budget::Ledger;
 use super::calendar::Period;
 use crate::catalog::ClientKey;
-use crate::wire::usage::usd_json;
+use crate::wire::usage::usd_json_u64;
 use serde_json::{json, Value};
 
 /// The body of `/key` for `key`, whose ledger is `stored`, at `now_ms`.
@@ -23,9 +23,7 @@ pub fn key_json(key: &ClientKey, stored: Option<&Ledger>, now_ms: u64) -> String
     .into_iter()
     .filter_map(|(limit, used, period)| limit.map(|l| (l, l.saturating_sub(used), period)))
     .min_by_key(|(_, remaining, _)| *remaining);
-    let usd = |nano: u64| -> Value {
-        serde_json::from_str(&usd_json(i64::try_from(nano).unwrap_or(i64::MAX))).unwrap_or(Value::Null)
-    };
+    let usd = |nano: u64| -> Value { serde_json::from_str(&usd_json_u64(nano)).unwrap_or(Value::Null) };
     let total = stored.map_or(0, |l| l.total_nano);
     let body = json!({
         "data": {

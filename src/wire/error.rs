@@ -5,7 +5,7 @@
 //! `ApiErrorType` list, except `model_not_found`, which our contract names for an unknown model.
 
 use crate::wire::text::truncated;
-use crate::wire::usage::usd_json;
+use crate::wire::usage::usd_json_u64;
 use serde_json::json;
 
 /// The longest message a client receives: messages quote what the client sent (a model name, a field),
@@ -150,7 +150,7 @@ impl ApiError {
             }
             // Dollar figures in USD, as `/key` shows them.
             ApiError::BudgetExceeded { limit_nano, remaining_nano, reset_ms, retry_after, .. } => {
-                let usd = |nano: &u64| usd_json(i64::try_from(*nano).unwrap_or(i64::MAX));
+                let usd = |nano: &u64| usd_json_u64(*nano);
                 headers.push(("retry-after", retry_after.to_string()));
                 headers.push(("x-ratelimit-limit", usd(limit_nano)));
                 headers.push(("x-ratelimit-remaining", usd(remaining_nano)));

@@ -29,7 +29,7 @@ use crate::wire::error::ApiError;
 use crate::wire::headers::{attempt_count, header, status as header_status, ATTEMPT_COUNT};
 use crate::wire::response::{rewrite_completion, Accounted};
 use crate::wire::text::decimal;
-use crate::wire::usage::{cost, estimate, usd_json, BYTES_PER_TOKEN};
+use crate::wire::usage::{cost, estimate, usd_json_u64, BYTES_PER_TOKEN};
 use request::{
     on_request_body, on_request_headers, requested_model, too_large, ChatHead, HeadVerdict, Reply, Routed,
 };
@@ -489,10 +489,7 @@ impl Downstream {
                     self.estimate_usage(completion, &served.pricing);
                 }
                 if let Some(c) = accounted.cost {
-                    headers.push((
-                        "x-llm-cost-usd".into(),
-                        usd_json(i64::try_from(c.total_nano).unwrap_or(i64::MAX)).into_bytes(),
-                    ));
+                    headers.push(("x-llm-cost-usd".into(), usd_json_u64(c.total_nano).into_bytes()));
                 }
                 set_response_headers(host, &headers);
                 if accounted.usage.is_some() {

@@ -15,7 +15,7 @@ pub mod response;
 pub mod stream;
 
 use crate::wire::text::push_u64;
-use crate::wire::usage::{push_cost_details, push_usd, Cost, Usage};
+use crate::wire::usage::{push_cost_details, push_usd, push_usd_u64, Cost, Usage};
 use serde::Deserialize;
 
 /// Anthropic's `usage` object (a message's, `message_start`'s or `message_delta`'s). Counts are
@@ -94,7 +94,7 @@ pub fn push_usage(out: &mut String, usage: &Usage, cost: &Cost) {
     out.push_str(",\"cache_write_tokens\":");
     push_u64(out, usage.cache_write_tokens);
     out.push_str("},\"cost\":");
-    push_usd(out, i64::try_from(cost.total_nano).unwrap_or(i64::MAX));
+    push_usd_u64(out, cost.total_nano);
     out.push_str(",\"cost_details\":");
     push_cost_details(out, cost);
     out.push_str(",\"cache_discount\":");

@@ -210,6 +210,16 @@ pub fn usd_json(nano: i64) -> String {
     out
 }
 
+/// [`usd_json`] of an unsigned amount (saturating at `i64::MAX` nano-USD, 9.2 billion USD).
+pub fn usd_json_u64(nano: u64) -> String {
+    usd_json(i64::try_from(nano).unwrap_or(i64::MAX))
+}
+
+/// [`push_usd`] of an unsigned amount, as [`usd_json_u64`].
+pub fn push_usd_u64(out: &mut String, nano: u64) {
+    push_usd(out, i64::try_from(nano).unwrap_or(i64::MAX));
+}
+
 /// Appends [`usd_json`]`(nano)` (no allocation of its own: the response rewrite calls it per request).
 pub fn push_usd(out: &mut String, nano: i64) {
     let abs = nano.unsigned_abs();
@@ -234,7 +244,7 @@ pub fn push_usd(out: &mut String, nano: i64) {
 /// `CostDetails` (which requires the two parts). A per-request price is only in the total. The provider's
 /// own prices are what we charge, so the upstream cost is the request's `cost`.
 pub fn push_cost_details(out: &mut String, cost: &Cost) {
-    let usd = |out: &mut String, nano: u64| push_usd(out, i64::try_from(nano).unwrap_or(i64::MAX));
+    let usd = push_usd_u64;
     let prompt = cost.prompt_nano.saturating_add(cost.cache_read_nano).saturating_add(cost.cache_write_nano);
     out.push_str("{\"upstream_inference_cost\":");
     usd(out, cost.total_nano);
