@@ -421,12 +421,8 @@ impl StreamTranslator {
             message.push_str(": ");
             message.push_str(truncated(&error.message, MAX_MESSAGE_BYTES / 2));
         }
-        self.out.push_str("data: {\"id\":");
-        self.out.push_str(&self.id);
-        self.out.push_str(",\"object\":\"chat.completion.chunk\",\"created\":");
-        push_u64(&mut self.out, self.created);
-        self.out.push_str(",\"model\":");
-        self.out.push_str(&self.served.model_json);
+        // Content was sent, so the role chunk was too: `head` writes only this chunk's opening.
+        self.head();
         self.out.push_str(",\"provider\":");
         self.out.push_str(&self.served.provider_json);
         self.out.push_str(",\"error\":{\"code\":");
