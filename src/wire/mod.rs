@@ -7,6 +7,7 @@ pub mod chat_request;
 pub mod error;
 pub mod headers;
 pub mod json;
+pub mod native;
 pub mod response;
 pub mod sse;
 pub mod text;

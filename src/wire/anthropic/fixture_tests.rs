@@ -2,11 +2,12 @@
 //! see the README there), every direction, plus the OpenRouter schema check of every response and chunk.
 
 use super::request::{to_anthropic, tool_id};
-use super::response::{to_completion, ProviderError};
+use super::response::{parse_error, to_completion};
 use super::stream::{Step, StreamTranslator};
 use crate::catalog::Pricing;
 use crate::wire::chat_request::ChatRequest;
 use crate::wire::error::ApiError;
+use crate::wire::native::ProviderError;
 use crate::wire::response::Served;
 use serde_json::{json, Value};
 #[cfg(target_arch = "wasm32")]
@@ -154,7 +155,7 @@ fn every_error_fixture_maps_to_its_status_type_and_retry() {
             other => other.to_string(),
         };
         let status = case["status"].as_u64().map(|s| s as u16);
-        let e = ProviderError::parse(status, body.as_bytes());
+        let e = parse_error(status, body.as_bytes());
         let want = &case["expect"];
         assert_eq!(u64::from(e.status), want["status"].as_u64().unwrap(), "{case}");
         assert_eq!(e.error_type(), want["error_type"].as_str().unwrap(), "{case}");

@@ -11,6 +11,7 @@
 
 use super::{finish_reason, push_usage, AnthropicUsage};
 use crate::wire::error::ApiError;
+use crate::wire::native::ProviderError;
 use crate::wire::response::{Accounted, Served};
 use crate::wire::text::{push_json_str, push_u64};
 use crate::wire::usage::cost;
@@ -128,71 +129,27 @@ pub fn to_completion(body: &[u8], served: &Served, created: u64) -> Result<(Vec<
     Ok((out.into_bytes(), accounted))
 }
 
-/// An error Anthropic reported: in a non-2xx body or as a stream's `error` event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProviderError {
-    /// The HTTP status: the response's, or, for a stream event (sent after a 200), the status Anthropic
-    /// documents for the error's type.
-    pub status: u16,
-    /// Anthropic's `error.type` (`overloaded_error`, …); empty when the body had none.
-    pub native_type: String,
-    /// Anthropic's `error.message`, as sent (bounded by the body's size; a caller quoting it to the
-    /// client cuts and redacts it as it does for OpenAI errors).
-    pub message: String,
-}
-
-impl ProviderError {
-    /// Anthropic's error from a body (`{"type":"error","error":{"type":…,"message":…}}`) with `status`
-    /// (the HTTP status, or `None` for a stream event). A body that does not parse keeps the status and
-    /// an empty type.
-    pub fn parse(status: Option<u16>, body: &[u8]) -> ProviderError {
-        #[derive(Deserialize)]
-        struct Body {
-            error: Inner,
-        }
-        #[derive(Deserialize)]
-        struct Inner {
-            #[serde(rename = "type", default)]
-            kind: String,
-            #[serde(default)]
-            message: String,
-        }
-        let (native_type, message) = match serde_json::from_slice::<Body>(body) {
-            Ok(b) => (b.error.kind, b.error.message),
-            Err(_) => (String::new(), String::new()),
-        };
-        let status = status.filter(|s| *s >= 400).unwrap_or_else(|| documented_status(&native_type));
-        ProviderError { status, native_type, message }
+/// Anthropic's error from a body (`{"type":"error","error":{"type":…,"message":…}}`) with `status`
+/// (the HTTP status, or `None` for a stream event). A body that does not parse keeps the status and
+/// an empty type.
+pub fn parse_error(status: Option<u16>, body: &[u8]) -> ProviderError {
+    #[derive(Deserialize)]
+    struct Body {
+        error: Inner,
     }
-
-    /// OpenRouter's `error_type`: by Anthropic's type, else by status.
-    pub fn error_type(&self) -> &'static str {
-        match self.native_type.as_str() {
-            "invalid_request_error" => "invalid_request",
-            "authentication_error" => "authentication",
-            "permission_error" => "permission_denied",
-            "billing_error" => "payment_required",
-            "not_found_error" => "not_found",
-            "request_too_large" => "payload_too_large",
-            "rate_limit_error" => "rate_limit_exceeded",
-            "timeout_error" => "timeout",
-            "overloaded_error" => "provider_overloaded",
-            "api_error" => "provider_unavailable",
-            _ => match self.status {
-                429 => "rate_limit_exceeded",
-                408 | 504 => "timeout",
-                400..=499 => "invalid_request",
-                _ => "provider_unavailable",
-            },
-        }
+    #[derive(Deserialize)]
+    struct Inner {
+        #[serde(rename = "type", default)]
+        kind: String,
+        #[serde(default)]
+        message: String,
     }
-
-    /// Whether another provider should be tried: the router's fallback statuses (5xx and 529 overloaded,
-    /// 429 rate limited, 408 timeout, and 401/403, which say the router's key is wrong, not the request).
-    /// `invalid_request_error` and the other 4xx are the request's fault: every provider would refuse it.
-    pub fn retriable(&self) -> bool {
-        matches!(self.status, 401 | 403 | 408 | 429) || self.status >= 500
-    }
+    let (native_type, message) = match serde_json::from_slice::<Body>(body) {
+        Ok(b) => (b.error.kind, b.error.message),
+        Err(_) => (String::new(), String::new()),
+    };
+    let status = status.filter(|s| *s >= 400).unwrap_or_else(|| documented_status(&native_type));
+    ProviderError { status, native_type, message }
 }
 
 /// The HTTP status Anthropic documents for an error type (stream `error` events carry no status).

@@ -21,9 +21,11 @@
 //! A stream that ends before anything was sent is a [`Step::Failed`] too. Output is identical whatever the
 //! chunk boundaries (the parser's guarantee, and nothing here depends on them).
 
-use super::response::{documented_status, Block, ProviderError};
+use super::response::{documented_status, parse_error, Block};
 use super::{finish_reason, push_usage, AnthropicUsage};
 use crate::wire::error::MAX_MESSAGE_BYTES;
+use crate::wire::native::ProviderError;
+pub use crate::wire::native::Step;
 use crate::wire::response::{Accounted, Served, MAX_EVENT_BYTES};
 use crate::wire::sse::{Event, Kind, SseParser};
 use crate::wire::text::{push_json_str, push_u64, truncated};
@@ -32,16 +34,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-
-/// What one call hands the caller.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Step<'a> {
-    /// Bytes to send the client now (possibly none).
-    Forward(&'a [u8]),
-    /// The provider failed before anything was sent to the client: try another provider. Reported
-    /// once; later calls forward nothing.
-    Failed(ProviderError),
-}
 
 /// One tool call in the stream.
 #[derive(Debug, Clone, Copy)]
@@ -239,7 +231,7 @@ impl StreamTranslator {
             }
             "message_stop" => self.end(),
             "error" => {
-                let error = ProviderError::parse(None, data);
+                let error = parse_error(None, data);
                 self.fail(error);
             }
             // `ping` keeps the connection alive; new event types may come (Anthropic says so).
