@@ -9,8 +9,9 @@ use super::keys::validate_key;
 use super::models_api;
 use super::raw::{RawCatalog, RawEndpoint, RawKey, RawModel, RawProvider, RawRateLimitService, RawRouting};
 use super::types::{
-    AuthMode, Catalog, DataCollection, EnvLookup, Model, ModelEndpoint, Pricing, Provider, RateLimitService,
-    Routing, Secret, INPUT_MODALITIES, KNOWN_PARAMETERS, MAX_ATTEMPTS_LIMIT, OUTPUT_MODALITIES,
+    Api, AuthMode, Catalog, DataCollection, EnvLookup, Model, ModelEndpoint, Pricing, Provider,
+    RateLimitService, Routing, Secret, DEFAULT_ANTHROPIC_VERSION, INPUT_MODALITIES, KNOWN_PARAMETERS,
+    MAX_ATTEMPTS_LIMIT, OUTPUT_MODALITIES,
 };
 use crate::fnv::FnvMap;
 use serde_json::Value;
@@ -143,6 +144,15 @@ impl Catalog {
                 KNOWN_PARAMETERS,
                 &format!("{epath}.supported_parameters"),
             )?;
+            let api = self.provider(provider).api;
+            for (k, param) in e.supported_parameters.iter().flatten().enumerate() {
+                if api.unsupported_parameters().contains(&param.as_str()) {
+                    return Err(err(
+                        &format!("{epath}.supported_parameters[{k}]"),
+                        format!("the {} API has no \"{param}\": its translation drops it", api.name()),
+                    ));
+                }
+            }
             let p = e.pricing;
             for (field, v) in [
                 ("prompt", Some(p.prompt)),
@@ -270,11 +280,28 @@ fn validate_provider(p: RawProvider, path: &str, env: Option<EnvLookup<'_>>) -> 
         return Err(err(&format!("{path}.name"), "must be a non-empty slug of [a-z0-9._-]"));
     }
     let endpoint = Endpoint::parse(&p.endpoint).map_err(|m| err(&format!("{path}.endpoint"), m))?;
-    let auth_header = p.auth_header.unwrap_or_else(|| "authorization".into()).to_ascii_lowercase();
+    let api = match p.api.as_deref() {
+        None | Some("openai") => Api::OpenAi,
+        Some("anthropic") => Api::Anthropic,
+        Some("gemini") => Api::Gemini,
+        Some(other) => {
+            return Err(err(
+                &format!("{path}.api"),
+                format!("must be \"openai\", \"anthropic\" or \"gemini\", not \"{other}\""),
+            ))
+        }
+    };
+    // Each API's own key header, unless the catalog says otherwise.
+    let (default_header, default_scheme) = match api {
+        Api::OpenAi => ("authorization", "Bearer"),
+        Api::Anthropic => ("x-api-key", ""),
+        Api::Gemini => ("x-goog-api-key", ""),
+    };
+    let auth_header = p.auth_header.unwrap_or_else(|| default_header.into()).to_ascii_lowercase();
     if !is_header_name(&auth_header) {
         return Err(err(&format!("{path}.auth_header"), "is not a valid header name"));
     }
-    let auth_scheme = p.auth_scheme.unwrap_or_else(|| "Bearer".into());
+    let auth_scheme = p.auth_scheme.unwrap_or_else(|| default_scheme.into());
     if !is_header_value(&auth_scheme) {
         return Err(err(&format!("{path}.auth_scheme"), "is not a valid header value"));
     }
@@ -318,10 +345,34 @@ fn validate_provider(p: RawProvider, path: &str, env: Option<EnvLookup<'_>>) -> 
         }
         headers.push((lower, value));
     }
+    match (api, p.anthropic_version) {
+        (Api::Anthropic, version) => {
+            let version = version.unwrap_or_else(|| DEFAULT_ANTHROPIC_VERSION.into());
+            if !is_header_value(&version) || version.is_empty() {
+                return Err(err(&format!("{path}.anthropic_version"), "is not a valid header value"));
+            }
+            if !headers.iter().any(|(n, _)| n == "anthropic-version") {
+                headers.push(("anthropic-version".into(), version));
+            }
+        }
+        (_, Some(_)) => {
+            return Err(err(
+                &format!("{path}.anthropic_version"),
+                "is only for providers with \"api\": \"anthropic\"",
+            ))
+        }
+        (_, None) => {}
+    }
+    let chat_path = match api {
+        Api::OpenAi => format!("{}/chat/completions", endpoint.path_prefix),
+        Api::Anthropic => format!("{}/v1/messages", endpoint.path_prefix),
+        Api::Gemini => format!("{}/v1beta/models/", endpoint.path_prefix),
+    };
     let display_name = p.display_name.unwrap_or_else(|| p.name.clone());
     Ok(Provider {
         health_key: format!("llm_router.health.{}", p.name),
-        chat_path: format!("{}/chat/completions", endpoint.path_prefix),
+        chat_path,
+        api,
         display_json: serde_json::Value::String(display_name.clone()).to_string(),
         display_name,
         name: p.name,

@@ -21,7 +21,7 @@ pub use ids::{EndpointRef, KeyId, ModelId, ProviderId};
 pub use keys::hash_token;
 pub use load::{is_header_name, is_header_value};
 pub use types::{
-    AuthMode, Catalog, ClientKey, DataCollection, EnvLookup, KeyLimits, KeyPolicy, MaxPrice, Model,
+    Api, AuthMode, Catalog, ClientKey, DataCollection, EnvLookup, KeyLimits, KeyPolicy, MaxPrice, Model,
     ModelEndpoint, Pricing, Provider, RateLimitService, Routing, Secret, CLUSTER_PREFIX,
     FALLBACK_CLUSTER_PREFIX, INPUT_MODALITIES, ISTIO_HOST_SUFFIX, KNOWN_PARAMETERS, MAX_ATTEMPTS_LIMIT,
     MAX_MODELS, OUTPUT_MODALITIES,

@@ -47,6 +47,8 @@ pub struct RawProvider {
     pub zdr: Option<bool>,
     pub ca_file: Option<String>,
     pub headers: BTreeMap<String, String>,
+    pub api: Option<String>,
+    pub anthropic_version: Option<String>,
 }
 
 impl RawProvider {
@@ -64,6 +66,8 @@ impl RawProvider {
             zdr: o.opt_bool("zdr")?,
             ca_file: o.opt_string("ca_file")?,
             headers: o.string_map("headers")?,
+            api: o.opt_string("api")?,
+            anthropic_version: o.opt_string("anthropic_version")?,
         };
         o.finish()?;
         Ok(p)

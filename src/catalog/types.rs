@@ -27,6 +27,65 @@ pub enum DataCollection {
     Deny,
 }
 
+/// The API a provider speaks (`providers[].api`): each attempt's body is translated for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// OpenAI's Chat Completions (`<prefix>/chat/completions`): the client's body, model spliced in.
+    OpenAi,
+    /// Anthropic's Messages API (`<prefix>/v1/messages`, `x-api-key`, `anthropic-version`).
+    Anthropic,
+    /// Google's Gemini API (`<prefix>/v1beta/models/<model>:generateContent`, `x-goog-api-key`).
+    Gemini,
+}
+
+impl Api {
+    /// The catalog's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::OpenAi => "openai",
+            Api::Anthropic => "anthropic",
+            Api::Gemini => "gemini",
+        }
+    }
+
+    /// Whether the request body must be translated for it (every API but OpenAI's).
+    pub fn is_native(self) -> bool {
+        self != Api::OpenAi
+    }
+
+    /// Request parameters this API has no equivalent for: the translation drops them, so an endpoint
+    /// of this API may not list them in `supported_parameters` (and `require_parameters` then leaves it
+    /// out of a request that sets one).
+    pub fn unsupported_parameters(self) -> &'static [&'static str] {
+        match self {
+            Api::OpenAi => &[],
+            Api::Anthropic => &[
+                "min_p",
+                "top_a",
+                "frequency_penalty",
+                "presence_penalty",
+                "repetition_penalty",
+                "logit_bias",
+                "logprobs",
+                "top_logprobs",
+                "seed",
+            ],
+            Api::Gemini => &[
+                "min_p",
+                "top_a",
+                "repetition_penalty",
+                "logit_bias",
+                "logprobs",
+                "top_logprobs",
+                "parallel_tool_calls",
+            ],
+        }
+    }
+}
+
+/// The `anthropic-version` an Anthropic provider gets unless its catalog entry says otherwise.
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
 /// A provider key, kept out of `Debug` output so it can never reach a log line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub(super) String);
@@ -59,6 +118,8 @@ pub struct Provider {
     pub auth_value: Option<Secret>,
     /// Lowercase header name carrying the key.
     pub auth_header: String,
+    /// The API it speaks.
+    pub api: Api,
     /// Data policy.
     pub data_collection: DataCollection,
     /// Zero data retention.
@@ -70,7 +131,9 @@ pub struct Provider {
     /// Its shared-data key in the health memory (`llm_router.health.<name>`: one key per provider, so the
     /// key count stays fixed, since shared data has no expiry), made once.
     pub health_key: String,
-    /// The `:path` of its chat completions endpoint, made once.
+    /// The `:path` of its chat endpoint, made once: `<prefix>/chat/completions` (OpenAI),
+    /// `<prefix>/v1/messages` (Anthropic), `<prefix>/v1beta/models/` (Gemini: the model and the method
+    /// follow, per request).
     pub chat_path: String,
     /// `display_name` as a JSON string literal (the `provider` field of rewritten responses), made once.
     pub display_json: String,
@@ -112,7 +175,7 @@ pub const CLUSTER_PREFIX: &str = "llm_provider_";
 pub const FALLBACK_CLUSTER_PREFIX: &str = "llm_fallback_";
 
 /// Prices in USD per million tokens (`request`: per request, `image`: per image).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Pricing {
     pub prompt: f64,
     pub completion: f64,

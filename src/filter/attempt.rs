@@ -3,7 +3,7 @@
 //! fallback with [`prepare`]. Attempts share one request header map, so every attempt rebuilds the
 //! provider-specific headers from scratch.
 
-use crate::catalog::{Catalog, Provider};
+use crate::catalog::{Api, Catalog, Provider};
 use crate::routing::plan::PlanRecord;
 use crate::wire::headers::{attempt_count, header, Headers, ATTEMPT_COUNT};
 use std::ops::Range;
@@ -15,8 +15,21 @@ pub struct Attempt {
     pub remove: Vec<String>,
     /// Request headers to set (replacing any value).
     pub set: Vec<(String, Vec<u8>)>,
-    /// Replace this byte range of the body with this model name (slots after the first).
+    /// Replace this byte range of the body with this model name (OpenAI slots after the first).
     pub splice: Option<(Range<usize>, String)>,
+    /// Translate the whole body for this provider's API (native providers, every attempt).
+    pub translate: Option<Translation>,
+}
+
+/// A native provider's attempt: the body is translated once complete, and its length is known then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translation {
+    /// The provider's API.
+    pub api: Api,
+    /// The native model name (unquoted).
+    pub model: String,
+    /// The endpoint's `max_completion_tokens`.
+    pub max_completion_tokens: Option<u64>,
 }
 
 /// Why an attempt cannot be prepared (a configuration error: the request is refused, never sent keyless).
@@ -28,10 +41,11 @@ pub enum AttemptError {
     UnknownProvider,
 }
 
-/// Whether an attempt needs the upstream role at all: the first attempt already carries slot 0's model,
-/// key, host and path (set by the downstream role), so only retries (`x-envoy-attempt-count` > 1) do.
-pub fn needs_rewrite(count: Option<&[u8]>) -> bool {
-    count.and_then(attempt_count).is_some_and(|n| n > 1)
+/// Whether an attempt to a provider of `api` needs the upstream role at all: the first attempt already
+/// carries slot 0's model, key, host and path (set by the downstream role), so only retries
+/// (`x-envoy-attempt-count` > 1) do, and every attempt to a native provider (its body is translated).
+pub fn needs_rewrite(api: Api, count: Option<&[u8]>) -> bool {
+    api.is_native() || count.and_then(attempt_count).is_some_and(|n| n > 1)
 }
 
 /// Builds the attempt for `provider` from the plan record and the current request headers.
@@ -48,15 +62,20 @@ pub fn prepare(
     let attempt = header(headers, ATTEMPT_COUNT).and_then(attempt_count).unwrap_or(1);
     let wanted = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
     let slot = match record.slots.get(wanted) {
-        Some((name, _)) if name == provider => wanted,
-        _ => record.slots.iter().position(|(name, _)| name == provider).ok_or(AttemptError::NoPlan)?,
+        Some(s) if s.provider == provider => wanted,
+        _ => record.slots.iter().position(|s| s.provider == provider).ok_or(AttemptError::NoPlan)?,
     };
-    let model_json = &record.slots.get(slot).ok_or(AttemptError::NoPlan)?.1;
-    let (content_length, splice) = if slot == 0 {
-        (record.body_len, None)
+    let chosen = record.slots.get(slot).ok_or(AttemptError::NoPlan)?;
+    let model_json = &chosen.model_json;
+    let (content_length, splice, translate) = if p.api.is_native() {
+        let model = serde_json::from_str::<String>(model_json).map_err(|_| AttemptError::NoPlan)?;
+        let max_completion_tokens = chosen.max_completion_tokens;
+        (None, None, Some(Translation { api: p.api, model, max_completion_tokens }))
+    } else if slot == 0 {
+        (Some(record.body_len), None, None)
     } else {
         let new_len = record.body_len - record.model_range.len() + model_json.len();
-        (new_len, Some((record.model_range.clone(), model_json.clone())))
+        (Some(new_len), Some((record.model_range.clone(), model_json.clone())), None)
     };
     let set = provider_headers(p, content_length);
     // Envoy's own x-envoy-* headers on the upstream request stay: the router reads
@@ -70,17 +89,20 @@ pub fn prepare(
         })
         .cloned()
         .collect();
-    Ok(Attempt { remove, set, splice })
+    Ok(Attempt { remove, set, splice, translate })
 }
 
 /// The headers that make a request go to provider `p`: its host and path, its key, identity encoding (so
-/// usage stays readable), the body's exact length, and its own extra headers.
-pub fn provider_headers(p: &Provider, content_length: usize) -> Vec<(String, Vec<u8>)> {
+/// usage stays readable), the body's exact length (when known: a translated body's is known once it is
+/// translated), and its own extra headers.
+pub fn provider_headers(p: &Provider, content_length: Option<usize>) -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(6 + p.headers.len());
     out.push((":authority".into(), p.endpoint.authority.clone().into_bytes()));
     out.push((":path".into(), p.chat_path.clone().into_bytes()));
     out.push(("accept-encoding".into(), b"identity".to_vec()));
-    out.push(("content-length".into(), crate::wire::text::decimal(content_length as u64).into_bytes()));
+    if let Some(n) = content_length {
+        out.push(("content-length".into(), crate::wire::text::decimal(n as u64).into_bytes()));
+    }
     if let Some(auth) = &p.auth_value {
         out.push((p.auth_header.clone(), auth.expose().as_bytes().to_vec()));
     }
@@ -161,10 +183,12 @@ mod tests {
 
     #[test]
     fn only_retries_need_the_upstream_role() {
-        assert!(!needs_rewrite(None));
-        assert!(!needs_rewrite(Some(b"1")));
-        assert!(needs_rewrite(Some(b"2")));
-        assert!(!needs_rewrite(Some(b"x")));
+        assert!(!needs_rewrite(Api::OpenAi, None));
+        assert!(!needs_rewrite(Api::OpenAi, Some(b"1")));
+        assert!(needs_rewrite(Api::OpenAi, Some(b"2")));
+        assert!(!needs_rewrite(Api::OpenAi, Some(b"x")));
+        assert!(needs_rewrite(Api::Anthropic, None));
+        assert!(needs_rewrite(Api::Gemini, Some(b"1")));
     }
 
     #[test]

@@ -1,13 +1,20 @@
-//! The upstream role (inside each fallback cluster, once per attempt) as a state machine: it applies that
-//! attempt's headers ([`super::attempt::prepare`]) and splices the provider's model name into the body the
-//! router replays. First attempts never come here: the downstream role prepared them.
+//! The upstream role (inside a provider's cluster, once per attempt) as a state machine: it applies that
+//! attempt's headers ([`super::attempt::prepare`]) and either splices the provider's model name into the
+//! body the router replays (OpenAI providers, fallback attempts: first attempts there were prepared by the
+//! downstream role and never come here) or, for a native provider (every attempt), translates the whole
+//! body for its API and holds a streamed answer until it shows content or a failure
+//! ([`StreamGate`]), so that a provider failing at the start of a 200 stream is retried like one failing
+//! with a status.
 
-use super::attempt::{needs_rewrite, prepare};
+use super::attempt::{needs_rewrite, prepare, Translation};
 use super::host::{Flow, Host};
-use crate::catalog::Catalog;
+use crate::catalog::{Api, Catalog};
 use crate::routing::plan::{record_of_slot, slot_key};
+use crate::wire::chat_request::ChatRequest;
 use crate::wire::error::ApiError;
-use crate::wire::headers::ATTEMPT_COUNT;
+use crate::wire::headers::{media_type, status, ATTEMPT_COUNT};
+use crate::wire::native::{request_path, translate_request, Gate, StreamGate};
+use crate::wire::text::decimal;
 use std::ops::Range;
 use std::rc::Rc;
 
@@ -19,18 +26,40 @@ pub struct Upstream {
     provider: Rc<str>,
     /// Replace this byte range of the replayed body with this model name.
     splice: Option<(Range<usize>, String)>,
+    /// Translate the body for this API, once it is complete.
+    translate: Option<Translation>,
+    /// The body was translated for this API: its answer is the API's.
+    translated: Option<Api>,
+    /// A streamed answer held until it shows content or a failure.
+    gate: Option<StreamGate>,
+    /// The answer was replaced by the failure the gate found: what follows of it is dropped.
+    failed: bool,
 }
 
 impl Upstream {
     /// The role for one attempt to `provider`.
     pub fn new(catalog: Option<Rc<Catalog>>, provider: Rc<str>) -> Self {
-        Upstream { catalog, provider, splice: None }
+        Upstream {
+            catalog,
+            provider,
+            splice: None,
+            translate: None,
+            translated: None,
+            gate: None,
+            failed: false,
+        }
     }
 
     /// The attempt's request headers: this provider's, or a 500 if the attempt cannot be prepared (it
-    /// would go without the right key or model).
+    /// would go without the right key or model). Held for a native provider: the body's length is known
+    /// once it is translated.
     pub fn on_request_headers(&mut self, host: &mut dyn Host) -> Flow {
-        if !needs_rewrite(host.request_header(ATTEMPT_COUNT).as_deref()) {
+        let api = self
+            .catalog
+            .as_ref()
+            .and_then(|c| c.provider_named(&self.provider).map(|p| c.provider(p).api))
+            .unwrap_or(Api::OpenAi);
+        if !needs_rewrite(api, host.request_header(ATTEMPT_COUNT).as_deref()) {
             return Flow::Continue;
         }
         let slot0 = host.filter_state(&slot_key(0)).unwrap_or_default();
@@ -39,10 +68,7 @@ impl Upstream {
         let attempt = self.catalog.as_ref().and_then(|c| prepare(c, &self.provider, plan, &headers).ok());
         let Some(a) = attempt else {
             host.warn(&format!("no routing plan for provider {}", self.provider));
-            let e = ApiError::Internal("Router misconfigured: no routing plan for this request".into());
-            let headers = e.headers();
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            host.send_reply(e.status(), &headers, e.body().as_bytes());
+            reply(host, ApiError::Internal("Router misconfigured: no routing plan for this request".into()));
             return Flow::Pause;
         };
         for name in &a.remove {
@@ -52,41 +78,151 @@ impl Upstream {
             host.set_request_header(name, value);
         }
         self.splice = a.splice;
-        Flow::Continue
+        self.translate = a.translate;
+        if self.translate.is_some() {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
     }
 
-    /// The replayed body: the model splice, once it is all there (here, or on the trailers).
+    /// The replayed body: the model splice or the translation, once it is all there (here, or on the
+    /// trailers).
     pub fn on_request_body(&mut self, host: &mut dyn Host, size: usize, end_of_stream: bool) -> Flow {
-        if self.splice.is_none() {
+        if self.splice.is_none() && self.translate.is_none() {
             return Flow::Continue;
         }
         if !end_of_stream {
             return Flow::Pause;
         }
-        self.apply_splice(host, Some(size));
-        Flow::Continue
+        self.rewrite(host, Some(size))
     }
 
     /// Trailers end a replayed body whose last chunk did not: Envoy re-sends a body that the client ended
-    /// with trailers without end-of-stream on its data, so the splice happens here.
+    /// with trailers without end-of-stream on its data, so the rewrite happens here.
     pub fn on_request_trailers(&mut self, host: &mut dyn Host) -> Flow {
-        self.apply_splice(host, None);
+        self.rewrite(host, None)
+    }
+
+    /// The attempt's response headers: a native provider's 200 stream is held until the gate decides.
+    pub fn on_response_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) -> Flow {
+        let Some(api) = self.translated else {
+            return Flow::Continue;
+        };
+        let headers = host.response_headers();
+        let content_type = crate::wire::headers::header(&headers, "content-type").unwrap_or_default();
+        let streamed = (200..300).contains(&status(&headers))
+            && media_type(content_type).eq_ignore_ascii_case(b"text/event-stream");
+        if end_of_stream || !streamed {
+            return Flow::Continue;
+        }
+        self.gate = StreamGate::new(api);
+        if self.gate.is_some() {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// A chunk of the attempt's response: fed to the gate while it holds.
+    pub fn on_response_body(&mut self, host: &mut dyn Host, size: usize, end_of_stream: bool) -> Flow {
+        if self.failed {
+            // The router has our error status and may already be trying the next provider: the rest of
+            // the failed stream is nobody's.
+            host.replace_response_body(size, b"");
+            return Flow::Continue;
+        }
+        let Some(gate) = self.gate.as_mut() else {
+            return Flow::Continue;
+        };
+        let held = host.response_body(size);
+        match gate.check(&held, end_of_stream) {
+            Gate::Hold => Flow::Pause,
+            Gate::Release => {
+                self.gate = None;
+                Flow::Continue
+            }
+            Gate::Fail(e) => {
+                self.gate = None;
+                self.failed = true;
+                let body = e.body();
+                let code = decimal(u64::from(e.status));
+                let length = decimal(body.len() as u64);
+                host.set_response_headers(&[
+                    (":status", code.as_bytes()),
+                    ("content-type", b"application/json"),
+                    ("content-length", length.as_bytes()),
+                ]);
+                host.replace_response_body(size, body.as_bytes());
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Trailers end a held stream whose last chunk did not.
+    pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Flow {
+        if self.gate.is_some() {
+            let held = host.response_body(usize::MAX);
+            return self.on_response_body(host, held.len(), true);
+        }
         Flow::Continue
     }
 
-    /// Splices the model name into the buffered body (`size` when the host told it), once.
-    fn apply_splice(&mut self, host: &mut dyn Host, size: Option<usize>) {
+    /// Splices the model name into the buffered body or translates it (`size` when the host told it),
+    /// once.
+    fn rewrite(&mut self, host: &mut dyn Host, size: Option<usize>) -> Flow {
+        if let Some(t) = self.translate.take() {
+            return self.translate_body(host, size, t);
+        }
         let Some((range, model)) = self.splice.take() else {
-            return;
+            return Flow::Continue;
         };
         // Envoy replaces only from offset 0: rewrite the prefix up to the end of the model value.
         let mut prefix = host.request_body(range.end);
         if size.unwrap_or(prefix.len()) < range.end || prefix.len() < range.end {
             // Shorter than the plan says: not the body the plan was made for; leave it alone.
-            return;
+            return Flow::Continue;
         }
         prefix.truncate(range.start);
         prefix.extend_from_slice(model.as_bytes());
         host.replace_request_body_prefix(range.end, &prefix);
+        Flow::Continue
     }
+
+    /// Replaces the whole body with its translation for the provider's API, sized exactly (the headers
+    /// are still held), and, for Gemini, names the model and method in the path.
+    fn translate_body(&mut self, host: &mut dyn Host, size: Option<usize>, t: Translation) -> Flow {
+        let body = host.request_body(size.unwrap_or(usize::MAX));
+        let translated = ChatRequest::parse(&body).and_then(|req| {
+            let out = translate_request(t.api, &req, &t.model, t.max_completion_tokens)?;
+            Ok((out, req.stream))
+        });
+        let (out, stream) = match translated {
+            Ok(done) => done,
+            Err(e) => {
+                // The downstream role checked that the request translates for every API of its plan:
+                // only a body changed since then comes here.
+                reply(host, e);
+                return Flow::Pause;
+            }
+        };
+        host.replace_request_body_prefix(body.len(), &out);
+        host.set_request_header("content-length", decimal(out.len() as u64).as_bytes());
+        if let Some(p) =
+            self.catalog.as_ref().and_then(|c| c.provider_named(&self.provider).map(|p| c.provider(p)))
+        {
+            if t.api == Api::Gemini {
+                host.set_request_header(":path", request_path(p, &t.model, stream).as_bytes());
+            }
+        }
+        self.translated = Some(t.api);
+        Flow::Continue
+    }
+}
+
+/// Answers the attempt with our error.
+fn reply(host: &mut dyn Host, e: ApiError) {
+    let headers = e.headers();
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    host.send_reply(e.status(), &headers, e.body().as_bytes());
 }

@@ -5,6 +5,7 @@
 //! explicit sort, `order`, or the default weighted draw) → the plan is the models' lists in request order,
 //! keeping at least the first candidate of each model. Time and the health memory come in as inputs.
 
+pub mod api_check;
 pub mod budget;
 pub mod calendar;
 pub mod explain;

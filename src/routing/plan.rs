@@ -42,8 +42,19 @@ pub struct PlanRecord {
     pub body_len: usize,
     /// Byte range of the `model` value (slot 0's native name) in that body.
     pub model_range: Range<usize>,
-    /// Per slot: (provider slug, native model as a JSON string literal).
-    pub slots: Vec<(String, String)>,
+    /// Per slot, in attempt order.
+    pub slots: Vec<Slot>,
+}
+
+/// One attempt's endpoint, as the upstream role needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    /// The provider's slug.
+    pub provider: String,
+    /// The native model name as a JSON string literal.
+    pub model_json: String,
+    /// The endpoint's `max_completion_tokens` (a translated request's default `max_tokens`).
+    pub max_completion_tokens: Option<u64>,
 }
 
 impl PlanRecord {
@@ -56,18 +67,30 @@ impl PlanRecord {
     ) -> PlanRecord {
         let slots = plan
             .iter()
-            .map(|c| (catalog.provider_of(*c).name.clone(), catalog.endpoint(*c).model_json.clone()))
+            .map(|c| {
+                let e = catalog.endpoint(*c);
+                Slot {
+                    provider: catalog.provider_of(*c).name.clone(),
+                    model_json: e.model_json.clone(),
+                    max_completion_tokens: e.max_completion_tokens,
+                }
+            })
             .collect();
         PlanRecord { body_len, model_range, slots }
     }
 
-    /// `body_len start len\n` then `provider\tmodel_json\n` per slot (JSON strings hold no raw tab or newline).
+    /// `body_len start len\n` then `provider\tmodel_json\n` per slot, or `provider\tmodel_json\tmax\n` when
+    /// the endpoint has a `max_completion_tokens` (JSON strings hold no raw tab or newline).
     pub fn encode(&self) -> String {
         let mut out = format!("{} {} {}\n", self.body_len, self.model_range.start, self.model_range.len());
-        for (provider, model) in &self.slots {
-            out.push_str(provider);
+        for slot in &self.slots {
+            out.push_str(&slot.provider);
             out.push('\t');
-            out.push_str(model);
+            out.push_str(&slot.model_json);
+            if let Some(max) = slot.max_completion_tokens {
+                out.push('\t');
+                crate::wire::text::push_u64(&mut out, max);
+            }
             out.push('\n');
         }
         out
@@ -82,7 +105,15 @@ impl PlanRecord {
             return None;
         }
         let slots = lines
-            .map(|l| l.split_once('\t').map(|(p, m)| (p.to_string(), m.to_string())))
+            .map(|l| {
+                let mut fields = l.split('\t');
+                let (provider, model_json) = (fields.next()?, fields.next()?);
+                let max_completion_tokens = match fields.next() {
+                    Some(n) => Some(n.parse::<u64>().ok()?),
+                    None => None,
+                };
+                Some(Slot { provider: provider.into(), model_json: model_json.into(), max_completion_tokens })
+            })
             .collect::<Option<Vec<_>>>()?;
         Some(PlanRecord { body_len, model_range: start..start + len, slots })
     }
@@ -108,7 +139,10 @@ mod tests {
         let r = PlanRecord {
             body_len: 40,
             model_range: 10..20,
-            slots: vec![("a".into(), "\"x\\ty\"".into()), ("b".into(), "\"z\"".into())],
+            slots: vec![
+                Slot { provider: "a".into(), model_json: "\"x\\ty\"".into(), max_completion_tokens: None },
+                Slot { provider: "b".into(), model_json: "\"z\"".into(), max_completion_tokens: Some(8192) },
+            ],
         };
         assert_eq!(PlanRecord::decode(&r.encode()), Some(r));
         assert_eq!(PlanRecord::decode("5 3 4\n"), None);

@@ -139,6 +139,18 @@ impl HttpContext for UpstreamContext {
     fn on_http_request_trailers(&mut self, _n: usize) -> Action {
         action(self.0.on_request_trailers(&mut WasmHost))
     }
+
+    fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_response_headers(&mut WasmHost, end_of_stream))
+    }
+
+    fn on_http_response_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_response_body(&mut WasmHost, size, end_of_stream))
+    }
+
+    fn on_http_response_trailers(&mut self, _n: usize) -> Action {
+        action(self.0.on_response_trailers(&mut WasmHost))
+    }
 }
 
 /// Test builds only (feature `trap-for-tests`): a request with `x-llm-test-trap` traps the VM (the

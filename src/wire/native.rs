@@ -1,5 +1,198 @@
-//! What the native (non-OpenAI) provider APIs share on the way back: an error they reported
-//! ([`ProviderError`]) and what a stream translator hands its caller per chunk ([`Step`]).
+//! The native (non-OpenAI) provider APIs behind one face: the request translated for an API
+//! ([`translate_request`], [`request_path`]), an answer's stream translated back ([`NativeStream`]), the
+//! gate that holds a stream until it is known to be content or a failure ([`StreamGate`]), and what the
+//! APIs share on the way back: an error they reported ([`ProviderError`]) and what a stream translator
+//! hands its caller per chunk ([`Step`]).
+
+use super::anthropic;
+use super::chat_request::ChatRequest;
+use super::error::ApiError;
+use super::response::{Accounted, Served};
+use crate::catalog::{Api, Provider};
+
+/// `max_tokens` for a request that sets none, sent to an API that requires one (Anthropic), when the
+/// endpoint declares no `max_completion_tokens`.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// The body of `req` for a provider of `api` serving `model` (its native name); `max_completion_tokens`
+/// is the endpoint's (`None`: [`DEFAULT_MAX_TOKENS`]). A request the API cannot take is a 400 naming the
+/// field. (`api` OpenAI: the body needs no translation, and this is never called for it.)
+pub fn translate_request(
+    api: Api,
+    req: &ChatRequest<'_>,
+    model: &str,
+    max_completion_tokens: Option<u64>,
+) -> Result<Vec<u8>, ApiError> {
+    let default_max_tokens = max_completion_tokens.filter(|n| *n > 0).unwrap_or(DEFAULT_MAX_TOKENS);
+    match api {
+        Api::Anthropic => anthropic::request::to_anthropic(req, model, default_max_tokens),
+        Api::Gemini => Err(ApiError::InvalidRequest("Gemini translation is not built yet".into())),
+        Api::OpenAi => Ok(req.body.as_bytes().to_vec()),
+    }
+}
+
+/// A native provider's whole (non-streamed) answer as the client's `chat.completion`, with its usage and
+/// cost; a body that is not the API's answer is a 502.
+pub fn translate_completion(
+    api: Api,
+    body: &[u8],
+    served: &Served,
+    created: u64,
+) -> Result<(Vec<u8>, Accounted), ApiError> {
+    match api {
+        Api::Anthropic => anthropic::response::to_completion(body, served, created),
+        Api::Gemini | Api::OpenAi => {
+            Err(ApiError::BadGateway("The provider's answer could not be read".into()))
+        }
+    }
+}
+
+/// The message of a native provider's error body (`None` when it has none).
+pub fn error_message(api: Api, status: u16, body: &[u8]) -> Option<String> {
+    let e = match api {
+        Api::Anthropic => anthropic::response::parse_error(Some(status), body),
+        Api::Gemini | Api::OpenAi => return None,
+    };
+    Some(e.message).filter(|m| !m.is_empty())
+}
+
+/// The `:path` of a request to provider `p` for `model`, streamed or not: Gemini names the model and the
+/// method in the path (`…/models/<model>:streamGenerateContent?alt=sse`); the others have one path.
+pub fn request_path(p: &Provider, model: &str, stream: bool) -> String {
+    match p.api {
+        Api::Gemini => {
+            let method = if stream { ":streamGenerateContent?alt=sse" } else { ":generateContent" };
+            let mut path = String::with_capacity(p.chat_path.len() + model.len() + method.len());
+            path.push_str(&p.chat_path);
+            path.push_str(model);
+            path.push_str(method);
+            path
+        }
+        _ => p.chat_path.clone(),
+    }
+}
+
+/// A native stream translated to OpenAI chunks, for the client.
+pub enum NativeStream {
+    /// Anthropic's Messages events.
+    Anthropic(anthropic::stream::StreamTranslator),
+}
+
+impl NativeStream {
+    /// The translator for a stream of `api` (`None` for OpenAI's, which needs none). With `failover`, a
+    /// failure before anything was sent is [`Step::Failed`]; without, it is the typed error chunk.
+    pub fn new(api: Api, served: Served, created: u64, failover: bool) -> Option<NativeStream> {
+        match api {
+            Api::Anthropic => {
+                let t = anthropic::stream::StreamTranslator::new(served, created);
+                Some(NativeStream::Anthropic(if failover { t } else { t.without_failover() }))
+            }
+            Api::Gemini | Api::OpenAi => None,
+        }
+    }
+
+    /// Feeds provider bytes: what to send the client now, or the failure to fail over on.
+    pub fn feed(&mut self, input: &[u8]) -> Step<'_> {
+        match self {
+            NativeStream::Anthropic(t) => t.feed(input),
+        }
+    }
+
+    /// At the end of the provider's stream: what is left (the error chunk if it was not complete).
+    pub fn finish(&mut self) -> Step<'_> {
+        match self {
+            NativeStream::Anthropic(t) => t.finish(),
+        }
+    }
+
+    /// Usage and cost, once the stream reported them.
+    pub fn accounted(&self) -> Accounted {
+        match self {
+            NativeStream::Anthropic(t) => t.accounted(),
+        }
+    }
+
+    /// Who serves the stream.
+    pub fn served(&self) -> &Served {
+        match self {
+            NativeStream::Anthropic(t) => t.served(),
+        }
+    }
+
+    /// Content chunks sent so far.
+    pub fn content_chunks(&self) -> u64 {
+        match self {
+            NativeStream::Anthropic(t) => t.content_chunks(),
+        }
+    }
+}
+
+/// Most bytes of a stream held before its first content: past this, the stream is let through as it
+/// is (a provider that sends that much without content or error is not failing fast).
+pub const MAX_GATED_BYTES: usize = 64 * 1024;
+
+/// What the gate decided about a held stream.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Not known yet: keep holding.
+    Hold,
+    /// Content came (or the stream ended well, or it is too long to hold): let it through as it is.
+    Release,
+    /// The provider failed before any content: answer the router with this error instead, so that it
+    /// tries the next provider (Envoy's retry policy, by status).
+    Fail(ProviderError),
+}
+
+/// Holds a native stream's first bytes, in the upstream role, until they show content or a failure: an
+/// error event after a 200 but before content then becomes an error status the router retries on, where
+/// the client would otherwise get a failed stream. It translates as the client's translator will, and
+/// throws the output away.
+pub struct StreamGate {
+    stream: NativeStream,
+    /// Bytes of the buffered body already fed.
+    seen: usize,
+}
+
+impl StreamGate {
+    /// A gate for a stream of `api` (`None` for OpenAI's).
+    pub fn new(api: Api) -> Option<StreamGate> {
+        let served =
+            Served { model_json: "\"\"".into(), provider_json: "\"\"".into(), pricing: Default::default() };
+        Some(StreamGate { stream: NativeStream::new(api, served, 0, true)?, seen: 0 })
+    }
+
+    /// The body held so far (`buffered`, all of it, growing between calls) and whether it is complete.
+    pub fn check(&mut self, buffered: &[u8], end_of_stream: bool) -> Gate {
+        let new = buffered.get(self.seen..).unwrap_or_default();
+        self.seen = buffered.len();
+        let fed = match self.stream.feed(new) {
+            Step::Failed(e) => return Gate::Fail(e),
+            Step::Forward(out) => !out.is_empty(),
+        };
+        if fed || buffered.len() > MAX_GATED_BYTES {
+            return Gate::Release;
+        }
+        if !end_of_stream {
+            return Gate::Hold;
+        }
+        match self.stream.finish() {
+            Step::Failed(e) => Gate::Fail(e),
+            Step::Forward(_) => Gate::Release,
+        }
+    }
+}
+
+impl ProviderError {
+    /// The body the router's error path reads (the OpenAI error shape, whose `message` it quotes).
+    pub fn body(&self) -> String {
+        let mut out = String::from("{\"error\":{\"message\":");
+        super::text::push_json_str(&mut out, &self.message);
+        out.push_str(",\"type\":");
+        super::text::push_json_str(&mut out, &self.native_type);
+        out.push_str("}}");
+        out
+    }
+}
 
 /// What one call of a stream translator hands the caller.
 #[derive(Debug, PartialEq, Eq)]

@@ -27,6 +27,7 @@ use crate::routing::key_api::key_json;
 use crate::routing::rate_limit::Admission;
 use crate::wire::error::ApiError;
 use crate::wire::headers::{attempt_count, header, status as header_status, ATTEMPT_COUNT};
+use crate::wire::native::{translate_completion, Step};
 use crate::wire::response::{rewrite_completion, Accounted};
 use crate::wire::text::decimal;
 use crate::wire::usage::{cost, estimate, usd_json_u64, BYTES_PER_TOKEN};
@@ -215,7 +216,7 @@ impl Downstream {
         let flow = match on_response_headers(&self.catalog, &headers, &origin, routed) {
             ResponseVerdict::Forward(mut out) => {
                 let content_type = header(&out, "content-type").map(<[u8]>::to_vec).unwrap_or_default();
-                self.body = response_body(&self.catalog, status, &content_type, &origin, routed);
+                self.body = response_body(&self.catalog, status, &content_type, &origin, routed, now / 1000);
                 if !matches!(self.body, ResponseBody::Pass) {
                     out.retain(|(n, _)| n != "content-length");
                 }
@@ -275,6 +276,15 @@ impl Downstream {
                 let mut out = rewriter.feed(&chunk).to_vec();
                 if end_of_stream {
                     out.extend_from_slice(rewriter.finish());
+                }
+                host.replace_response_body(size, &out);
+            }
+            ResponseBody::NativeStream(translator) => {
+                // Made without failover (the client has the headers): every step forwards.
+                let chunk = host.response_body(size);
+                let mut out = forwarded(translator.feed(&chunk)).to_vec();
+                if end_of_stream {
+                    out.extend_from_slice(forwarded(translator.finish()));
                 }
                 host.replace_response_body(size, &out);
             }
@@ -464,18 +474,39 @@ impl Downstream {
                 if !self.response_has_body {
                     self.reply_in_place(host, e);
                 } else {
-                    let status = decimal(u64::from(e.status()));
-                    let text = e.body();
-                    let length = decimal(text.len() as u64);
-                    let mut out: Vec<(&str, &[u8])> =
-                        vec![(":status", status.as_bytes()), ("content-length", length.as_bytes())];
-                    let headers = e.headers();
-                    out.extend(headers.iter().map(|(n, v)| (*n, v.as_bytes())));
-                    host.set_response_headers(&out);
-                    host.replace_response_body(body.len(), text.as_bytes());
+                    replace_response(host, body.len(), &e);
                 }
             }
-            ResponseBody::Completion { served, mut headers } => {
+            ResponseBody::Completion { served, mut headers, api } if api.is_native() => {
+                let created = host.now_ms() / 1000;
+                match translate_completion(api, body, &served, created) {
+                    Ok((translated, accounted)) => {
+                        host.replace_response_body(body.len(), &translated);
+                        headers
+                            .push(("content-length".into(), decimal(translated.len() as u64).into_bytes()));
+                        if let Some(c) = accounted.cost {
+                            headers.push(("x-llm-cost-usd".into(), usd_json_u64(c.total_nano).into_bytes()));
+                        }
+                        set_response_headers(host, &headers);
+                        if accounted.usage.is_some() {
+                            self.take_usage(accounted);
+                        } else {
+                            let completion = (body.len() as u64).div_ceil(BYTES_PER_TOKEN);
+                            self.estimate_usage(completion, &served.pricing);
+                        }
+                    }
+                    Err(e) => {
+                        // Served (and billed) but unreadable: the client gets our error, the account an
+                        // estimate.
+                        let completion = (body.len() as u64).div_ceil(BYTES_PER_TOKEN);
+                        self.estimate_usage(completion, &served.pricing);
+                        self.account.status = e.status();
+                        self.account.error_type = Some(e.error_type().to_string());
+                        replace_response(host, body.len(), &e);
+                    }
+                }
+            }
+            ResponseBody::Completion { served, mut headers, .. } => {
                 let (rewritten, accounted) = rewrite_completion(body, &served);
                 let length = rewritten.as_ref().map_or(body.len(), Vec::len);
                 if let Some(new_body) = rewritten {
@@ -557,6 +588,12 @@ impl Downstream {
                 None
             }
             ResponseBody::Stream(r) => Some((r.content_chunks(), r.served().pricing)),
+            ResponseBody::NativeStream(t) if t.accounted().usage.is_some() => {
+                let a = t.accounted();
+                self.take_usage(a);
+                None
+            }
+            ResponseBody::NativeStream(t) => Some((t.content_chunks(), t.served().pricing)),
             ResponseBody::Completion { served, .. } => Some((0, served.pricing)),
             _ => None,
         };
@@ -584,6 +621,28 @@ impl Downstream {
 fn release_all(host: &mut dyn Host, counted: Vec<(String, u64)>) {
     for (key, number) in counted {
         rate_memory::release(host, &key, number);
+    }
+}
+
+/// Replaces a held response (headers and its `body_len` bytes of body) with our error.
+fn replace_response(host: &mut dyn Host, body_len: usize, e: &ApiError) {
+    let status = decimal(u64::from(e.status()));
+    let text = e.body();
+    let length = decimal(text.len() as u64);
+    let mut out: Vec<(&str, &[u8])> =
+        vec![(":status", status.as_bytes()), ("content-length", length.as_bytes())];
+    let headers = e.headers();
+    out.extend(headers.iter().map(|(n, v)| (*n, v.as_bytes())));
+    host.set_response_headers(&out);
+    host.replace_response_body(body_len, text.as_bytes());
+}
+
+/// The bytes of a translator's step (a failure, which a translator without failover never reports,
+/// forwards nothing).
+fn forwarded(step: Step<'_>) -> &[u8] {
+    match step {
+        Step::Forward(bytes) => bytes,
+        Step::Failed(_) => b"",
     }
 }
 

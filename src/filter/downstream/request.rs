@@ -5,6 +5,7 @@
 use crate::catalog::{AuthMode, Catalog, EndpointRef, KeyId, ProviderId};
 use crate::filter::attempt::provider_headers;
 use crate::observe::account::app_of;
+use crate::routing::api_check::translatable;
 use crate::routing::budget::{worst_case, Spend};
 use crate::routing::fleet;
 use crate::routing::health::Status;
@@ -254,6 +255,7 @@ pub fn on_request_body(
         health,
     };
     let Route { plan, explanation, session } = route(catalog, &inputs)?;
+    let plan = translatable(catalog, &req, plan)?;
     // `route` never returns an empty plan (that is its 404).
     let first = *plan.first().ok_or_else(|| ApiError::Internal("empty plan".into()))?;
     let new_body = req.rewrite_prefix(&catalog.endpoint(first).model_json, req.stream);
@@ -263,14 +265,14 @@ pub fn on_request_body(
         .slots
         .iter()
         .enumerate()
-        .map(|(k, (provider, _))| {
-            (slot_key(k).into_owned(), slot_value(provider, (k == 0).then_some(encoded.as_str())))
+        .map(|(k, slot)| {
+            (slot_key(k).into_owned(), slot_value(&slot.provider, (k == 0).then_some(encoded.as_str())))
         })
         .collect();
     let timeout =
         if req.stream { catalog.routing.first_byte_timeout_ms } else { catalog.routing.response_timeout_ms };
     // Slot 0's provider headers go on now, so the first attempt needs no work in the upstream role.
-    let mut set = provider_headers(catalog.provider_of(first), new_body.len);
+    let mut set = provider_headers(catalog.provider_of(first), Some(new_body.len));
     let retries = plan.len().saturating_sub(1) as u64;
     set.push(("x-envoy-max-retries".into(), decimal_text(retries).into_bytes()));
     set.push(("x-envoy-upstream-rq-per-try-timeout-ms".into(), decimal_text(timeout).into_bytes()));

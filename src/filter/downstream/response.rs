@@ -3,9 +3,10 @@
 //! body, and which provider it proves healthy.
 
 use super::request::Routed;
-use crate::catalog::{Catalog, Provider};
+use crate::catalog::{Api, Catalog, Provider};
 use crate::wire::error::ApiError;
 use crate::wire::headers::{decimal, forwardable_response_header, header, media_type, status, Headers};
+use crate::wire::native::{error_message, NativeStream};
 use crate::wire::response::{Served, StreamRewriter};
 use crate::wire::text::{decimal as decimal_text, truncated};
 
@@ -39,6 +40,8 @@ pub struct Replacement {
     pub status: u16,
     /// Its `Retry-After`, in seconds.
     pub retry_after: Option<u64>,
+    /// The API it speaks (how its error body reads).
+    pub api: Api,
 }
 
 /// The served provider of a response, by the plan and the attempt count.
@@ -64,6 +67,7 @@ pub fn on_response_headers(
             provider: provider.map_or_else(|| "the provider".to_string(), |p| p.display_name.clone()),
             status: if origin.via_upstream { status } else { 0 },
             retry_after: header(headers, "retry-after").and_then(decimal),
+            api: provider.map_or(Api::OpenAi, |p| p.api),
         });
     }
     let mut out: Vec<(String, Vec<u8>)> = headers
@@ -100,22 +104,26 @@ pub fn on_response_headers(
 pub enum ResponseBody {
     /// Leave it alone (errors we pass, local replies, unknown content).
     Pass,
-    /// A chat completion: buffered, rewritten, and its cost put in `x-llm-cost-usd`; its headers are held
-    /// until then (`headers`, filled in when they are held).
-    Completion { served: Served, headers: Vec<(String, Vec<u8>)> },
-    /// An SSE stream: rewritten event by event.
+    /// A chat completion: buffered, rewritten (translated from `api`'s answer), and its cost put in
+    /// `x-llm-cost-usd`; its headers are held until then (`headers`, filled in when they are held).
+    Completion { served: Served, headers: Vec<(String, Vec<u8>)>, api: Api },
+    /// An OpenAI SSE stream: rewritten event by event.
     Stream(Box<StreamRewriter>),
+    /// A native provider's stream: translated event by event.
+    NativeStream(Box<NativeStream>),
     /// A provider's error response, replaced by ours once its body is complete.
     Replacing(Replacement),
 }
 
-/// Decides what happens to the body of a response that is forwarded.
+/// Decides what happens to the body of a response that is forwarded (`created`: now, in Unix seconds,
+/// for the chunks of a translated stream).
 pub fn response_body(
     catalog: &Catalog,
     status: u16,
     content_type: &[u8],
     origin: &Origin,
     routed: &Routed,
+    created: u64,
 ) -> ResponseBody {
     let Some(e) =
         routed.served(origin.attempts).filter(|_| origin.via_upstream && (200..300).contains(&status))
@@ -123,6 +131,7 @@ pub fn response_body(
         return ResponseBody::Pass;
     };
     let endpoint = catalog.endpoint(e);
+    let api = catalog.provider(endpoint.provider).api;
     let served = Served {
         model_json: catalog.model(e.model).id_json.clone(),
         provider_json: catalog.provider(endpoint.provider).display_json.clone(),
@@ -130,9 +139,12 @@ pub fn response_body(
     };
     let media = media_type(content_type);
     if media.eq_ignore_ascii_case(b"text/event-stream") {
-        ResponseBody::Stream(Box::new(StreamRewriter::new(served)))
+        match NativeStream::new(api, served.clone(), created, false) {
+            Some(native) => ResponseBody::NativeStream(Box::new(native)),
+            None => ResponseBody::Stream(Box::new(StreamRewriter::new(served))),
+        }
     } else if media.eq_ignore_ascii_case(b"application/json") {
-        ResponseBody::Completion { served, headers: Vec::new() }
+        ResponseBody::Completion { served, headers: Vec::new(), api }
     } else {
         ResponseBody::Pass
     }
@@ -176,18 +188,20 @@ pub fn error_reply(catalog: &Catalog, r: &Replacement, body: &[u8]) -> ApiError 
             ApiError::BadGateway(format!("{provider} refused the router's credentials (status {status})"))
         }
         408 => ApiError::BadGateway(format!("{provider} timed out (status 408)")),
-        400..=499 => {
-            ApiError::ProviderRejected { status, message: provider_message(catalog, provider, status, body) }
-        }
+        400..=499 => ApiError::ProviderRejected {
+            status,
+            message: provider_message(catalog, provider, r.api, status, body),
+        },
         _ => ApiError::BadGateway(format!(
             "{provider} failed (status {status}) and no other provider could serve"
         )),
     }
 }
 
-/// The message of a provider's OpenAI-style error body, bounded, with any provider key it quotes
-/// redacted (before the cut, so no part of a key survives it); a generic one when there is none.
-fn provider_message(catalog: &Catalog, provider: &str, status: u16, body: &[u8]) -> String {
+/// The message of a provider's error body (OpenAI's shape, or its native API's), bounded, with any
+/// provider key it quotes redacted (before the cut, so no part of a key survives it); a generic one when
+/// there is none.
+fn provider_message(catalog: &Catalog, provider: &str, api: Api, status: u16, body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Body {
         error: Inner,
@@ -196,13 +210,18 @@ fn provider_message(catalog: &Catalog, provider: &str, status: u16, body: &[u8])
     struct Inner {
         message: String,
     }
-    match serde_json::from_slice::<Body>(body) {
-        Ok(b) if !b.error.message.is_empty() => {
+    let message = if api.is_native() {
+        error_message(api, status, body)
+    } else {
+        serde_json::from_slice::<Body>(body).ok().map(|b| b.error.message).filter(|m| !m.is_empty())
+    };
+    match message {
+        Some(message) => {
             // Redacting may only shorten what is kept: look a key's length past the cut.
-            let head = catalog.without_keys(truncated(&b.error.message, 1000 + 512));
+            let head = catalog.without_keys(truncated(&message, 1000 + 512));
             format!("{provider}: {}", truncated(&head, 1000))
         }
-        _ => format!("{provider} rejected the request (status {status})"),
+        None => format!("{provider} rejected the request (status {status})"),
     }
 }
 

@@ -54,6 +54,8 @@ pub struct StreamTranslator {
     id: String,
     /// Something was sent to the client (the role chunk first).
     sent: bool,
+    /// A failure before anything was sent is [`Step::Failed`] (else the error chunk).
+    failover: bool,
     /// The finish chunk was sent.
     finished: bool,
     /// The stream is over for the client: `[DONE]` or an error chunk sent, or failed over.
@@ -123,7 +125,15 @@ impl StreamTranslator {
             accounted: Accounted::default(),
             tools: BTreeMap::new(),
             content_chunks: 0,
+            failover: true,
         }
+    }
+
+    /// A translator whose caller cannot fail over any more (the client has the response's headers): a
+    /// failure before anything was sent is the typed error chunk too, never [`Step::Failed`].
+    pub fn without_failover(mut self) -> StreamTranslator {
+        self.failover = false;
+        self
     }
 
     /// Feeds provider bytes: what to send the client now, or the failure to fail over on.
@@ -396,7 +406,7 @@ impl StreamTranslator {
     /// chunk. Either way the stream is over.
     fn fail(&mut self, error: ProviderError) {
         self.done = true;
-        if !self.sent {
+        if !self.sent && self.failover {
             self.failure = Some(error);
             return;
         }
@@ -413,7 +423,7 @@ impl StreamTranslator {
             message.push_str(": ");
             message.push_str(truncated(&error.message, MAX_MESSAGE_BYTES / 2));
         }
-        // Content was sent, so the role chunk was too: `head` writes only this chunk's opening.
+        // `head` writes the role chunk first if nothing was sent yet.
         self.head();
         self.out.push_str(",\"provider\":");
         self.out.push_str(&self.served.provider_json);

@@ -714,8 +714,9 @@ pub(crate) fn http1() -> Value {
 
 /// Two clusters per provider, both to its endpoint: the first-choice cluster (slot 0) has no upstream
 /// filter, since the downstream role already prepared the first attempt (Envoy then makes no wasm call at
-/// all in the cluster); the fallback cluster (slots 1…) runs the upstream role. Catalogs whose plans have
-/// a single slot get no fallback clusters.
+/// all in the cluster), except for a native provider (Anthropic, Gemini), whose every attempt's body the
+/// upstream role translates; the fallback cluster (slots 1…) runs the upstream role. Catalogs whose plans
+/// have a single slot get no fallback clusters.
 fn clusters(catalog: &Catalog, opts: &Options) -> Vec<Value> {
     let mut out: Vec<Value> = catalog.providers.iter().map(|p| cluster(catalog, p, opts, false)).collect();
     if catalog.max_plan_len() > 1 {
@@ -738,7 +739,8 @@ fn cluster(catalog: &Catalog, p: &Provider, opts: &Options, fallback: bool) -> V
     if let (Some(o), Value::Mapping(extra)) = (options.as_mapping_mut(), protocol) {
         o.extend(extra);
     }
-    if fallback {
+    // A native provider's every attempt is translated there, the first included.
+    if fallback || p.api.is_native() {
         options = options.with(
             "http_filters",
             list([
@@ -1004,6 +1006,13 @@ mod tests {
             );
             assert_eq!(upstream["vm_config"], *downstream_vm, "{p}: the same VM");
         }
+        // A native provider's first attempt is translated in its first-choice cluster too.
+        let json = demo_json().replacen(r#""name": "gamma""#, r#""name": "gamma", "api": "anthropic""#, 1);
+        assert!(json.contains(r#""api": "anthropic""#));
+        let doc = config(&json, &Options::default());
+        let first = &cluster(&doc, "llm_provider_gamma")["typed_extension_protocol_options"]
+            ["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"];
+        assert_eq!(first[0]["typed_config"]["config"]["root_id"], UPSTREAM_ROOT_ID);
         // Slot 0 (no x-envoy-attempt-count yet) routes to first-choice clusters, slot k (retry k) to fallbacks.
         let matcher = &route_action(&doc)["inline_cluster_specifier_plugin"]["extension"]["typed_config"]
             ["cluster_matcher"];

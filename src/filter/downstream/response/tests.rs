@@ -44,7 +44,12 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
     let limited = h(&[(":status", "429"), ("retry-after", "12")]);
     assert_eq!(
         on_response_headers(&c, &limited, &origin, &routed),
-        ResponseVerdict::Replace(Replacement { provider: "beta".into(), status: 429, retry_after: Some(12) })
+        ResponseVerdict::Replace(Replacement {
+            provider: "beta".into(),
+            status: 429,
+            retry_after: Some(12),
+            api: Api::OpenAi
+        })
     );
     // Envoy's own replies pass (local_reply_config shapes them) unless a TLS check failed.
     let local = Origin { via_upstream: false, ..origin.clone() };
@@ -68,7 +73,7 @@ fn upstream_errors_are_replaced_and_headers_allowlisted() {
 fn error_replies_by_provider_status() {
     let c = demo();
     let error_reply = |r: &Replacement, body: &[u8]| error_reply(&c, r, body);
-    let r = |status, retry_after| Replacement { provider: "P".into(), status, retry_after };
+    let r = |status, retry_after| Replacement { provider: "P".into(), status, retry_after, api: Api::OpenAi };
     assert_eq!(error_reply(&r(503, None), b"").status(), 502);
     assert_eq!(error_reply(&r(401, None), b"sk-secret").status(), 502);
     assert!(!error_reply(&r(401, None), b"sk-secret").body().contains("sk-secret"));
@@ -145,7 +150,7 @@ fn only_a_providers_own_2xx_body_is_rewritten() {
     let c = demo();
     let routed = Routed { plan: vec![ep(&c, "alpha")], ..Routed::default() };
     let origin = |via_upstream| Origin { via_upstream, attempts: Some(1), transport_failure: None };
-    let body = |status, via, ct: &str| response_body(&c, status, ct.as_bytes(), &origin(via), &routed);
+    let body = |status, via, ct: &str| response_body(&c, status, ct.as_bytes(), &origin(via), &routed, 0);
     assert!(matches!(body(200, true, "application/json; charset=utf-8"), ResponseBody::Completion { .. }));
     assert!(matches!(body(200, true, "Text/Event-Stream"), ResponseBody::Stream(_)));
     assert!(matches!(body(200, true, "text/plain"), ResponseBody::Pass));
@@ -156,7 +161,7 @@ fn only_a_providers_own_2xx_body_is_rewritten() {
 #[test]
 fn long_provider_messages_are_cut_at_a_character() {
     let long = format!(r#"{{"error":{{"message":"{}é tail"}}}}"#, "x".repeat(999));
-    let r = Replacement { provider: "P".into(), status: 400, retry_after: None };
+    let r = Replacement { provider: "P".into(), status: 400, retry_after: None, api: Api::OpenAi };
     let e = error_reply(&demo(), &r, long.as_bytes());
     // 999 bytes of x, then a 2-byte 'é' that would straddle byte 1000: cut before it.
     assert_eq!(e.message(), format!("P: {}", "x".repeat(999)));
@@ -165,7 +170,7 @@ fn long_provider_messages_are_cut_at_a_character() {
 #[test]
 fn a_provider_key_quoted_in_a_providers_message_is_redacted_even_across_the_cut() {
     let c = demo();
-    let r = Replacement { provider: "P".into(), status: 400, retry_after: None };
+    let r = Replacement { provider: "P".into(), status: 400, retry_after: None, api: Api::OpenAi };
     let message = |m: &str| error_reply(&c, &r, format!(r#"{{"error":{{"message":"{m}"}}}}"#).as_bytes());
     let e = message("Incorrect API key provided: alpha-secret. Bearer alpha-secret, or beta-secret");
     assert_eq!(
