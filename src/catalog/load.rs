@@ -145,6 +145,15 @@ impl Catalog {
                 &format!("{epath}.supported_parameters"),
             )?;
             let api = self.provider(provider).api;
+            // Gemini's model is a path segment: nothing that could end it or start a query.
+            if api == Api::Gemini
+                && !e.model.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(err(
+                    &format!("{epath}.model"),
+                    "a Gemini model name is [A-Za-z0-9._-] (it goes in the path)",
+                ));
+            }
             for (k, param) in e.supported_parameters.iter().flatten().enumerate() {
                 if api.unsupported_parameters().contains(&param.as_str()) {
                     return Err(err(

@@ -444,3 +444,80 @@ fn envoy_gateway_clusters_name_their_provider_by_its_httproute() {
         assert!(c.provider_by_cluster(other).is_none(), "{other}");
     }
 }
+
+/// The demo catalog with gamma's entry replaced by `gamma` (its members after the name).
+fn with_gamma(gamma: &str) -> String {
+    demo_json().replace(
+        r#"{"name": "gamma", "endpoint": "http://gamma.local"}"#,
+        &format!(r#"{{"name": "gamma", {gamma}}}"#),
+    )
+}
+
+#[test]
+fn native_providers_get_their_api_s_key_header_path_and_version() {
+    let env = |_: &str| Some("k".to_string());
+    let load = |gamma: &str| Catalog::parse(with_gamma(gamma).as_bytes(), Some(&env)).unwrap();
+    let c = load(r#""endpoint": "https://api.anthropic.com", "api": "anthropic", "api_key_env": "K""#);
+    let p = &c.providers[2];
+    assert_eq!(
+        (p.api, p.auth_header.as_str(), p.chat_path.as_str()),
+        (Api::Anthropic, "x-api-key", "/v1/messages")
+    );
+    assert_eq!(p.auth_value.as_ref().unwrap().expose(), "k", "no scheme");
+    assert_eq!(p.headers, [("anthropic-version".to_string(), "2023-06-01".to_string())]);
+    assert!(c.provider_header_names.iter().any(|n| n == "anthropic-version"), "other attempts remove it");
+    let c = load(
+        r#""endpoint": "https://api.anthropic.com", "api": "anthropic", "anthropic_version": "2024-01-01""#,
+    );
+    assert_eq!(c.providers[2].headers[0].1, "2024-01-01");
+    let c = load(
+        r#""endpoint": "https://generativelanguage.googleapis.com", "api": "gemini", "api_key_env": "K""#,
+    );
+    let p = &c.providers[2];
+    assert_eq!(
+        (p.api, p.auth_header.as_str(), p.chat_path.as_str()),
+        (Api::Gemini, "x-goog-api-key", "/v1beta/models/")
+    );
+    assert_eq!(
+        crate::wire::native::request_path(p, "gemini-2.5-flash", true),
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    );
+    assert_eq!(
+        crate::wire::native::request_path(p, "gemini-2.5-flash", false),
+        "/v1beta/models/gemini-2.5-flash:generateContent"
+    );
+    assert_eq!(demo().providers[2].api, Api::OpenAi, "the default");
+}
+
+#[test]
+fn a_native_provider_s_bad_fields_are_named() {
+    for (gamma, want) in [
+        (
+            r#""endpoint": "http://g", "api": "cohere""#,
+            "providers[2].api: must be \"openai\", \"anthropic\" or \"gemini\", not \"cohere\"",
+        ),
+        (
+            r#""endpoint": "http://g", "anthropic_version": "2023-06-01""#,
+            "providers[2].anthropic_version: is only for providers with \"api\": \"anthropic\"",
+        ),
+        (
+            r#""endpoint": "http://g", "api": "anthropic", "anthropic_version": "a\nb""#,
+            "providers[2].anthropic_version: is not a valid header value",
+        ),
+    ] {
+        assert_eq!(parse_err(&with_gamma(gamma)), want);
+    }
+    let json = with_gamma(r#""endpoint": "http://g", "api": "anthropic""#).replace(
+        r#"{"provider": "gamma", "model": "llama-g", "pricing": {"prompt": 1, "completion": 1}}"#,
+        r#"{"provider": "gamma", "model": "llama-g", "pricing": {"prompt": 1, "completion": 1}, "supported_parameters": ["tools", "seed"]}"#,
+    );
+    assert_eq!(
+        parse_err(&json),
+        "models[0].endpoints[0].supported_parameters[1]: the anthropic API has no \"seed\": its translation drops it"
+    );
+    let json = with_gamma(r#""endpoint": "http://g", "api": "gemini""#).replace("llama-g", "x/../y?z");
+    assert_eq!(
+        parse_err(&json),
+        "models[0].endpoints[0].model: a Gemini model name is [A-Za-z0-9._-] (it goes in the path)"
+    );
+}

@@ -311,6 +311,27 @@ impl HttpRole for super::downstream::Downstream {
     }
 }
 
+impl HttpRole for super::upstream::Upstream {
+    fn request_headers(&mut self, host: &mut FakeHost, _end_of_stream: bool) -> Flow {
+        self.on_request_headers(host)
+    }
+    fn request_body(&mut self, host: &mut FakeHost, size: usize, end_of_stream: bool) -> Flow {
+        self.on_request_body(host, size, end_of_stream)
+    }
+    fn request_trailers(&mut self, host: &mut FakeHost) -> Flow {
+        self.on_request_trailers(host)
+    }
+    fn response_headers(&mut self, host: &mut FakeHost, end_of_stream: bool) -> Flow {
+        self.on_response_headers(host, end_of_stream)
+    }
+    fn response_body(&mut self, host: &mut FakeHost, size: usize, end_of_stream: bool) -> Flow {
+        self.on_response_body(host, size, end_of_stream)
+    }
+    fn response_trailers(&mut self, host: &mut FakeHost) -> Flow {
+        self.on_response_trailers(host)
+    }
+}
+
 /// Sends a client's request through `role`: headers, then the body in `chunks` (buffered while the role
 /// pauses), ended by trailers when `trailers`. A local reply ends the request phase.
 pub fn send_request(

@@ -24,6 +24,8 @@ pub mod upstream;
 mod fake_host;
 #[cfg(test)]
 mod lifecycle_tests;
+#[cfg(test)]
+mod native_lifecycle_tests;
 
 use crate::catalog::{Catalog, EnvLookup};
 use downstream::Downstream;
