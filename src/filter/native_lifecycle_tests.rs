@@ -6,7 +6,7 @@ use super::downstream::Downstream;
 use super::fake_host::{
     get, headers, receive_response, send_request, set_header, FakeHost, HttpRole, Received, Sent,
 };
-use super::host::{Flow, TextAttribute};
+use super::host::TextAttribute;
 use super::{Role, Vm, DOWNSTREAM_ROOT_ID};
 use crate::catalog::tests::demo_json;
 use crate::catalog::Catalog;
