@@ -1,4 +1,5 @@
-//! A mock OpenAI-compatible LLM provider for tests and local demos.
+//! A mock LLM provider for tests and local demos: OpenAI-compatible, and also speaking Anthropic's
+//! Messages API and Google Gemini's `generateContent`, chosen by the request path.
 //!
 //! It is served by hyper (HTTP/1.1 with keep-alive: Envoy pools upstream connections and sends many
 //! requests on each) on a tokio runtime of its own, so its API stays blocking for the tests. Request
@@ -9,8 +10,25 @@
 //!   `x-mock-secret: internal`; it is gzip-compressed when the request's `accept-encoding` allows gzip;
 //!   with `"stream": true` it is an SSE stream of content events, a usage event, then `data: [DONE]`
 //!   (see [`MockProvider::set_stream_shape`] and [`MockProvider::hold_streams`]).
+//! * `POST .../v1/messages` is an Anthropic Messages request, recorded and answered by the same
+//!   behaviours: a `message` (JSON), or with `"stream": true` Anthropic's event stream (`message_start`,
+//!   `content_block_start`, `ping`, one `content_block_delta` per text chunk, `content_block_stop`,
+//!   `message_delta`, `message_stop`). With a non-empty `tools` array the message also calls the first
+//!   tool (`tool_use` block `toolu_mock_1`, input `{"x":1}`, `stop_reason: "tool_use"`). It carries
+//!   `anthropic-ratelimit-requests-remaining: 99`, `request-id: req_mock_<n>` and `x-mock-secret`.
+//! * `POST .../models/{model}:generateContent` is a Gemini request, answered with a
+//!   `GenerateContentResponse`; `POST .../models/{model}:streamGenerateContent?alt=sse` with a stream
+//!   of them (`data: {...}\r\n\r\n`, one per text chunk, cumulative `usageMetadata` on each,
+//!   `finishReason: "STOP"` on the last, no `[DONE]`). With a function declaration in `tools` the answer
+//!   also calls the first one (a `functionCall` part, args `{"x":1}`). Without `alt=sse` a stream
+//!   request is answered 400 (Gemini's JSON-array streaming is not served).
+//! * The answer's text is the same in all three APIs: "Hello from NAME", streamed as "Hello ", "from ",
+//!   NAME (or the chunks of [`MockProvider::set_stream_shape`]; the native APIs' whole answers then hold
+//!   the chunks' concatenation). Usage is 11 prompt and 7 completion tokens, plus the cache counts of
+//!   [`MockProvider::set_native_usage`] in the native APIs. Errors the mock makes up itself (invalid JSON,
+//!   [`Behavior::Flaky`]) are in the path's API's error shape.
 //! * Other `POST`s are answered 404 under [`Behavior::Ok`], or with the configured status under
-//!   [`Behavior::Status`].
+//!   [`Behavior::Status`] (and as an OpenAI completion under the other behaviours).
 //! * `GET` of any path answers 200 `{"ok":true}` (whatever the behaviour, so health checks keep
 //!   working).
 //! * Other methods answer 405; a malformed request gets 400 and the connection is closed.
@@ -18,6 +36,12 @@
 //! Two faults are not what an HTTP library will send, and are made underneath hyper, in [`MockIo`]:
 //! the trailer of [`Behavior::Trailers`] is written raw on the socket, and the cut of
 //! [`Behavior::Cut`] with `reset` waits until every event before it is on the wire.
+//!
+//! The transport (recording, behaviours, pacing, holds, cuts) is shared; what differs by API is only
+//! how an answer and an error are written, in the `anthropic` and `gemini` submodules.
+
+mod anthropic;
+mod gemini;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -60,7 +84,8 @@ pub const FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The usage block every completion reports.
 const USAGE_JSON: &str = r#"{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}"#;
 
-/// One request received on a `.../chat/completions` path.
+/// One completion request received: on a `.../chat/completions`, `.../v1/messages` (Anthropic) or
+/// `...:generateContent` / `...:streamGenerateContent` (Gemini) path.
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub method: String,
@@ -88,7 +113,8 @@ impl Recorded {
 /// How the mock answers `POST` requests.
 #[derive(Clone, Debug)]
 pub enum Behavior {
-    /// 200 completion (JSON, or SSE when the request body has "stream": true).
+    /// 200 completion in the path's API (JSON, or SSE when the request body has "stream": true, or for
+    /// Gemini when the path is `:streamGenerateContent`).
     Ok,
     /// Reply with this status, extra headers and body (e.g. 503, 429 + retry-after) to every request.
     /// (`GET` health probes still answer 200.) `content-type: application/json` is added unless
@@ -96,24 +122,44 @@ pub enum Behavior {
     Status { code: u16, headers: Vec<(String, String)>, body: String },
     /// Wait this long before answering as `Ok` (for per-attempt timeouts).
     Delay { ms: u64 },
-    /// Streams stop after this many events without `data: [DONE]`: ending the response cleanly, or with
-    /// `reset`, closing the connection mid-response (no terminating chunk). Non-streamed requests answer
-    /// as `Ok`.
+    /// Streams stop after this many events (counted as for [`Behavior::StreamError`]) without their end
+    /// (`data: [DONE]`, Anthropic's `message_stop`, or Gemini's `finishReason` event when the cut is
+    /// before it): ending the response cleanly, or with `reset`, closing the connection mid-response (no
+    /// terminating chunk). Non-streamed requests answer as `Ok`.
     Cut { after_events: usize, reset: bool },
     /// A non-streamed completion sent chunked and ended by a trailer (`x-mock-trailer: done`), as HTTP/2
-    /// providers may end theirs (Envoy passes HTTP/1 trailers on with `enable_trailers`).
+    /// providers may end theirs (Envoy passes HTTP/1 trailers on with `enable_trailers`). On a native
+    /// path, that API's whole answer (even to a stream request).
     Trailers,
     /// This status with headers, then a trailer and no body at all (chunked: only `0\r\n` and the
     /// trailer), as an HTTP/2 provider's HEADERS + trailing HEADERS: the filter sees no response body.
     TrailersOnly { code: u16 },
-    /// `percent` % of chat requests (0 to 100) answered with `code` and a JSON error, the others as `Ok`.
-    /// Deterministic and evenly spread: the n-th chat request under this behaviour (counting from 1)
+    /// `percent` % of completion requests (0 to 100) answered with `code` and a JSON error in the path's
+    /// API's shape, the others as `Ok`. Deterministic and evenly spread: the n-th completion request
+    /// under this behaviour (counting from 1, whatever its API)
     /// fails when ⌊n·percent/100⌋ grows, so 50 fails every other request (the 2nd, 4th, …) and 25 every
     /// fourth.
     Flaky { percent: u8, code: u16 },
     /// Answer as `Ok`, headers at once, then the body (a completion or an SSE stream) one byte every
     /// `interval_ms` (chunked): a provider that trickles its answer.
     Trickle { interval_ms: u64 },
+    /// Streams answer 200, send `after_events` events as under `Ok`, then the API's error event, and end
+    /// (cleanly, without the rest). Non-streamed requests answer as `Ok`. Events count as for `Cut`:
+    ///
+    /// * OpenAI: every `data:` event: the content chunks, the usage chunk, `[DONE]`. The error is
+    ///   `data: {"error":{"message":"Overloaded","code":502}}`.
+    /// * Anthropic: every event, `ping` included, in the order `message_start`, `content_block_start`,
+    ///   `ping`, the text deltas, `content_block_stop`, (with tools: `content_block_start`, 2
+    ///   `input_json_delta`s, `content_block_stop`), `message_delta`, `message_stop`. So 1 fails after
+    ///   `message_start` (no content block yet), 3 after `ping` (no text yet), 4 after the first text
+    ///   delta. The error is `event: error` with `{"type":"error","error":{"type":"overloaded_error",
+    ///   "message":"Overloaded"}}`.
+    /// * Gemini: every `data:` event: one per text chunk, then (with tools) the `functionCall` one; the
+    ///   last carries `finishReason`. The error is `data: {"error":{"code":503,"message":"The model is
+    ///   overloaded.","status":"UNAVAILABLE"}}`.
+    ///
+    /// `after_events` at or beyond the stream's length sends the whole stream and then the error.
+    StreamError { after_events: usize },
 }
 
 /// What [`MockProvider::hold_streams`] and [`MockProvider::release_stream`] set.
@@ -143,8 +189,12 @@ struct Shared {
     chunk_delay_us: AtomicU64,
     /// Chat requests received, recorded or not (see [`MockProvider::received`]).
     received: AtomicU64,
-    /// Chat requests answered under [`Behavior::Flaky`] so far.
+    /// Completion requests answered under [`Behavior::Flaky`] so far.
     flaky_seq: AtomicU64,
+    /// Prompt tokens read from the cache, in native usage (see [`MockProvider::set_native_usage`]).
+    cache_read: AtomicU64,
+    /// Prompt tokens written to the cache, in Anthropic's usage.
+    cache_write: AtomicU64,
 }
 
 /// Lock, ignoring poisoning (a panicking test thread must not wedge the mock).
@@ -198,6 +248,8 @@ impl MockProvider {
             chunk_delay_us: AtomicU64::new(0),
             received: AtomicU64::new(0),
             flaky_seq: AtomicU64::new(0),
+            cache_read: AtomicU64::new(0),
+            cache_write: AtomicU64::new(0),
         });
         runtime.spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(MockProvider { shared, port, runtime: Some(runtime) })
@@ -215,18 +267,19 @@ impl MockProvider {
         *lock(&self.shared.behavior) = b;
     }
 
-    /// Every chat request received, in order.
+    /// Every completion request received (chat, Anthropic, Gemini), in order.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.requests).clone()
     }
 
-    /// How many chat requests this mock has received since it started, whether or not it records them
+    /// How many completion requests (chat, Anthropic, Gemini) this mock has received since it started,
+    /// whether or not it records them
     /// (a count that costs no memory, for long runs under load).
     pub fn received(&self) -> u64 {
         self.shared.received.load(Ordering::Relaxed)
     }
 
-    /// Keep recording chat requests (the default) or not (a long-running mock, e.g. under load).
+    /// Keep recording completion requests (the default) or not (a long-running mock, e.g. under load).
     pub fn set_recording(&self, on: bool) {
         self.shared.record.store(on, Ordering::Relaxed);
         if !on {
@@ -235,10 +288,22 @@ impl MockProvider {
     }
 
     /// Shape of SSE streams: `chunks` content events (0 = the default "Hello ", "from ", name), each
-    /// event (usage and `[DONE]` included) preceded by a pause of `delay`.
+    /// event (usage and `[DONE]` included) preceded by a pause of `delay`. The same for the native
+    /// APIs' streams: `chunks` text deltas (Anthropic) or text events (Gemini), every event paced; their
+    /// whole answers hold the chunks' text, "token0 token1 ...".
     pub fn set_stream_shape(&self, chunks: usize, delay: Duration) {
         self.shared.stream_chunks.store(chunks as u64, Ordering::Relaxed);
         self.shared.chunk_delay_us.store(delay.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Cache counts in the native APIs' usage (both 0 by default), whole and streamed: Anthropic's
+    /// `cache_read_input_tokens` and `cache_creation_input_tokens` (beside `input_tokens: 11`, which
+    /// excludes them), Gemini's `cachedContentTokenCount` (omitted when 0; Gemini's `promptTokenCount`
+    /// includes it, so it becomes 11 + `cache_read`, and the total grows with it). Gemini reports no
+    /// cache writes: `cache_write` is Anthropic's only. OpenAI answers are unchanged.
+    pub fn set_native_usage(&self, cache_read: u64, cache_write: u64) {
+        self.shared.cache_read.store(cache_read, Ordering::Relaxed);
+        self.shared.cache_write.store(cache_write, Ordering::Relaxed);
     }
 
     /// Forget the recorded requests.
@@ -660,14 +725,83 @@ async fn read_body(body: &mut Incoming, buf: &mut Vec<u8>) -> Result<(), String>
     Ok(())
 }
 
+/// The API a completion request speaks, by its path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Api {
+    OpenAi,
+    Anthropic,
+    /// The model is the path's; `stream` for `:streamGenerateContent`, `sse` when the query has
+    /// `alt=sse`.
+    Gemini {
+        model: String,
+        stream: bool,
+        sse: bool,
+    },
+}
+
+impl Api {
+    /// The API of a completion request to `target` (path and query), `None` for any other path.
+    fn of(target: &str) -> Option<Api> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if path.ends_with("/chat/completions") {
+            return Some(Api::OpenAi);
+        }
+        if path.ends_with("/v1/messages") {
+            return Some(Api::Anthropic);
+        }
+        let (_, call) = path.rsplit_once("/models/")?;
+        let (model, method) = call.rsplit_once(':')?;
+        let stream = match method {
+            "generateContent" => false,
+            "streamGenerateContent" => true,
+            _ => return None,
+        };
+        if model.is_empty() || model.contains('/') {
+            return None;
+        }
+        let sse = query.split('&').any(|p| p == "alt=sse");
+        Some(Api::Gemini { model: model.to_string(), stream, sse })
+    }
+
+    /// An error body in this API's shape (`openai_kind` is the OpenAI error's `type`).
+    fn error_body(&self, code: u16, message: &str, openai_kind: &str) -> String {
+        match self {
+            Api::OpenAi => error_json(message, openai_kind),
+            Api::Anthropic => anthropic::error_body(code, message),
+            Api::Gemini { .. } => gemini::error_body(code, message),
+        }
+    }
+
+    /// The event [`Behavior::StreamError`] ends a stream with.
+    fn stream_error(&self) -> &'static str {
+        match self {
+            Api::OpenAi => "data: {\"error\":{\"message\":\"Overloaded\",\"code\":502}}\n\n",
+            Api::Anthropic => anthropic::STREAM_ERROR,
+            Api::Gemini { .. } => gemini::STREAM_ERROR,
+        }
+    }
+}
+
+/// How a stream ends (non-streamed answers are whole whatever this says).
+#[derive(Clone, Copy, Debug)]
+enum End {
+    /// All its events.
+    Whole,
+    /// See [`Behavior::Cut`].
+    Cut { after: usize, reset: bool },
+    /// See [`Behavior::StreamError`].
+    Error { after: usize },
+}
+
 /// The answer to a POST, by the current behaviour.
 async fn answer(req: &Req, shared: &Arc<Shared>, ctl: &Arc<ConnCtl>) -> Response<MockBody> {
     let path = req.target.split('?').next().unwrap_or("");
-    let is_chat = path.ends_with("/chat/completions");
-    if is_chat {
+    let api = Api::of(&req.target);
+    let known = api.is_some();
+    if known {
         shared.received.fetch_add(1, Ordering::Relaxed);
     }
-    if is_chat && shared.record.load(Ordering::Relaxed) {
+    if known && shared.record.load(Ordering::Relaxed) {
         lock(&shared.requests).push(Recorded {
             method: req.method.clone(),
             path: req.target.clone(),
@@ -675,36 +809,40 @@ async fn answer(req: &Req, shared: &Arc<Shared>, ctl: &Arc<ConnCtl>) -> Response
             body: req.body.clone(),
         });
     }
+    // Other paths, under the behaviours that answer them, get an OpenAI completion.
+    let api = api.unwrap_or(Api::OpenAi);
     let behavior = lock(&shared.behavior).clone();
     match behavior {
         Behavior::Status { code, headers, body } => response(code, &headers, body),
-        Behavior::Ok if !is_chat => {
+        Behavior::Ok if !known => {
             response(404, &[], error_json(&format!("no route for {path}"), "not_found"))
         }
-        Behavior::Ok => complete(req, shared, ctl, None),
-        Behavior::Trailers => complete_with_trailer(req, shared, ctl),
+        Behavior::Ok => complete(req, shared, ctl, &api, End::Whole),
+        Behavior::Trailers => complete_with_trailer(req, shared, ctl, &api),
         Behavior::TrailersOnly { code } => raw_with_trailer(req, ctl, code, ""),
-        Behavior::Cut { after_events, reset } => complete(req, shared, ctl, Some((after_events, reset))),
+        Behavior::Cut { after_events, reset } => {
+            complete(req, shared, ctl, &api, End::Cut { after: after_events, reset })
+        }
+        Behavior::StreamError { after_events } => {
+            complete(req, shared, ctl, &api, End::Error { after: after_events })
+        }
         Behavior::Delay { ms } => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            complete(req, shared, ctl, None)
+            complete(req, shared, ctl, &api, End::Whole)
         }
-        Behavior::Flaky { percent, code } if is_chat => {
+        Behavior::Flaky { percent, code } if known => {
             let p = u64::from(percent.min(100));
             let n = shared.flaky_seq.fetch_add(1, Ordering::Relaxed) + 1;
             if n * p / 100 > (n - 1) * p / 100 {
-                response(
-                    code,
-                    &[],
-                    error_json(&format!("mock: flaky failure (status {code})"), "server_error"),
-                )
+                let message = format!("mock: flaky failure (status {code})");
+                response(code, &[], api.error_body(code, &message, "server_error"))
             } else {
-                complete(req, shared, ctl, None)
+                complete(req, shared, ctl, &api, End::Whole)
             }
         }
-        Behavior::Flaky { .. } => complete(req, shared, ctl, None),
+        Behavior::Flaky { .. } => complete(req, shared, ctl, &api, End::Whole),
         Behavior::Trickle { interval_ms } => {
-            let (head, body) = complete(req, shared, ctl, None).into_parts();
+            let (head, body) = complete(req, shared, ctl, &api, End::Whole).into_parts();
             let trickle = Trickle {
                 inner: Box::new(body),
                 pending: Bytes::new(),
@@ -717,7 +855,16 @@ async fn answer(req: &Req, shared: &Arc<Shared>, ctl: &Arc<ConnCtl>) -> Response
 }
 
 /// See [`Behavior::Trailers`] and [`MockIo`]: the response goes on the wire raw, hyper's is dropped.
-fn complete_with_trailer(req: &Req, shared: &Shared, ctl: &ConnCtl) -> Response<MockBody> {
+/// A native request gets its API's whole answer (a stream request too).
+fn complete_with_trailer(req: &Req, shared: &Shared, ctl: &ConnCtl, api: &Api) -> Response<MockBody> {
+    if *api != Api::OpenAi {
+        let ask = match Ask::parse(req, shared, api) {
+            Ok(ask) => Ask { stream: false, ..ask },
+            Err(body) => return response(400, &[], body),
+        };
+        let (_, body) = native_answer(&ask, api);
+        return raw_with_trailer(req, ctl, 200, &body.concat());
+    }
     let content = js(&format!("Hello from {}", shared.name));
     let body = format!(
         r#"{{"id":"chatcmpl-trailer","object":"chat.completion","created":{},"model":"native","choices":[{{"index":0,"message":{{"role":"assistant","content":{content}}},"finish_reason":"stop"}}],"usage":{USAGE_JSON}}}"#,
@@ -749,50 +896,123 @@ fn raw_with_trailer(req: &Req, ctl: &ConnCtl, code: u16, body: &str) -> Response
     response(200, &[], Bytes::new())
 }
 
-/// A completion: JSON (gzip when accepted), or an SSE stream, cut as `cut` says.
-fn complete(
-    req: &Req,
-    shared: &Arc<Shared>,
-    ctl: &Arc<ConnCtl>,
-    cut: Option<(usize, bool)>,
-) -> Response<MockBody> {
-    // Only the two fields the answer depends on: the rest is validated but never built (a 1 MB
-    // conversation parsed into a `Value` made the mock slower than Envoy under the benchmark).
-    #[derive(serde::Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow, default)]
-        model: Option<std::borrow::Cow<'a, str>>,
-        #[serde(default)]
-        stream: Option<serde_json::Value>,
+/// What the answer builders know of a request.
+struct Ask {
+    /// The answer's number (for its ids), counting from 1 across the mock's answers.
+    n: u64,
+    /// The request's model (Gemini: the path's), "unknown" if it has none.
+    model: String,
+    stream: bool,
+    /// The request's `tools`, native APIs only.
+    tools: Option<serde_json::Value>,
+    /// The text, in the chunks a stream sends it in.
+    deltas: Vec<String>,
+    /// See [`MockProvider::set_native_usage`].
+    cache_read: u64,
+    cache_write: u64,
+}
+
+impl Ask {
+    /// The request's body read for `api`, or the body of the 400 answer to one that is not JSON.
+    fn parse(req: &Req, shared: &Shared, api: &Api) -> Result<Ask, String> {
+        // Only the fields the answer depends on: the rest is validated but never built (a 1 MB
+        // conversation parsed into a `Value` made the mock slower than Envoy under the benchmark).
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow, default)]
+            model: Option<std::borrow::Cow<'a, str>>,
+            #[serde(default)]
+            stream: Option<serde_json::Value>,
+            #[serde(borrow, default)]
+            tools: Option<&'a serde_json::value::RawValue>,
+        }
+        let native = *api != Api::OpenAi;
+        let (model, stream, tools) = match serde_json::from_slice::<Head>(&req.body) {
+            Ok(h) => (
+                h.model.map(|m| m.into_owned()),
+                h.stream,
+                h.tools.filter(|_| native).and_then(|t| serde_json::from_str(t.get()).ok()),
+            ),
+            // Not an object, a duplicate key, `model` not a string: what the full parse makes of it.
+            Err(_) => match serde_json::from_slice::<serde_json::Value>(&req.body) {
+                Ok(json) => (
+                    json.get("model").and_then(|m| m.as_str()).map(str::to_string),
+                    json.get("stream").cloned(),
+                    json.get("tools").filter(|_| native).cloned(),
+                ),
+                Err(_) => {
+                    return Err(api.error_body(
+                        400,
+                        "request body is not valid JSON",
+                        "invalid_request_error",
+                    ));
+                }
+            },
+        };
+        let (model, stream) = match api {
+            Api::Gemini { model, stream, .. } => (model.clone(), *stream),
+            _ => (
+                model.unwrap_or_else(|| "unknown".to_string()),
+                stream.as_ref().and_then(|s| s.as_bool()) == Some(true),
+            ),
+        };
+        Ok(Ask {
+            n: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            model,
+            stream,
+            tools,
+            deltas: text_deltas(shared),
+            cache_read: shared.cache_read.load(Ordering::Relaxed),
+            cache_write: shared.cache_write.load(Ordering::Relaxed),
+        })
     }
-    let (model, stream) = match serde_json::from_slice::<Head>(&req.body) {
-        Ok(h) => (h.model.map(|m| m.into_owned()), h.stream),
-        // Not an object, a duplicate key, `model` not a string: what the full parse makes of it.
-        Err(_) => match serde_json::from_slice::<serde_json::Value>(&req.body) {
-            Ok(json) => {
-                (json.get("model").and_then(|m| m.as_str()).map(str::to_string), json.get("stream").cloned())
-            }
-            Err(_) => {
-                let body = error_json("request body is not valid JSON", "invalid_request_error");
-                return response(400, &[], body);
-            }
-        },
+
+    /// The text of a whole answer: the deltas' concatenation.
+    fn text(&self) -> String {
+        self.deltas.concat()
+    }
+}
+
+/// A stream's text chunks: "Hello ", "from ", the mock's name; or those of `set_stream_shape`.
+fn text_deltas(shared: &Shared) -> Vec<String> {
+    match shared.stream_chunks.load(Ordering::Relaxed) as usize {
+        0 => vec!["Hello ".to_string(), "from ".to_string(), shared.name.clone()],
+        chunks => (0..chunks).map(|i| format!("token{i} ")).collect(),
+    }
+}
+
+/// A native API's answer: its extra headers, and the whole body (one part) or the stream's events.
+fn native_answer(ask: &Ask, api: &Api) -> (Vec<(String, String)>, Vec<String>) {
+    match api {
+        Api::Anthropic => anthropic::answer(ask),
+        _ => (Vec::new(), gemini::answer(ask)),
+    }
+}
+
+/// A completion in the path's API: JSON (gzip when accepted), or an SSE stream ended as `end` says.
+fn complete(req: &Req, shared: &Arc<Shared>, ctl: &Arc<ConnCtl>, api: &Api, end: End) -> Response<MockBody> {
+    let ask = match Ask::parse(req, shared, api) {
+        Ok(ask) => ask,
+        Err(body) => return response(400, &[], body),
     };
-    let model = model.as_deref().unwrap_or("unknown");
-    let stream = stream.as_ref().and_then(|s| s.as_bool()) == Some(true);
-    let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let id = js(&format!("chatcmpl-mock-{n}"));
-    let created = unix_secs();
-    let model = js(model);
-    let mut headers = vec![
-        ("x-ratelimit-remaining-requests".to_string(), "99".to_string()),
-        ("x-mock-secret".to_string(), "internal".to_string()),
-    ];
-    if !stream {
-        let content = js(&format!("Hello from {}", shared.name));
-        let body = format!(
-            r#"{{"id":{id},"object":"chat.completion","created":{created},"model":{model},"system_fingerprint":null,"choices":[{{"index":0,"message":{{"role":"assistant","content":{content}}},"finish_reason":"stop"}}],"usage":{USAGE_JSON}}}"#
-        );
+    if let Api::Gemini { stream: true, sse: false, .. } = api {
+        let message = "mock: streamGenerateContent is served as SSE only (add ?alt=sse)";
+        return response(400, &[], api.error_body(400, message, ""));
+    }
+    let mut headers = match api {
+        Api::OpenAi => vec![("x-ratelimit-remaining-requests".to_string(), "99".to_string())],
+        _ => Vec::new(),
+    };
+    headers.push(("x-mock-secret".to_string(), "internal".to_string()));
+    let events = if *api == Api::OpenAi {
+        openai_answer(&ask, shared)
+    } else {
+        let (extra, events) = native_answer(&ask, api);
+        headers.extend(extra);
+        events
+    };
+    if !ask.stream {
+        let body = events.concat();
         // Like real providers, compress when the client allows it (usage then hides inside gzip).
         if req.accepts_gzip() {
             headers.push(("content-encoding".to_string(), "gzip".to_string()));
@@ -800,27 +1020,16 @@ fn complete(
         }
         return response(200, &headers, body);
     }
-
-    let chunk = |delta: &str, finish: &str| {
-        format!(
-            r#"data: {{"id":{id},"object":"chat.completion.chunk","created":{created},"model":{model},"choices":[{{"index":0,"delta":{{"content":{}}},"finish_reason":{finish}}}]}}"#,
-            js(delta)
-        ) + "\n\n"
+    let mut events = events;
+    let cut = match end {
+        End::Whole => None,
+        End::Cut { after, reset } => Some((after, reset)),
+        End::Error { after } => {
+            events.truncate(after);
+            events.push(api.stream_error().to_string());
+            None
+        }
     };
-    let chunks = shared.stream_chunks.load(Ordering::Relaxed) as usize;
-    let mut events = if chunks == 0 {
-        vec![chunk("Hello ", "null"), chunk("from ", "null"), chunk(&shared.name, r#""stop""#)]
-    } else {
-        (0..chunks)
-            .map(|i| chunk(&format!("token{i} "), if i + 1 == chunks { r#""stop""# } else { "null" }))
-            .collect()
-    };
-    events.extend([
-        format!(
-            r#"data: {{"id":{id},"object":"chat.completion.chunk","created":{created},"model":{model},"choices":[],"usage":{USAGE_JSON}}}"#
-        ) + "\n\n",
-        "data: [DONE]\n\n".to_string(),
-    ]);
     let delay = Duration::from_micros(shared.chunk_delay_us.load(Ordering::Relaxed));
     // Decided before event 1 is sent, so a release that follows the client reading event 1 is never
     // missed, and the stream counts as held by then.
@@ -838,6 +1047,39 @@ fn complete(
     let mut resp = response(200, &headers, Bytes::new());
     *resp.body_mut() = MockBody::Events(Events { rx, ctl: Arc::clone(ctl), reset_after: None });
     resp
+}
+
+/// An OpenAI chat completion: the whole body (one part), or the stream's events.
+fn openai_answer(ask: &Ask, shared: &Shared) -> Vec<String> {
+    let id = js(&format!("chatcmpl-mock-{}", ask.n));
+    let created = unix_secs();
+    let model = js(&ask.model);
+    if !ask.stream {
+        let content = js(&format!("Hello from {}", shared.name));
+        return vec![format!(
+            r#"{{"id":{id},"object":"chat.completion","created":{created},"model":{model},"system_fingerprint":null,"choices":[{{"index":0,"message":{{"role":"assistant","content":{content}}},"finish_reason":"stop"}}],"usage":{USAGE_JSON}}}"#
+        )];
+    }
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            r#"data: {{"id":{id},"object":"chat.completion.chunk","created":{created},"model":{model},"choices":[{{"index":0,"delta":{{"content":{}}},"finish_reason":{finish}}}]}}"#,
+            js(delta)
+        ) + "\n\n"
+    };
+    let last = ask.deltas.len().saturating_sub(1);
+    let mut events: Vec<String> = ask
+        .deltas
+        .iter()
+        .enumerate()
+        .map(|(i, d)| chunk(d, if i == last { r#""stop""# } else { "null" }))
+        .collect();
+    events.extend([
+        format!(
+            r#"data: {{"id":{id},"object":"chat.completion.chunk","created":{created},"model":{model},"choices":[],"usage":{USAGE_JSON}}}"#
+        ) + "\n\n",
+        "data: [DONE]\n\n".to_string(),
+    ]);
+    events
 }
 
 /// What a stream's producer does, in order.

@@ -616,7 +616,11 @@ fn mock_provider_binary() {
     }
     let out = Command::new(bin).arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--chunk-delay-ms"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--chunk-delay-ms"), "{help}");
+    for path in ["/chat/completions", "/v1/messages", ":generateContent", ":streamGenerateContent?alt=sse"] {
+        assert!(help.contains(path), "{path} in {help}");
+    }
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! `mock-provider --port N --name NAME [--status CODE] [--chunks N] [--chunk-delay-ms MS]`: a mock
-//! OpenAI-compatible provider on 127.0.0.1:N (0 = any free port) that runs until killed. It prints
+//! provider on 127.0.0.1:N (0 = any free port) that runs until killed: OpenAI-compatible
+//! (`.../chat/completions`), Anthropic (`.../v1/messages`) and Gemini (`.../models/M:generateContent`,
+//! `...:streamGenerateContent?alt=sse`), by path. It prints
 //! `mock-provider NAME listening on 127.0.0.1:PORT` once it listens (scripts/bench reads the port there).
 //! Requests are not recorded (nothing out of process could read them; a long run would only grow).
 
@@ -11,7 +13,14 @@ use clap::Parser;
 use llm_router_testkit::mock::{Behavior, MockProvider};
 
 #[derive(Parser, Debug)]
-#[command(name = "mock-provider", about = "A mock OpenAI-compatible provider on 127.0.0.1, until killed")]
+#[command(
+    name = "mock-provider",
+    about = "A mock LLM provider on 127.0.0.1, until killed",
+    long_about = "A mock LLM provider on 127.0.0.1, until killed. It answers by path: \
+                  POST .../chat/completions (OpenAI-compatible), POST .../v1/messages (Anthropic), \
+                  POST .../models/MODEL:generateContent and \
+                  .../models/MODEL:streamGenerateContent?alt=sse (Gemini); GET of any path answers 200."
+)]
 struct Args {
     /// Port on 127.0.0.1 (0 = any free port).
     #[arg(long)]
@@ -19,7 +28,7 @@ struct Args {
     /// The provider's name (it answers "Hello from NAME").
     #[arg(long)]
     name: String,
-    /// Answer every POST with this status and a JSON error body.
+    /// Answer every POST with this status and a JSON error body (OpenAI's shape, whatever the path).
     #[arg(long, value_parser = clap::value_parser!(u16).range(100..=999))]
     status: Option<u16>,
     /// Content events per stream (default: the mock's 3).
