@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod chat_request;
 pub mod error;
+pub mod gemini;
 pub mod headers;
 pub mod json;
 pub mod native;

@@ -2,13 +2,16 @@
 //! ([`translate_request`], [`request_path`]), an answer's stream translated back ([`NativeStream`]), the
 //! gate that holds a stream until it is known to be content or a failure ([`StreamGate`]), and what the
 //! APIs share on the way back: an error they reported ([`ProviderError`]) and what a stream translator
-//! hands its caller per chunk ([`Step`]).
+//! hands its caller per chunk ([`Step`]), and the OpenRouter `usage` object written for a translated
+//! answer ([`push_usage`]).
 
-use super::anthropic;
 use super::chat_request::ChatRequest;
 use super::error::ApiError;
 use super::response::{Accounted, Served};
+use super::{anthropic, gemini};
 use crate::catalog::{Api, Provider};
+use crate::wire::text::push_u64;
+use crate::wire::usage::{push_cost_details, push_usd, push_usd_u64, Cost, Usage};
 
 /// `max_tokens` for a request that sets none, sent to an API that requires one (Anthropic), when the
 /// endpoint declares no `max_completion_tokens`.
@@ -26,7 +29,7 @@ pub fn translate_request(
     let default_max_tokens = max_completion_tokens.filter(|n| *n > 0).unwrap_or(DEFAULT_MAX_TOKENS);
     match api {
         Api::Anthropic => anthropic::request::to_anthropic(req, model, default_max_tokens),
-        Api::Gemini => Err(ApiError::InvalidRequest("Gemini translation is not built yet".into())),
+        Api::Gemini => gemini::request::to_gemini(req, default_max_tokens),
         Api::OpenAi => Ok(req.body.as_bytes().to_vec()),
     }
 }
@@ -41,9 +44,8 @@ pub fn translate_completion(
 ) -> Result<(Vec<u8>, Accounted), ApiError> {
     match api {
         Api::Anthropic => anthropic::response::to_completion(body, served, created),
-        Api::Gemini | Api::OpenAi => {
-            Err(ApiError::BadGateway("The provider's answer could not be read".into()))
-        }
+        Api::Gemini => gemini::response::to_completion(body, served, created),
+        Api::OpenAi => Err(ApiError::BadGateway("The provider's answer could not be read".into())),
     }
 }
 
@@ -51,7 +53,8 @@ pub fn translate_completion(
 pub fn error_message(api: Api, status: u16, body: &[u8]) -> Option<String> {
     let e = match api {
         Api::Anthropic => anthropic::response::parse_error(Some(status), body),
-        Api::Gemini | Api::OpenAi => return None,
+        Api::Gemini => gemini::response::parse_error(Some(status), body),
+        Api::OpenAi => return None,
     };
     Some(e.message).filter(|m| !m.is_empty())
 }
@@ -76,6 +79,8 @@ pub fn request_path(p: &Provider, model: &str, stream: bool) -> String {
 pub enum NativeStream {
     /// Anthropic's Messages events.
     Anthropic(anthropic::stream::StreamTranslator),
+    /// Gemini's `alt=sse` stream of `GenerateContentResponse`s.
+    Gemini(gemini::stream::StreamTranslator),
 }
 
 impl NativeStream {
@@ -87,7 +92,11 @@ impl NativeStream {
                 let t = anthropic::stream::StreamTranslator::new(served, created);
                 Some(NativeStream::Anthropic(if failover { t } else { t.without_failover() }))
             }
-            Api::Gemini | Api::OpenAi => None,
+            Api::Gemini => {
+                let t = gemini::stream::StreamTranslator::new(served, created);
+                Some(NativeStream::Gemini(if failover { t } else { t.without_failover() }))
+            }
+            Api::OpenAi => None,
         }
     }
 
@@ -95,6 +104,7 @@ impl NativeStream {
     pub fn feed(&mut self, input: &[u8]) -> Step<'_> {
         match self {
             NativeStream::Anthropic(t) => t.feed(input),
+            NativeStream::Gemini(t) => t.feed(input),
         }
     }
 
@@ -102,6 +112,7 @@ impl NativeStream {
     pub fn finish(&mut self) -> Step<'_> {
         match self {
             NativeStream::Anthropic(t) => t.finish(),
+            NativeStream::Gemini(t) => t.finish(),
         }
     }
 
@@ -109,6 +120,7 @@ impl NativeStream {
     pub fn accounted(&self) -> Accounted {
         match self {
             NativeStream::Anthropic(t) => t.accounted(),
+            NativeStream::Gemini(t) => t.accounted(),
         }
     }
 
@@ -116,6 +128,7 @@ impl NativeStream {
     pub fn served(&self) -> &Served {
         match self {
             NativeStream::Anthropic(t) => t.served(),
+            NativeStream::Gemini(t) => t.served(),
         }
     }
 
@@ -123,6 +136,7 @@ impl NativeStream {
     pub fn content_chunks(&self) -> u64 {
         match self {
             NativeStream::Anthropic(t) => t.content_chunks(),
+            NativeStream::Gemini(t) => t.content_chunks(),
         }
     }
 }
@@ -255,4 +269,34 @@ impl ProviderError {
     pub fn retriable(&self) -> bool {
         matches!(self.status, 401 | 403 | 408 | 429) || self.status >= 500
     }
+}
+
+/// Appends OpenRouter's `usage` object: OpenAI's counts (`prompt_tokens_details.cached_tokens` and
+/// `.cache_write_tokens`; `completion_tokens_details.reasoning_tokens` when the API counted reasoning
+/// apart, as Gemini does, so an unknown count is never shown as 0) and, given its cost, `cost`,
+/// `cost_details`, `cache_discount` and `is_byok` (the same members the OpenAI response rewrite adds).
+pub fn push_usage(out: &mut String, usage: &Usage, cost: &Cost) {
+    out.push_str("{\"prompt_tokens\":");
+    push_u64(out, usage.prompt_tokens);
+    out.push_str(",\"completion_tokens\":");
+    push_u64(out, usage.completion_tokens);
+    out.push_str(",\"total_tokens\":");
+    push_u64(out, usage.prompt_tokens.saturating_add(usage.completion_tokens));
+    out.push_str(",\"prompt_tokens_details\":{\"cached_tokens\":");
+    push_u64(out, usage.cached_tokens);
+    out.push_str(",\"cache_write_tokens\":");
+    push_u64(out, usage.cache_write_tokens);
+    out.push('}');
+    if usage.reasoning_tokens > 0 {
+        out.push_str(",\"completion_tokens_details\":{\"reasoning_tokens\":");
+        push_u64(out, usage.reasoning_tokens);
+        out.push('}');
+    }
+    out.push_str(",\"cost\":");
+    push_usd_u64(out, cost.total_nano);
+    out.push_str(",\"cost_details\":");
+    push_cost_details(out, cost);
+    out.push_str(",\"cache_discount\":");
+    push_usd(out, cost.cache_discount_nano);
+    out.push_str(",\"is_byok\":false}");
 }

@@ -7,15 +7,14 @@
 //! fallback across APIs come next).
 //!
 //! Shared here: Anthropic's usage counts and how they become OpenAI's ([`AnthropicUsage`]), the
-//! `stop_reason` mapping ([`finish_reason`]) and the OpenRouter `usage` object with its cost
-//! ([`push_usage`]).
+//! `stop_reason` mapping ([`finish_reason`]); the OpenRouter `usage` object with its cost ([`push_usage`])
+//! is shared with Gemini in [`crate::wire::native`].
 
 pub mod request;
 pub mod response;
 pub mod stream;
 
-use crate::wire::text::push_u64;
-use crate::wire::usage::{push_cost_details, push_usd, push_usd_u64, Cost, Usage};
+use crate::wire::usage::Usage;
 use serde::Deserialize;
 
 /// Anthropic's `usage` object (a message's, `message_start`'s or `message_delta`'s). Counts are
@@ -79,28 +78,7 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
     }
 }
 
-/// Appends OpenRouter's `usage` object: OpenAI's counts (`prompt_tokens_details.cached_tokens` and
-/// `.cache_write_tokens`) and, given its cost, `cost`, `cost_details`, `cache_discount` and `is_byok`
-/// (the same members the OpenAI response rewrite adds).
-pub fn push_usage(out: &mut String, usage: &Usage, cost: &Cost) {
-    out.push_str("{\"prompt_tokens\":");
-    push_u64(out, usage.prompt_tokens);
-    out.push_str(",\"completion_tokens\":");
-    push_u64(out, usage.completion_tokens);
-    out.push_str(",\"total_tokens\":");
-    push_u64(out, usage.prompt_tokens.saturating_add(usage.completion_tokens));
-    out.push_str(",\"prompt_tokens_details\":{\"cached_tokens\":");
-    push_u64(out, usage.cached_tokens);
-    out.push_str(",\"cache_write_tokens\":");
-    push_u64(out, usage.cache_write_tokens);
-    out.push_str("},\"cost\":");
-    push_usd_u64(out, cost.total_nano);
-    out.push_str(",\"cost_details\":");
-    push_cost_details(out, cost);
-    out.push_str(",\"cache_discount\":");
-    push_usd(out, cost.cache_discount_nano);
-    out.push_str(",\"is_byok\":false}");
-}
+pub use crate::wire::native::push_usage;
 
 #[cfg(test)]
 #[path = "fixture_tests.rs"]

@@ -352,6 +352,22 @@ fn response_schema<'a>(req: &ChatRequest<'a>) -> Result<Option<&'a str>, ApiErro
     }
 }
 
+/// The share of the completion budget (`max_tokens`) an OpenRouter reasoning effort gives to thinking:
+/// max 0.95, xhigh 0.9, high 0.8, medium 0.5, low 0.2, minimal 0.1, as OpenRouter documents; `None` for
+/// any other word (`none` included: it asks for no thinking, which callers check first). Shared with
+/// Gemini's `thinkingBudget`.
+pub fn effort_share(effort: &str) -> Option<f64> {
+    match effort {
+        "max" => Some(0.95),
+        "xhigh" => Some(0.9),
+        "high" => Some(0.8),
+        "medium" => Some(0.5),
+        "low" => Some(0.2),
+        "minimal" => Some(0.1),
+        _ => None,
+    }
+}
+
 /// The thinking budget `reasoning` / `reasoning_effort` ask for, given `max_tokens`.
 fn thinking(req: &ChatRequest<'_>, max_tokens: u64) -> Result<Option<u64>, ApiError> {
     #[derive(Deserialize, Default)]
@@ -383,18 +399,12 @@ fn thinking(req: &ChatRequest<'_>, max_tokens: u64) -> Result<Option<u64>, ApiEr
         return Ok(Some(budget.max(MIN_THINKING_BUDGET)));
     }
     let share = match effort.as_deref() {
-        Some("max") => 0.95,
-        Some("xhigh") => 0.9,
-        Some("high") => 0.8,
-        Some("medium") => 0.5,
-        Some("low") => 0.2,
-        Some("minimal") => 0.1,
-        Some(other) => {
-            return Err(invalid(&format!(
+        Some(e) => effort_share(e).ok_or_else(|| {
+            invalid(&format!(
                 "\"reasoning_effort\" must be none, minimal, low, medium, high, xhigh or max (got \"{}\")",
-                crate::wire::text::truncated(other, 40)
-            )))
-        }
+                crate::wire::text::truncated(e, 40)
+            ))
+        })?,
         None if reasoning.enabled == Some(true) => 0.5,
         None => return Ok(None),
     };
