@@ -6,21 +6,10 @@
 mod common;
 
 use common::http::open_stream;
-use common::router::{catalog, provider, provider_key, Router, CLIENT_KEY};
+use common::router::{catalog, native_provider, provider, provider_key, Router, CLIENT_KEY};
 use common::schema::assert_valid;
 use llm_router_testkit::mock::{Behavior, MockProvider};
 use serde_json::{json, Value};
-
-/// A native provider on a mock: its base URL, its API, its key in `<NAME>_API_KEY`.
-fn native(name: &str, port: u16, api: &str) -> Value {
-    json!({
-        "name": name,
-        "display_name": format!("Provider {}", name.to_uppercase()),
-        "endpoint": format!("http://127.0.0.1:{port}"),
-        "api": api,
-        "api_key_env": format!("{}_API_KEY", name.to_uppercase()),
-    })
-}
 
 /// Prices per million tokens: the OpenAI provider $1/$2, Anthropic $3/$15 (cache read $0.30, write
 /// $3.75), Gemini $0.5/$4. The mocks report 11 prompt and 7 completion tokens.
@@ -36,8 +25,8 @@ fn router() -> Router {
     let c = catalog(
         vec![
             provider("oai", oai.port()),
-            native("ant", ant.port(), "anthropic"),
-            native("gem", gem.port(), "gemini"),
+            native_provider("ant", ant.port(), "anthropic"),
+            native_provider("gem", gem.port(), "gemini"),
         ],
         vec![json!({"id": "test/m", "endpoints": [
             {"provider": "oai", "model": "m-oai", "pricing": {"prompt": 1, "completion": 2}},

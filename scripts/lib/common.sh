@@ -85,6 +85,31 @@ venv_envoy() {
   echo "$bin"
 }
 
+# The OpenAI Python SDK that tests/sdk.rs drives the router with (PyPI's openai, pinned).
+OPENAI_SDK_VERSION=3.63.0
+
+# ensure_openai_sdk: PyPI's openai==$OPENAI_SDK_VERSION in <repo>/.venv/sdk (installed once, serialised
+# like venv_envoy); exports LLM_ROUTER_SDK_PYTHON, that venv's python.
+ensure_openai_sdk() {
+  local venv py
+  venv="$(repo_root)/.venv/sdk"
+  py="$venv/bin/python"
+  mkdir -p "$(dirname "$venv")"
+  (
+    # Serialise concurrent first runs.
+    flock 9
+    if [[ $("$py" -c 'import openai; print(openai.__version__)' 2>/dev/null) != "$OPENAI_SDK_VERSION" ]]; then
+      log "installing the OpenAI Python SDK $OPENAI_SDK_VERSION from PyPI (openai) into $venv"
+      rm -rf "$venv"
+      python3 -m venv "$venv" >&2 ||
+        die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
+      "$py" -m pip install --quiet --disable-pip-version-check "openai==$OPENAI_SDK_VERSION" >&2 ||
+        die "pip install openai==$OPENAI_SDK_VERSION failed"
+    fi
+  ) 9>"$venv.lock" || return 1
+  export LLM_ROUTER_SDK_PYTHON="$py"
+}
+
 # ensure_envoy: prints the path of an Envoy 1.40.x binary and exports ENVOY_BIN.
 # Call it as `ensure_envoy >/dev/null` to keep the export in the current shell.
 ensure_envoy() {

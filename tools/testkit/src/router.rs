@@ -87,6 +87,18 @@ pub fn provider(name: &str, port: u16) -> Value {
     })
 }
 
+/// A native provider entry for a mock (`api`: `anthropic` or `gemini`): its base URL
+/// `http://127.0.0.1:<port>` (the API's own paths follow), key in `<NAME>_API_KEY`.
+pub fn native_provider(name: &str, port: u16, api: &str) -> Value {
+    json!({
+        "name": name,
+        "display_name": format!("Provider {}", name.to_uppercase()),
+        "endpoint": format!("http://127.0.0.1:{port}"),
+        "api": api,
+        "api_key_env": format!("{}_API_KEY", name.to_uppercase()),
+    })
+}
+
 /// An endpoint of a model on `provider` with a native name `<model>@<provider>` and a price.
 pub fn endpoint(provider: &str, native: &str, price: f64) -> Value {
     json!({"provider": provider, "model": native, "pricing": {"prompt": price, "completion": price}})
