@@ -384,10 +384,10 @@ fn mid_stream_error(c: &Cases) {
         }
         // Anthropic's and Gemini's error events, as OpenRouter's typed error chunk, the stream's last.
         let (code, native, error_type) = match p {
-            "ant" => (529, "overloaded_error): Overloaded", "provider_overloaded"),
-            _ => (503, "UNAVAILABLE): The model is overloaded.", "provider_unavailable"),
+            "ant" => (529, "overloaded_error", "provider_overloaded"),
+            _ => (503, "UNAVAILABLE", "provider_unavailable"),
         };
-        let message = format!("The provider failed mid-stream ({native}");
+        let message = format!("The provider failed mid-stream ({native})");
         assert_stream_error(
             e,
             json!({"code": code, "message": message, "metadata": {"error_type": error_type}}),

@@ -13,6 +13,12 @@ use crate::catalog::{Api, Provider};
 use crate::wire::text::push_u64;
 use crate::wire::usage::{push_cost_details, push_usd, push_usd_u64, Cost, Usage};
 
+pub mod completion;
+#[cfg(test)]
+pub(crate) mod harness_tests;
+pub mod request_reader;
+pub mod stream;
+
 /// `max_tokens` for a request that sets none, sent to an API that requires one (Anthropic), when the
 /// endpoint declares no `max_completion_tokens`.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -236,7 +242,17 @@ impl ProviderError {
     /// OpenRouter's `error_type`: by the native type (Anthropic's and Gemini's names do not collide),
     /// else by status.
     pub fn error_type(&self) -> &'static str {
-        match self.native_type.as_str() {
+        self.error_type_by_name().unwrap_or(match self.status {
+            429 => "rate_limit_exceeded",
+            408 | 504 => "timeout",
+            400..=499 => "invalid_request",
+            _ => "provider_unavailable",
+        })
+    }
+
+    /// OpenRouter's `error_type` for a native type the APIs document.
+    fn error_type_by_name(&self) -> Option<&'static str> {
+        Some(match self.native_type.as_str() {
             "invalid_request_error" => "invalid_request",
             "authentication_error" => "authentication",
             "permission_error" => "permission_denied",
@@ -254,13 +270,14 @@ impl ProviderError {
             "RESOURCE_EXHAUSTED" => "rate_limit_exceeded",
             "DEADLINE_EXCEEDED" => "timeout",
             "UNAVAILABLE" | "INTERNAL" => "provider_unavailable",
-            _ => match self.status {
-                429 => "rate_limit_exceeded",
-                408 | 504 => "timeout",
-                400..=499 => "invalid_request",
-                _ => "provider_unavailable",
-            },
-        }
+            _ => return None,
+        })
+    }
+
+    /// The native type when it is one the APIs document (the names [`ProviderError::error_type`]
+    /// knows): safe to show, unlike any other text a provider sends.
+    pub fn documented_type(&self) -> Option<&str> {
+        self.error_type_by_name().map(|_| self.native_type.as_str())
     }
 
     /// Whether another provider should be tried: the router's fallback statuses (5xx and 529 overloaded,

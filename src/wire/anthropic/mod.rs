@@ -7,8 +7,8 @@
 //! fallback across APIs come next).
 //!
 //! Shared here: Anthropic's usage counts and how they become OpenAI's ([`AnthropicUsage`]), the
-//! `stop_reason` mapping ([`finish_reason`]); the OpenRouter `usage` object with its cost ([`push_usage`])
-//! is shared with Gemini in [`crate::wire::native`].
+//! `stop_reason` mapping ([`finish_reason`]); the OpenRouter `usage` object with its cost
+//! ([`crate::wire::native::push_usage`]) is shared with Gemini.
 
 pub mod request;
 pub mod response;
@@ -77,8 +77,6 @@ pub fn finish_reason(stop_reason: &str) -> &'static str {
         _ => "stop",
     }
 }
-
-pub use crate::wire::native::push_usage;
 
 #[cfg(test)]
 #[path = "fixture_tests.rs"]

@@ -51,8 +51,13 @@
 use crate::wire::chat_request::ChatRequest;
 use crate::wire::error::ApiError;
 use crate::wire::json::array_elements;
+pub use crate::wire::native::request_reader::effort_share;
+use crate::wire::native::request_reader::{
+    arguments, data_url, invalid, max_tokens, opt, ranged, reasoning, response_format, scheme, single_choice,
+    stop, tool_choice, tools, top_k, unknown_tool_choice, FunctionTool, InMessage, InPart, InToolCall,
+    JsonFormat, Thinking, ToolChoice,
+};
 use crate::wire::text::{push_json_str, push_u64};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
@@ -117,16 +122,13 @@ pub fn to_anthropic(
     if conversation.turns.is_empty() {
         return Err(invalid("\"messages\" must contain a user or assistant message with content"));
     }
-    let tools = match req.get("tools") {
-        Some(raw) => tools(raw, &mut breakpoints)?,
-        None => None,
-    };
+    let tools = push_tools(&tools(req)?, &mut breakpoints);
     if breakpoints > MAX_CACHE_BREAKPOINTS {
         return Err(invalid(&format!(
             "at most {MAX_CACHE_BREAKPOINTS} cache_control breakpoints are allowed (found {breakpoints})"
         )));
     }
-    let tool_choice = tool_choice(req, tools.is_some())?;
+    let tool_choice = tool_choice_json(req, tools.is_some())?;
     let forced =
         tool_choice.as_deref().is_some_and(|c| c.starts_with(FORCED_ANY) || c.starts_with(FORCED_TOOL));
     let thinking = params.thinking.filter(|b| *b < params.max_tokens && !forced);
@@ -260,221 +262,56 @@ struct Params<'a> {
 
 impl<'a> Params<'a> {
     fn read(req: &ChatRequest<'a>, default_max_tokens: u64) -> Result<Params<'a>, ApiError> {
-        if let Some(n) = opt::<u64>(req, "n")? {
-            if n > 1 {
-                return Err(invalid("\"n\" greater than 1 is not supported by this provider"));
-            }
-        }
-        let max_tokens = match (opt::<u64>(req, "max_completion_tokens")?, opt::<u64>(req, "max_tokens")?) {
-            (Some(0), _) => return Err(invalid("\"max_completion_tokens\" must be a positive integer")),
-            (Some(n), _) => n,
-            (None, Some(0)) => return Err(invalid("\"max_tokens\" must be a positive integer")),
-            (None, Some(n)) => n,
-            (None, None) => default_max_tokens.max(1),
-        };
-        let temperature = match number(req, "temperature")? {
-            Some((_, t)) if !(0.0..=2.0).contains(&t) => {
-                return Err(invalid("\"temperature\" must be between 0 and 2"))
-            }
+        single_choice(req)?;
+        let max_tokens = max_tokens(req, default_max_tokens)?;
+        let temperature = match ranged(req, "temperature", 0.0, 2.0)? {
+            // Anthropic's maximum is 1.
             Some((_, t)) if t > 1.0 => Some("1"),
-            Some((raw, _)) => Some(raw),
-            None => None,
+            other => other.map(|(raw, _)| raw),
         };
-        let top_p = match number(req, "top_p")? {
-            Some((_, p)) if !(0.0..=1.0).contains(&p) => {
-                return Err(invalid("\"top_p\" must be between 0 and 1"))
-            }
-            other => other,
-        };
-        let top_k = opt::<u64>(req, "top_k")?.filter(|k| *k > 0);
-        let stop = match req.get("stop") {
-            None => Vec::new(),
-            Some(raw) => match serde_json::from_str::<Option<Stop>>(raw) {
-                Ok(None) => Vec::new(),
-                Ok(Some(Stop::One(s))) => vec![s],
-                Ok(Some(Stop::Many(v))) => v,
-                Err(_) => return Err(invalid("\"stop\" must be a string or an array of strings")),
-            },
-        };
-        let stop = stop.into_iter().filter(|s| !s.is_empty()).collect();
+        let top_p = ranged(req, "top_p", 0.0, 1.0)?;
+        let top_k = top_k(req)?;
+        let stop = stop(req)?;
         let user = opt::<String>(req, "user")?;
-        let schema = response_schema(req)?;
-        let thinking = thinking(req, max_tokens)?;
+        // Other formats (`json_object`, `text`) have no Anthropic equivalent and are dropped.
+        let schema = match response_format(req)? {
+            Some(JsonFormat::Schema(schema)) => Some(schema),
+            _ => None,
+        };
+        let thinking = match reasoning(req, false)?.0 {
+            Thinking::Unset | Thinking::Off => None,
+            Thinking::Tokens(budget) => Some(budget.max(MIN_THINKING_BUDGET)),
+            Thinking::Share(share) => {
+                Some(Thinking::share_budget(share, max_tokens, MIN_THINKING_BUDGET, MAX_EFFORT_BUDGET))
+            }
+        };
         Ok(Params { max_tokens, temperature, top_p, top_k, stop, user, schema, thinking })
     }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// A top-level member of type `T`; null or absent is `None`; another type is a 400 naming it.
-fn opt<T: serde::de::DeserializeOwned>(req: &ChatRequest<'_>, key: &str) -> Result<Option<T>, ApiError> {
-    match req.get(key) {
-        None => Ok(None),
-        Some(raw) => serde_json::from_str::<Option<T>>(raw)
-            .map_err(|_| invalid(&format!("\"{key}\" has the wrong type for this provider"))),
-    }
-}
-
-/// A top-level number, with its raw text.
-fn number<'a>(req: &ChatRequest<'a>, key: &str) -> Result<Option<(&'a str, f64)>, ApiError> {
-    Ok(opt::<f64>(req, key)?.and_then(|v| Some((req.get(key)?.trim(), v))))
-}
-
-/// The schema of `response_format: {"type":"json_schema","json_schema":{"schema":…}}`; other formats
-/// have no Anthropic equivalent and are dropped.
-fn response_schema<'a>(req: &ChatRequest<'a>) -> Result<Option<&'a str>, ApiError> {
-    #[derive(Deserialize)]
-    struct Format<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        #[serde(borrow, default)]
-        json_schema: Option<JsonSchema<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct JsonSchema<'a> {
-        #[serde(borrow, default)]
-        schema: Option<&'a RawValue>,
-    }
-    let Some(raw) = req.get("response_format") else { return Ok(None) };
-    let format: Option<Format<'a>> = serde_json::from_str(raw)
-        .map_err(|_| invalid("\"response_format\" must be an object with a \"type\""))?;
-    match format {
-        Some(f) if f.kind == "json_schema" => match f.json_schema.and_then(|j| j.schema) {
-            Some(schema) if schema.get().starts_with('{') => Ok(Some(schema.get())),
-            _ => Err(invalid("\"response_format.json_schema.schema\" must be a JSON schema object")),
-        },
-        _ => Ok(None),
-    }
-}
-
-/// The share of the completion budget (`max_tokens`) an OpenRouter reasoning effort gives to thinking:
-/// max 0.95, xhigh 0.9, high 0.8, medium 0.5, low 0.2, minimal 0.1, as OpenRouter documents; `None` for
-/// any other word (`none` included: it asks for no thinking, which callers check first). Shared with
-/// Gemini's `thinkingBudget`.
-pub fn effort_share(effort: &str) -> Option<f64> {
-    match effort {
-        "max" => Some(0.95),
-        "xhigh" => Some(0.9),
-        "high" => Some(0.8),
-        "medium" => Some(0.5),
-        "low" => Some(0.2),
-        "minimal" => Some(0.1),
-        _ => None,
-    }
-}
-
-/// The thinking budget `reasoning` / `reasoning_effort` ask for, given `max_tokens`.
-fn thinking(req: &ChatRequest<'_>, max_tokens: u64) -> Result<Option<u64>, ApiError> {
-    #[derive(Deserialize, Default)]
-    struct Reasoning {
-        #[serde(default)]
-        effort: Option<String>,
-        #[serde(default)]
-        max_tokens: Option<u64>,
-        #[serde(default)]
-        enabled: Option<bool>,
-    }
-    let reasoning = match req.get("reasoning") {
-        None => Reasoning::default(),
-        Some(raw) => serde_json::from_str::<Option<Reasoning>>(raw)
-            .map_err(|_| invalid("\"reasoning\" must be an object (effort, max_tokens, enabled, exclude)"))?
-            .unwrap_or_default(),
-    };
-    let shorthand = opt::<String>(req, "reasoning_effort")?;
-    let effort = match (reasoning.effort, shorthand) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(invalid("\"reasoning_effort\" and \"reasoning.effort\" differ"));
-        }
-        (a, b) => a.or(b),
-    };
-    if reasoning.enabled == Some(false) || effort.as_deref() == Some("none") {
-        return Ok(None);
-    }
-    if let Some(budget) = reasoning.max_tokens {
-        return Ok(Some(budget.max(MIN_THINKING_BUDGET)));
-    }
-    let share = match effort.as_deref() {
-        Some(e) => effort_share(e).ok_or_else(|| {
-            invalid(&format!(
-                "\"reasoning_effort\" must be none, minimal, low, medium, high, xhigh or max (got \"{}\")",
-                crate::wire::text::truncated(e, 40)
-            ))
-        })?,
-        None if reasoning.enabled == Some(true) => 0.5,
-        None => return Ok(None),
-    };
-    let budget = (max_tokens as f64 * share) as u64;
-    Ok(Some(budget.clamp(MIN_THINKING_BUDGET, MAX_EFFORT_BUDGET)))
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Tools
 // ---------------------------------------------------------------------------------------------------------
 
-/// `tools` as Anthropic's tool list (the members, without brackets); `None` for null or `[]`.
-fn tools(raw: &str, breakpoints: &mut usize) -> Result<Option<String>, ApiError> {
-    #[derive(Deserialize)]
-    struct Tool<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        #[serde(borrow, default)]
-        function: Option<Function<'a>>,
-        #[serde(borrow, default)]
-        cache_control: Option<&'a RawValue>,
-    }
-    #[derive(Deserialize)]
-    struct Function<'a> {
-        #[serde(borrow)]
-        name: Cow<'a, str>,
-        #[serde(borrow, default)]
-        description: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        parameters: Option<&'a RawValue>,
-    }
-    if raw.trim() == "null" {
-        return Ok(None);
-    }
-    if !raw.trim_start().starts_with('[') {
-        return Err(invalid("\"tools\" must be an array"));
-    }
+/// `tools` as Anthropic's tool list (the members, without brackets); `None` for none.
+fn push_tools(tools: &[FunctionTool<'_>], breakpoints: &mut usize) -> Option<String> {
     let mut out = String::new();
-    for (i, element) in array_elements(raw).enumerate() {
-        let tool: Tool<'_> =
-            serde_json::from_str(element).map_err(|e| invalid(&format!("tools[{i}]: {e}")))?;
-        let function = match (tool.kind.as_ref(), tool.function) {
-            ("function", Some(f)) => f,
-            _ => {
-                return Err(invalid(&format!(
-                    "tools[{i}]: only function tools are supported by this provider"
-                )))
-            }
-        };
+    for tool in tools {
         if !out.is_empty() {
             out.push(',');
         }
         out.push_str("{\"name\":");
-        push_json_str(&mut out, &function.name);
-        if let Some(d) = function.description.filter(|d| !d.is_empty()) {
+        push_json_str(&mut out, &tool.name);
+        if let Some(d) = &tool.description {
             out.push_str(",\"description\":");
-            push_json_str(&mut out, &d);
+            push_json_str(&mut out, d);
         }
         out.push_str(",\"input_schema\":");
-        match function.parameters.map(RawValue::get).filter(|p| *p != "null") {
-            Some(p) if p.starts_with('{') => out.push_str(p),
-            Some(_) => {
-                return Err(invalid(&format!("tools[{i}].function.parameters must be a JSON schema object")))
-            }
-            None => out.push_str("{\"type\":\"object\",\"properties\":{}}"),
-        }
+        out.push_str(tool.parameters.unwrap_or("{\"type\":\"object\",\"properties\":{}}"));
         push_cache_control(&mut out, tool.cache_control, breakpoints);
         out.push('}');
     }
-    Ok((!out.is_empty()).then_some(out))
+    (!out.is_empty()).then_some(out)
 }
 
 /// How a `tool_choice` that makes the model call a tool (any, or the one named) begins.
@@ -482,43 +319,21 @@ const FORCED_ANY: &str = "{\"type\":\"any\"";
 const FORCED_TOOL: &str = "{\"type\":\"tool\",\"name\":";
 
 /// `tool_choice` and `parallel_tool_calls` as Anthropic's `tool_choice` (JSON text); none without tools.
-fn tool_choice(req: &ChatRequest<'_>, has_tools: bool) -> Result<Option<String>, ApiError> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Choice {
-        Mode(String),
-        Named { function: Named },
-    }
-    #[derive(Deserialize)]
-    struct Named {
-        name: String,
-    }
-    let choice = match req.get("tool_choice") {
-        None => None,
-        Some(raw) => serde_json::from_str::<Option<Choice>>(raw).map_err(|_| {
-            invalid("\"tool_choice\" must be \"auto\", \"required\", \"none\" or {\"type\":\"function\",\"function\":{\"name\":…}}")
-        })?,
-    };
+fn tool_choice_json(req: &ChatRequest<'_>, has_tools: bool) -> Result<Option<String>, ApiError> {
+    let choice = tool_choice(req)?;
     let parallel = opt::<bool>(req, "parallel_tool_calls")?;
     if !has_tools {
         return Ok(None);
     }
     let mut out = String::from("{\"type\":");
     match &choice {
-        None => out.push_str("\"auto\""),
-        Some(Choice::Mode(m)) => match m.as_str() {
-            "auto" => out.push_str("\"auto\""),
-            "required" => out = FORCED_ANY.into(),
-            "none" => return Ok(Some("{\"type\":\"none\"}".into())),
-            _ => {
-                return Err(invalid(
-                    "\"tool_choice\" must be \"auto\", \"required\", \"none\" or a named function",
-                ))
-            }
-        },
-        Some(Choice::Named { function }) => {
+        None | Some(ToolChoice::Auto) => out.push_str("\"auto\""),
+        Some(ToolChoice::Required) => out = FORCED_ANY.into(),
+        Some(ToolChoice::None) => return Ok(Some("{\"type\":\"none\"}".into())),
+        Some(ToolChoice::Unknown) => return Err(unknown_tool_choice()),
+        Some(ToolChoice::Named(name)) => {
             out = FORCED_TOOL.into();
-            push_json_str(&mut out, &function.name);
+            push_json_str(&mut out, name);
         }
     }
     if parallel == Some(false) {
@@ -534,62 +349,6 @@ fn tool_choice(req: &ChatRequest<'_>, has_tools: bool) -> Result<Option<String>,
 // ---------------------------------------------------------------------------------------------------------
 // Messages
 // ---------------------------------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct InMessage<'a> {
-    #[serde(borrow)]
-    role: Cow<'a, str>,
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<InToolCall<'a>>>,
-    #[serde(borrow, default)]
-    tool_call_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    cache_control: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct InToolCall<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    function: InFunction<'a>,
-}
-
-#[derive(Deserialize)]
-struct InFunction<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct InPart<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    image_url: Option<InImageUrl<'a>>,
-    #[serde(borrow, default)]
-    file: Option<InFile<'a>>,
-    #[serde(borrow, default)]
-    cache_control: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct InImageUrl<'a> {
-    #[serde(borrow)]
-    url: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct InFile<'a> {
-    #[serde(borrow, default)]
-    file_data: Option<Cow<'a, str>>,
-}
 
 /// One Anthropic turn being built: its blocks as JSON text, comma-separated.
 #[derive(Default)]
@@ -710,15 +469,7 @@ fn push_cache_control(out: &mut String, cc: Option<&RawValue>, count: &mut usize
 
 /// A tool call as a `tool_use` block.
 fn tool_use(call: &InToolCall<'_>, field: &str) -> Result<String, ApiError> {
-    let args = call.function.arguments.as_deref().map(str::trim).unwrap_or("");
-    let input = if args.is_empty() {
-        "{}"
-    } else {
-        match serde_json::from_str::<&RawValue>(args) {
-            Ok(v) if v.get().starts_with('{') => v.get(),
-            _ => return Err(invalid(&format!("{field}.function.arguments must be a JSON object"))),
-        }
-    };
+    let input = arguments(call, field)?;
     let mut out = String::with_capacity(input.len() + 64);
     out.push_str("{\"type\":\"tool_use\",\"id\":");
     push_json_str(&mut out, &tool_id(&call.id));
@@ -812,13 +563,7 @@ fn text_block(text: &str) -> String {
 /// An image's (or, with `pdf`, a document's) `source`: a base64 data URL's data sliced out as it is, or
 /// an http(s) URL.
 fn push_source(out: &mut String, url: &str, field: &str, pdf: bool) -> Result<(), ApiError> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        let (meta, data) =
-            rest.split_once(',').ok_or_else(|| invalid(&format!("{field}: a data URL needs a comma")))?;
-        let media = meta
-            .strip_suffix(";base64")
-            .ok_or_else(|| invalid(&format!("{field}: only base64 data URLs are supported")))?;
-        let media = media.split(';').next().unwrap_or("").to_ascii_lowercase();
+    if let Some((media, data)) = data_url(url, field)? {
         let allowed = if pdf { media == "application/pdf" } else { IMAGE_TYPES.contains(&media.as_str()) };
         if !allowed {
             let expected =
@@ -835,8 +580,7 @@ fn push_source(out: &mut String, url: &str, field: &str, pdf: bool) -> Result<()
         out.push('}');
         return Ok(());
     }
-    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    if !pdf && matches!(scheme.as_deref(), Some("http" | "https")) {
+    if !pdf && matches!(scheme(url).as_deref(), Some("http" | "https")) {
         out.push_str("{\"type\":\"url\",\"url\":");
         push_json_str(out, url);
         out.push('}');
@@ -844,10 +588,6 @@ fn push_source(out: &mut String, url: &str, field: &str, pdf: bool) -> Result<()
     }
     let expected = if pdf { "a base64 PDF data URL" } else { "a base64 data URL or an http(s) URL" };
     Err(invalid(&format!("{field} must be {expected}")))
-}
-
-fn invalid(message: &str) -> ApiError {
-    ApiError::InvalidRequest(message.to_string())
 }
 
 #[cfg(test)]

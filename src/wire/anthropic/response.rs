@@ -9,12 +9,12 @@
 //! `native_finish_reason` kept; usage in OpenAI's convention ([`super::AnthropicUsage::to_usage`]) priced
 //! like an OpenAI provider's.
 
-use super::{finish_reason, push_usage, AnthropicUsage};
+use super::{finish_reason, AnthropicUsage};
 use crate::wire::error::ApiError;
+use crate::wire::native::completion::Completion;
 use crate::wire::native::ProviderError;
 use crate::wire::response::{Accounted, Served};
-use crate::wire::text::{push_json_str, push_u64};
-use crate::wire::usage::cost;
+use crate::wire::text::push_json_str;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -61,9 +61,6 @@ pub fn to_completion(body: &[u8], served: &Served, created: u64) -> Result<(Vec<
     if message.kind.as_deref().is_some_and(|k| k != "message") {
         return Err(bad());
     }
-    let usage = message.usage.map(AnthropicUsage::to_usage);
-    let priced = usage.map(|u| (u, cost(&u, &served.pricing)));
-
     let mut content = String::new();
     let mut reasoning = String::new();
     let mut calls = String::new();
@@ -87,46 +84,16 @@ pub fn to_completion(body: &[u8], served: &Served, created: u64) -> Result<(Vec<
         }
     }
     let native = message.stop_reason.as_deref();
-
-    let mut out = String::with_capacity(body.len() + 512);
-    out.push_str("{\"id\":");
-    push_json_str(&mut out, &message.id);
-    out.push_str(",\"object\":\"chat.completion\",\"created\":");
-    push_u64(&mut out, created);
-    out.push_str(",\"model\":");
-    out.push_str(&served.model_json);
-    out.push_str(",\"provider\":");
-    out.push_str(&served.provider_json);
-    out.push_str(",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    if content.is_empty() && !calls.is_empty() {
-        out.push_str("null");
-    } else {
-        push_json_str(&mut out, &content);
-    }
-    if !reasoning.is_empty() {
-        out.push_str(",\"reasoning\":");
-        push_json_str(&mut out, &reasoning);
-    }
-    if !calls.is_empty() {
-        out.push_str(",\"tool_calls\":[");
-        out.push_str(&calls);
-        out.push(']');
-    }
-    out.push_str("},\"logprobs\":null,\"finish_reason\":\"");
-    out.push_str(finish_reason(native.unwrap_or("")));
-    out.push_str("\",\"native_finish_reason\":");
-    match native {
-        Some(n) => push_json_str(&mut out, n),
-        None => out.push_str("null"),
-    }
-    out.push_str("}]");
-    if let Some((u, c)) = &priced {
-        out.push_str(",\"usage\":");
-        push_usage(&mut out, u, c);
-    }
-    out.push('}');
-    let accounted = Accounted { usage: priced.map(|p| p.0), cost: priced.map(|p| p.1) };
-    Ok((out.into_bytes(), accounted))
+    let completion = Completion {
+        id: &message.id,
+        content: Some(content.as_str()).filter(|c| !c.is_empty() || calls.is_empty()),
+        reasoning: &reasoning,
+        tool_calls: &calls,
+        finish_reason: finish_reason(native.unwrap_or("")),
+        native_finish_reason: native,
+        usage: message.usage.map(AnthropicUsage::to_usage),
+    };
+    Ok(completion.write(served, created, body.len()))
 }
 
 /// Anthropic's error from a body (`{"type":"error","error":{"type":…,"message":…}}`) with `status`

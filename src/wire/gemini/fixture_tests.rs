@@ -3,11 +3,12 @@
 
 use super::request::to_gemini;
 use super::response::{parse_error, to_completion};
-use super::stream::{Step, StreamTranslator};
+use super::stream::ResponseEvents;
 use crate::catalog::Pricing;
 use crate::wire::chat_request::ChatRequest;
 use crate::wire::error::ApiError;
-use crate::wire::native::ProviderError;
+pub(crate) use crate::wire::native::harness_tests::payloads;
+use crate::wire::native::harness_tests::{self, assert_schema, assert_split_anywhere, Run};
 use crate::wire::response::Served;
 use serde_json::{json, Value};
 #[cfg(target_arch = "wasm32")]
@@ -57,33 +58,6 @@ pub(crate) fn served() -> Served {
 }
 
 pub(crate) const CREATED: u64 = 1_700_000_000;
-
-/// Validates `value` against OpenRouter's schema `name` (tests/schemas/openrouter.json); natively only
-/// (the validator is a native dev-dependency).
-#[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn assert_schema(name: &str, value: &Value) {
-    use std::sync::OnceLock;
-    static DOC: OnceLock<Value> = OnceLock::new();
-    let doc = DOC.get_or_init(|| {
-        serde_json::from_str(include_str!("../../../tests/schemas/openrouter.json")).unwrap()
-    });
-    let root = json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$ref": format!("#/$defs/{name}"),
-        "$defs": doc["$defs"].clone(),
-    });
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft202012)
-        .should_validate_formats(false)
-        .build(&root)
-        .unwrap();
-    let errors: Vec<String> =
-        validator.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
-    assert!(errors.is_empty(), "{name}: {errors:?}\n{value:#}");
-}
-
-#[cfg(target_arch = "wasm32")]
-pub(crate) fn assert_schema(_: &str, _: &Value) {}
 
 /// The Gemini body for an OpenAI request given as a JSON value.
 pub(crate) fn translate(openai: &Value) -> Result<Value, ApiError> {
@@ -162,38 +136,9 @@ fn every_error_fixture_maps_to_its_status_type_and_retry() {
     }
 }
 
-/// What a run of the translator produced.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Run {
-    pub out: String,
-    pub failed: Option<ProviderError>,
-}
-
-/// Feeds `pieces` in order, then finishes.
+/// Feeds `pieces` in order to a new translator, then finishes.
 pub(crate) fn run(pieces: &[&[u8]]) -> Run {
-    let mut t = StreamTranslator::new(served(), CREATED);
-    let mut out = Vec::new();
-    let mut failed = None;
-    let mut take = |step: Step<'_>, failed: &mut Option<ProviderError>| match step {
-        Step::Forward(bytes) => out.extend_from_slice(bytes),
-        Step::Failed(e) => {
-            assert!(failed.is_none(), "a failure is reported once");
-            *failed = Some(e);
-        }
-    };
-    for p in pieces {
-        take(t.feed(p), &mut failed);
-    }
-    take(t.finish(), &mut failed);
-    Run { out: String::from_utf8(out).expect("UTF-8 out"), failed }
-}
-
-/// The `data:` payloads of a translated stream, each a JSON chunk but `[DONE]`.
-pub(crate) fn payloads(out: &str) -> Vec<&str> {
-    assert!(out.is_empty() || out.ends_with("\n\n"), "whole events only: {out:?}");
-    out.split_terminator("\n\n")
-        .map(|e| e.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data event: {e:?}")))
-        .collect()
+    harness_tests::run::<ResponseEvents>(served(), CREATED, pieces)
 }
 
 #[test]
@@ -325,14 +270,6 @@ fn every_stream_fixture_gives_the_same_output_split_at_every_byte() {
     let cases: Vec<Value> = serde_json::from_str(STREAMS).unwrap();
     for case in cases {
         let file = case["file"].as_str().unwrap();
-        let bytes = stream_file(file).as_bytes();
-        let whole = run(&[bytes]);
-        for cut in 1..bytes.len() {
-            assert_eq!(run(&[&bytes[..cut], &bytes[cut..]]), whole, "{file} split at {cut}");
-        }
-        let ones: Vec<&[u8]> = bytes.chunks(1).collect();
-        assert_eq!(run(&ones), whole, "{file} byte by byte");
-        let threes: Vec<&[u8]> = bytes.chunks(3).collect();
-        assert_eq!(run(&threes), whole, "{file} in threes");
+        assert_split_anywhere(file, stream_file(file).as_bytes(), run);
     }
 }

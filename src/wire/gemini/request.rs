@@ -63,13 +63,16 @@
 //! `tool_call_id` matches no earlier assistant tool call, or whose content is not text; unknown roles
 //! (`function` included) and malformed messages; a conversation with no user or assistant content.
 
-use crate::wire::anthropic::request::{effort_share, MIN_THINKING_BUDGET};
+use crate::wire::anthropic::request::MIN_THINKING_BUDGET;
 use crate::wire::chat_request::ChatRequest;
 use crate::wire::error::ApiError;
 use crate::wire::json::array_elements;
+use crate::wire::native::request_reader::{
+    arguments, data_url, invalid, max_tokens, opt, ranged, reasoning, response_format, scheme, single_choice,
+    stop, tool_choice, tools, top_k, unknown_tool_choice, FunctionTool, InAudio, InMessage, InPart,
+    InToolCall, JsonFormat, Thinking, ToolChoice,
+};
 use crate::wire::text::{push_json_str, push_u64, truncated};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -123,10 +126,7 @@ pub fn to_gemini(req: &ChatRequest<'_>, default_max_tokens: u64) -> Result<Vec<u
     if conversation.turns.is_empty() {
         return Err(invalid("\"messages\" must contain a user or assistant message with content"));
     }
-    let tools = match req.get("tools") {
-        Some(raw) => tools(raw)?,
-        None => None,
-    };
+    let tools = push_tools(&tools(req)?);
     let tool_config = tool_config(req, tools.is_some())?;
 
     let mut out = String::with_capacity(req.body.len() + 256);
@@ -192,44 +192,38 @@ struct Params<'a> {
 
 impl<'a> Params<'a> {
     fn read(req: &ChatRequest<'a>, default_max_tokens: u64) -> Result<Params<'a>, ApiError> {
-        if let Some(n) = opt::<u64>(req, "n")? {
-            if n > 1 {
-                return Err(invalid("\"n\" greater than 1 is not supported by this provider"));
-            }
-        }
-        let max_tokens = match (opt::<u64>(req, "max_completion_tokens")?, opt::<u64>(req, "max_tokens")?) {
-            (Some(0), _) => return Err(invalid("\"max_completion_tokens\" must be a positive integer")),
-            (Some(n), _) => n,
-            (None, Some(0)) => return Err(invalid("\"max_tokens\" must be a positive integer")),
-            (None, Some(n)) => n,
-            (None, None) => default_max_tokens.max(1),
-        };
-        let temperature = ranged(req, "temperature", 0.0, 2.0)?;
-        let top_p = ranged(req, "top_p", 0.0, 1.0)?;
-        let presence_penalty = ranged(req, "presence_penalty", -2.0, 2.0)?;
-        let frequency_penalty = ranged(req, "frequency_penalty", -2.0, 2.0)?;
-        let top_k = opt::<u64>(req, "top_k")?.filter(|k| *k > 0);
+        single_choice(req)?;
+        let max_tokens = max_tokens(req, default_max_tokens)?;
+        let raw = |v: Option<(&'a str, f64)>| v.map(|(raw, _)| raw);
+        let temperature = raw(ranged(req, "temperature", 0.0, 2.0)?);
+        let top_p = raw(ranged(req, "top_p", 0.0, 1.0)?);
+        let presence_penalty = raw(ranged(req, "presence_penalty", -2.0, 2.0)?);
+        let frequency_penalty = raw(ranged(req, "frequency_penalty", -2.0, 2.0)?);
+        let top_k = top_k(req)?;
         let seed = opt::<i64>(req, "seed")?;
         if seed.is_some_and(|s| i32::try_from(s).is_err()) {
             return Err(invalid("\"seed\" must be a 32-bit integer for this provider"));
         }
-        let stop = match req.get("stop") {
-            None => Vec::new(),
-            Some(raw) => match serde_json::from_str::<Option<Stop>>(raw) {
-                Ok(None) => Vec::new(),
-                Ok(Some(Stop::One(s))) => vec![s],
-                Ok(Some(Stop::Many(v))) => v,
-                Err(_) => return Err(invalid("\"stop\" must be a string or an array of strings")),
-            },
-        };
-        let stop: Vec<String> = stop.into_iter().filter(|s| !s.is_empty()).collect();
+        let stop = stop(req)?;
         if stop.len() > MAX_STOP_SEQUENCES {
             return Err(invalid(&format!(
                 "\"stop\" may hold at most {MAX_STOP_SEQUENCES} sequences for this provider"
             )));
         }
-        let (json, schema) = response_format(req)?;
-        let thinking = thinking(req, max_tokens)?;
+        let (json, schema) = match response_format(req)? {
+            Some(JsonFormat::Schema(schema)) => (true, Some(schema)),
+            Some(JsonFormat::Object) => (true, None),
+            None => (false, None),
+        };
+        let thinking = match reasoning(req, true)? {
+            (Thinking::Unset, _) => None,
+            (Thinking::Off, _) => Some((0, false)),
+            (Thinking::Tokens(budget), include) => Some((budget, include)),
+            (Thinking::Share(share), include) => Some((
+                Thinking::share_budget(share, max_tokens, MIN_THINKING_BUDGET, MAX_EFFORT_BUDGET),
+                include,
+            )),
+        };
         Ok(Params {
             max_tokens,
             temperature,
@@ -301,207 +295,44 @@ impl<'a> Params<'a> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// A top-level member of type `T`; null or absent is `None`; another type is a 400 naming it.
-fn opt<T: serde::de::DeserializeOwned>(req: &ChatRequest<'_>, key: &str) -> Result<Option<T>, ApiError> {
-    match req.get(key) {
-        None => Ok(None),
-        Some(raw) => serde_json::from_str::<Option<T>>(raw)
-            .map_err(|_| invalid(&format!("\"{key}\" has the wrong type for this provider"))),
-    }
-}
-
-/// A top-level number within `min..=max`, as its raw JSON text; null or absent is `None`.
-fn ranged<'a>(req: &ChatRequest<'a>, key: &str, min: f64, max: f64) -> Result<Option<&'a str>, ApiError> {
-    match (opt::<f64>(req, key)?, req.get(key)) {
-        (Some(v), _) if !(min..=max).contains(&v) => {
-            Err(invalid(&format!("\"{key}\" must be between {min} and {max}")))
-        }
-        (Some(_), Some(raw)) => Ok(Some(raw.trim())),
-        _ => Ok(None),
-    }
-}
-
-/// `response_format`: whether JSON is asked for, and the `json_schema` schema (raw). `text` and other
-/// types ask for nothing Gemini needs to know.
-fn response_format<'a>(req: &ChatRequest<'a>) -> Result<(bool, Option<&'a str>), ApiError> {
-    #[derive(Deserialize)]
-    struct Format<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        #[serde(borrow, default)]
-        json_schema: Option<JsonSchema<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct JsonSchema<'a> {
-        #[serde(borrow, default)]
-        schema: Option<&'a RawValue>,
-    }
-    let Some(raw) = req.get("response_format") else { return Ok((false, None)) };
-    let format: Option<Format<'a>> = serde_json::from_str(raw)
-        .map_err(|_| invalid("\"response_format\" must be an object with a \"type\""))?;
-    match format {
-        Some(f) if f.kind == "json_schema" => match f.json_schema.and_then(|j| j.schema) {
-            Some(schema) if schema.get().starts_with('{') => Ok((true, Some(schema.get()))),
-            _ => Err(invalid("\"response_format.json_schema.schema\" must be a JSON schema object")),
-        },
-        Some(f) if f.kind == "json_object" => Ok((true, None)),
-        _ => Ok((false, None)),
-    }
-}
-
-/// `thinkingConfig` as `reasoning` / `reasoning_effort` ask for it, given `max_tokens`: the budget and
-/// `includeThoughts`; `None` when neither says anything.
-fn thinking(req: &ChatRequest<'_>, max_tokens: u64) -> Result<Option<(u64, bool)>, ApiError> {
-    #[derive(Deserialize, Default)]
-    struct Reasoning {
-        #[serde(default)]
-        effort: Option<String>,
-        #[serde(default)]
-        max_tokens: Option<u64>,
-        #[serde(default)]
-        enabled: Option<bool>,
-        #[serde(default)]
-        exclude: Option<bool>,
-    }
-    let reasoning = match req.get("reasoning") {
-        None => Reasoning::default(),
-        Some(raw) => serde_json::from_str::<Option<Reasoning>>(raw)
-            .map_err(|_| invalid("\"reasoning\" must be an object (effort, max_tokens, enabled, exclude)"))?
-            .unwrap_or_default(),
-    };
-    let shorthand = opt::<String>(req, "reasoning_effort")?;
-    let effort = match (reasoning.effort, shorthand) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(invalid("\"reasoning_effort\" and \"reasoning.effort\" differ"));
-        }
-        (a, b) => a.or(b),
-    };
-    let include = reasoning.exclude != Some(true);
-    if reasoning.enabled == Some(false) || effort.as_deref() == Some("none") {
-        return Ok(Some((0, false)));
-    }
-    if let Some(budget) = reasoning.max_tokens {
-        return Ok(Some((budget, include)));
-    }
-    let share = match effort.as_deref() {
-        Some(e) => effort_share(e).ok_or_else(|| {
-            invalid(&format!(
-                "\"reasoning_effort\" must be none, minimal, low, medium, high, xhigh or max (got \"{}\")",
-                truncated(e, 40)
-            ))
-        })?,
-        None if reasoning.enabled == Some(true) => 0.5,
-        None => return Ok(None),
-    };
-    let budget = (max_tokens as f64 * share) as u64;
-    Ok(Some((budget.clamp(MIN_THINKING_BUDGET, MAX_EFFORT_BUDGET), include)))
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Tools
 // ---------------------------------------------------------------------------------------------------------
 
-/// `tools` as Gemini's `functionDeclarations` (the members, without brackets); `None` for null or `[]`.
-fn tools(raw: &str) -> Result<Option<String>, ApiError> {
-    #[derive(Deserialize)]
-    struct Tool<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: Cow<'a, str>,
-        #[serde(borrow, default)]
-        function: Option<Function<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct Function<'a> {
-        #[serde(borrow)]
-        name: Cow<'a, str>,
-        #[serde(borrow, default)]
-        description: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        parameters: Option<&'a RawValue>,
-    }
-    if raw.trim() == "null" {
-        return Ok(None);
-    }
-    if !raw.trim_start().starts_with('[') {
-        return Err(invalid("\"tools\" must be an array"));
-    }
+/// `tools` as Gemini's `functionDeclarations` (the members, without brackets); `None` for none.
+fn push_tools(tools: &[FunctionTool<'_>]) -> Option<String> {
     let mut out = String::new();
-    for (i, element) in array_elements(raw).enumerate() {
-        let tool: Tool<'_> =
-            serde_json::from_str(element).map_err(|e| invalid(&format!("tools[{i}]: {e}")))?;
-        let function = match (tool.kind.as_ref(), tool.function) {
-            ("function", Some(f)) => f,
-            _ => {
-                return Err(invalid(&format!(
-                    "tools[{i}]: only function tools are supported by this provider"
-                )))
-            }
-        };
+    for tool in tools {
         if !out.is_empty() {
             out.push(',');
         }
         out.push_str("{\"name\":");
-        push_json_str(&mut out, &function.name);
-        if let Some(d) = function.description.filter(|d| !d.is_empty()) {
+        push_json_str(&mut out, &tool.name);
+        if let Some(d) = &tool.description {
             out.push_str(",\"description\":");
-            push_json_str(&mut out, &d);
+            push_json_str(&mut out, d);
         }
-        match function.parameters.map(RawValue::get).filter(|p| *p != "null") {
-            Some(p) if p.starts_with('{') => {
-                out.push_str(",\"parametersJsonSchema\":");
-                out.push_str(p);
-            }
-            Some(_) => {
-                return Err(invalid(&format!("tools[{i}].function.parameters must be a JSON schema object")))
-            }
-            None => {}
+        if let Some(p) = tool.parameters {
+            out.push_str(",\"parametersJsonSchema\":");
+            out.push_str(p);
         }
         out.push('}');
     }
-    Ok((!out.is_empty()).then_some(out))
+    (!out.is_empty()).then_some(out)
 }
 
 /// `tool_choice` as Gemini's `functionCallingConfig` (JSON text); none without tools or without a
 /// choice (Gemini's default is `AUTO`).
 fn tool_config(req: &ChatRequest<'_>, has_tools: bool) -> Result<Option<String>, ApiError> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Choice {
-        Mode(String),
-        Named { function: Named },
-    }
-    #[derive(Deserialize)]
-    struct Named {
-        name: String,
-    }
-    let choice = match req.get("tool_choice") {
-        None => None,
-        Some(raw) => serde_json::from_str::<Option<Choice>>(raw).map_err(|_| {
-            invalid("\"tool_choice\" must be \"auto\", \"required\", \"none\" or {\"type\":\"function\",\"function\":{\"name\":…}}")
-        })?,
-    };
-    let Some(choice) = choice.filter(|_| has_tools) else { return Ok(None) };
+    let Some(choice) = tool_choice(req)?.filter(|_| has_tools) else { return Ok(None) };
     let config = match choice {
-        Choice::Mode(m) => match m.as_str() {
-            "auto" => "{\"mode\":\"AUTO\"}".to_string(),
-            "required" => "{\"mode\":\"ANY\"}".to_string(),
-            "none" => "{\"mode\":\"NONE\"}".to_string(),
-            _ => {
-                return Err(invalid(
-                    "\"tool_choice\" must be \"auto\", \"required\", \"none\" or a named function",
-                ))
-            }
-        },
-        Choice::Named { function } => {
+        ToolChoice::Auto => "{\"mode\":\"AUTO\"}".to_string(),
+        ToolChoice::Required => "{\"mode\":\"ANY\"}".to_string(),
+        ToolChoice::None => "{\"mode\":\"NONE\"}".to_string(),
+        ToolChoice::Unknown => return Err(unknown_tool_choice()),
+        ToolChoice::Named(name) => {
             let mut out = String::from("{\"mode\":\"ANY\",\"allowedFunctionNames\":[");
-            push_json_str(&mut out, &function.name);
+            push_json_str(&mut out, &name);
             out.push_str("]}");
             out
         }
@@ -512,68 +343,6 @@ fn tool_config(req: &ChatRequest<'_>, has_tools: bool) -> Result<Option<String>,
 // ---------------------------------------------------------------------------------------------------------
 // Messages
 // ---------------------------------------------------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct InMessage<'a> {
-    #[serde(borrow)]
-    role: Cow<'a, str>,
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<InToolCall<'a>>>,
-    #[serde(borrow, default)]
-    tool_call_id: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct InToolCall<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    function: InFunction<'a>,
-}
-
-#[derive(Deserialize)]
-struct InFunction<'a> {
-    #[serde(borrow)]
-    name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct InPart<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    image_url: Option<InImageUrl<'a>>,
-    #[serde(borrow, default)]
-    file: Option<InFile<'a>>,
-    #[serde(borrow, default)]
-    input_audio: Option<InAudio<'a>>,
-}
-
-#[derive(Deserialize)]
-struct InImageUrl<'a> {
-    #[serde(borrow)]
-    url: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct InFile<'a> {
-    #[serde(borrow, default)]
-    file_data: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct InAudio<'a> {
-    #[serde(borrow)]
-    data: Cow<'a, str>,
-    #[serde(borrow)]
-    format: Cow<'a, str>,
-}
 
 /// One Gemini turn being built: its parts as JSON text, comma-separated.
 #[derive(Default)]
@@ -679,15 +448,7 @@ impl Conversation {
 
 /// A tool call as a `functionCall` part.
 fn function_call(call: &InToolCall<'_>, field: &str) -> Result<String, ApiError> {
-    let args = call.function.arguments.as_deref().map(str::trim).unwrap_or("");
-    let args = if args.is_empty() {
-        "{}"
-    } else {
-        match serde_json::from_str::<&RawValue>(args) {
-            Ok(v) if v.get().starts_with('{') => v.get(),
-            _ => return Err(invalid(&format!("{field}.function.arguments must be a JSON object"))),
-        }
-    };
+    let args = arguments(call, field)?;
     let mut out = String::with_capacity(args.len() + 64);
     out.push_str("{\"functionCall\":{\"name\":");
     push_json_str(&mut out, &call.function.name);
@@ -711,7 +472,7 @@ fn tool_text<'a>(raw: &'a str, field: &str) -> Result<Cow<'a, str>, ApiError> {
     }
     let mut text = String::new();
     for (j, element) in array_elements(raw).enumerate() {
-        let part: InPart<'_> =
+        let part: InPart<'_, InAudio<'_>> =
             serde_json::from_str(element).map_err(|e| invalid(&format!("{field}[{j}]: {e}")))?;
         match (part.kind.as_ref(), part.text) {
             ("text", Some(t)) => text.push_str(&t),
@@ -743,7 +504,7 @@ fn content_parts(raw: &str, field: &str, assistant: bool, out: &mut Vec<String>)
     }
     for (j, element) in array_elements(raw).enumerate() {
         let field = format!("{field}[{j}]");
-        let part: InPart<'_> =
+        let part: InPart<'_, InAudio<'_>> =
             serde_json::from_str(element).map_err(|e| invalid(&format!("{field}: {e}")))?;
         let part = match part.kind.as_ref() {
             "text" => match part.text.as_deref() {
@@ -802,21 +563,14 @@ fn text_part(text: &str) -> String {
 /// An `inlineData` part for a base64 data URL, the data sliced out as it is; `image`: only `image/*`
 /// media types. Any other URL is refused: Gemini reads only inline data or its own uploaded files.
 fn inline_data(url: &str, field: &str, image: bool) -> Result<String, ApiError> {
-    let Some(rest) = url.strip_prefix("data:") else {
-        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-        if matches!(scheme.as_deref(), Some("http" | "https")) {
+    let Some((media, data)) = data_url(url, field)? else {
+        if matches!(scheme(url).as_deref(), Some("http" | "https")) {
             return Err(invalid(&format!(
                 "{field}: http(s) URLs are not supported by this provider (it reads only files uploaded to it); send the data as a base64 data URL"
             )));
         }
         return Err(invalid(&format!("{field} must be a base64 data URL")));
     };
-    let (meta, data) =
-        rest.split_once(',').ok_or_else(|| invalid(&format!("{field}: a data URL needs a comma")))?;
-    let media = meta
-        .strip_suffix(";base64")
-        .ok_or_else(|| invalid(&format!("{field}: only base64 data URLs are supported")))?;
-    let media = media.split(';').next().unwrap_or("").to_ascii_lowercase();
     let valid = media.split_once('/').is_some_and(|(t, s)| !t.is_empty() && !s.is_empty());
     if !valid || (image && !media.starts_with("image/")) {
         return Err(invalid(&format!(
@@ -832,10 +586,6 @@ fn inline_data(url: &str, field: &str, image: bool) -> Result<String, ApiError> 
     push_json_str(&mut p, data);
     p.push_str("}}");
     Ok(p)
-}
-
-fn invalid(message: &str) -> ApiError {
-    ApiError::InvalidRequest(message.to_string())
 }
 
 #[cfg(test)]

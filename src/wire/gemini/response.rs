@@ -14,10 +14,10 @@
 
 use super::{finish_reason, GeminiUsage};
 use crate::wire::error::ApiError;
-use crate::wire::native::{push_usage, ProviderError};
+use crate::wire::native::completion::Completion;
+use crate::wire::native::ProviderError;
 use crate::wire::response::{Accounted, Served};
 use crate::wire::text::{push_json_str, push_u64};
-use crate::wire::usage::cost;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -132,9 +132,6 @@ pub fn to_completion(body: &[u8], served: &Served, created: u64) -> Result<(Vec<
     if response.error.is_some() || (response.candidates.is_empty() && block.is_none()) {
         return Err(bad());
     }
-    let usage = response.usage_metadata.map(GeminiUsage::to_usage);
-    let priced = usage.map(|u| (u, cost(&u, &served.pricing)));
-
     let mut content = String::new();
     let mut reasoning = String::new();
     let mut calls = String::new();
@@ -163,46 +160,17 @@ pub fn to_completion(body: &[u8], served: &Served, created: u64) -> Result<(Vec<
         Some(_) => finish_reason(native.unwrap_or(""), n > 0),
         None => "content_filter",
     };
-
-    let mut out = String::with_capacity(body.len() + 512);
-    out.push_str("{\"id\":");
-    push_json_str(&mut out, response.response_id.as_deref().unwrap_or(DEFAULT_ID));
-    out.push_str(",\"object\":\"chat.completion\",\"created\":");
-    push_u64(&mut out, created);
-    out.push_str(",\"model\":");
-    out.push_str(&served.model_json);
-    out.push_str(",\"provider\":");
-    out.push_str(&served.provider_json);
-    out.push_str(",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-    if candidate.is_none() || (content.is_empty() && n > 0) {
-        out.push_str("null");
-    } else {
-        push_json_str(&mut out, &content);
-    }
-    if !reasoning.is_empty() {
-        out.push_str(",\"reasoning\":");
-        push_json_str(&mut out, &reasoning);
-    }
-    if n > 0 {
-        out.push_str(",\"tool_calls\":[");
-        out.push_str(&calls);
-        out.push(']');
-    }
-    out.push_str("},\"logprobs\":null,\"finish_reason\":\"");
-    out.push_str(finish);
-    out.push_str("\",\"native_finish_reason\":");
-    match native {
-        Some(n) => push_json_str(&mut out, n),
-        None => out.push_str("null"),
-    }
-    out.push_str("}]");
-    if let Some((u, c)) = &priced {
-        out.push_str(",\"usage\":");
-        push_usage(&mut out, u, c);
-    }
-    out.push('}');
-    let accounted = Accounted { usage: priced.map(|p| p.0), cost: priced.map(|p| p.1) };
-    Ok((out.into_bytes(), accounted))
+    let completion = Completion {
+        id: response.response_id.as_deref().unwrap_or(DEFAULT_ID),
+        // Null for a blocked prompt (no candidate) and for an answer of function calls only.
+        content: Some(content.as_str()).filter(|c| candidate.is_some() && (!c.is_empty() || n == 0)),
+        reasoning: &reasoning,
+        tool_calls: &calls,
+        finish_reason: finish,
+        native_finish_reason: native,
+        usage: response.usage_metadata.map(GeminiUsage::to_usage),
+    };
+    Ok(completion.write(served, created, body.len()))
 }
 
 /// Gemini's error from a body (`{"error":{"code":503,"message":…,"status":"UNAVAILABLE"}}`, or that object

@@ -54,7 +54,7 @@ fn an_error_after_content_is_the_error_chunk_with_its_status() {
     let last: serde_json::Value = serde_json::from_str(chunks.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], 500);
     assert_eq!(last["error"]["metadata"]["error_type"], "provider_unavailable");
-    assert_eq!(last["error"]["message"], "The provider failed mid-stream (INTERNAL): boom");
+    assert_eq!(last["error"]["message"], "The provider failed mid-stream (INTERNAL)");
     assert_eq!(last["id"], "r1");
     assert_eq!(r.out.matches("\"error\":{").count(), 1);
     assert!(!r.out.contains("[DONE]"));
@@ -99,4 +99,16 @@ fn tool_indices_count_calls_across_events() {
     assert_eq!(v(3)["choices"][0]["delta"]["tool_calls"][0]["id"], "call_1");
     let finish = v(6);
     assert_eq!(finish["choices"][0]["finish_reason"], "tool_calls");
+}
+
+#[test]
+fn a_provider_s_own_error_text_never_reaches_the_client() {
+    // A provider may echo the router's key in an error event: neither its message nor an undocumented
+    // type is quoted in the error chunk.
+    let secret = "sk-provider-secret-0123456789";
+    let error = format!("data: {{\"error\":{{\"code\":500,\"message\":\"bad key {secret}\",\"status\":\"{secret}\"}}}}\r\n\r\n");
+    let r = run(&[TEXT.as_bytes(), error.as_bytes()]);
+    assert!(r.out.contains("\"finish_reason\":\"error\""), "{}", r.out);
+    assert!(!r.out.contains(secret), "{}", r.out);
+    assert!(r.out.contains("\"message\":\"The provider failed mid-stream\""), "{}", r.out);
 }
