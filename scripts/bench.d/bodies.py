@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the request bodies of scripts/bench into DIR: chat-1k5.json (system + 3 turns + a tool
 definition, about 1.5 KB), conv-100k.json (a 100 KB conversation), big-1m.json (a 1 MB request),
-stream.json (chat-1k5 with "stream": true), slow.json (the same for the no-buffering check's model) and
+stream.json (chat-1k5 with "stream": true), stream-anthropic.json (the same for the model whose provider
+speaks Anthropic's Messages API), slow.json (the same for the no-buffering check's model) and
 demo-1k5.json (chat-1k5 for the demo catalog's model, for the run of scripts/run's configuration).
 Deterministic: the same bytes on every machine."""
 import json
@@ -9,6 +10,7 @@ import sys
 
 MODEL = "bench-chat"
 SLOW_MODEL = "bench-slow"
+ANTHROPIC_MODEL = "bench-anthropic"
 DEMO_MODEL = "llama-3.3-70b"
 
 SYSTEM = ("You are a concise assistant for a travel company. Answer in plain English, quote prices in "
@@ -75,6 +77,7 @@ def main():
     b, t = chat(1536)
     files["chat-1k5.json"] = t
     files["stream.json"] = json.dumps(dict(b, stream=True), separators=(",", ":"))
+    files["stream-anthropic.json"] = json.dumps(dict(b, stream=True, model=ANTHROPIC_MODEL), separators=(",", ":"))
     files["slow.json"] = json.dumps(dict(b, stream=True, model=SLOW_MODEL), separators=(",", ":"))
     files["demo-1k5.json"] = chat(1536, model=DEMO_MODEL)[1]
     files["conv-100k.json"] = conversation(100 * 1024)[1]

@@ -18,6 +18,7 @@ SCENARIOS = {
     "conv-100k": "100 KB conversation",
     "big-1m": "1 MB request",
     "stream": "stream, 20 SSE chunks",
+    "stream-anthropic": "stream, 20 SSE chunks, from a provider with Anthropic's API (translated)",
     "nobuffer": "stream, 2 ms before each event",
     "run-config": "scripts/run's configuration, 1.5 KB (demo model)",
 }
@@ -251,6 +252,8 @@ def main():
             hostcalls = [json.loads(l) for l in open(a.hostcalls) if l.strip()]
         except OSError:
             pass
+    # The scenario column: as wide as the longest name (stream-anthropic), at least 10.
+    w = max([10] + [len(x["tags"]["scenario"]) for x in lines] + [len(h["scenario"]) for h in hostcalls])
     result = {
         "meta": {
             "envoy": a.envoy,
@@ -277,12 +280,12 @@ def main():
     if mock_capacity:
         p("\nMock provider alone (load generator → mock):")
         for m in mock_capacity:
-            p(f"  {m['scenario']:<10} c={m['concurrency']:<3} {m['rps']:>9.0f} req/s  p50 {m['p50_us']:>6} µs  "
+            p(f"  {m['scenario']:<{w}} c={m['concurrency']:<3} {m['rps']:>9.0f} req/s  p50 {m['p50_us']:>6} µs  "
               f"mock CPU {m['mock_cpu_us_per_req']:.1f} µs/req  client CPU "
               + (f"{m['client_cpu_us_per_req']:.1f} µs/req" if m["client_cpu_us_per_req"] is not None else "-"))
-    hdr = (f"{'scenario':<10} {'c':>3} │ {'CPU µs/req':^28} │ {'req/s':^15} │ {'p50 µs':^13} │ {'p99 µs':^13} │"
+    hdr = (f"{'scenario':<{w}} {'c':>3} │ {'CPU µs/req':^28} │ {'req/s':^15} │ {'p50 µs':^13} │ {'p99 µs':^13} │"
            f" {'+p50':>5} │ {'RSS MB':^11} │ {'mock':>4}")
-    sub = (f"{'':<10} {'':>3} │ {'bare':>6} {'router':>6} {'ratio':>7} {'+µs':>6} │ {'bare':>7} {'router':>7} │ {'bare':>6} {'router':>6} │"
+    sub = (f"{'':<{w}} {'':>3} │ {'bare':>6} {'router':>6} {'ratio':>7} {'+µs':>6} │ {'bare':>7} {'router':>7} │ {'bare':>6} {'router':>6} │"
            f" {'bare':>6} {'router':>6} │ {'µs':>5} │ {'bare':>5} {'rtr':>5} │ {'µs':>4}")
 
     def table(title, rows):
@@ -291,7 +294,7 @@ def main():
         p(sub)
         for x in rows:
             b, r = x["bare"], x["router"]
-            p(f"{x['scenario']:<10} {x['concurrency']:>3} │ {b['cpu_us_per_req']:>6.1f} {r['cpu_us_per_req']:>6.1f} "
+            p(f"{x['scenario']:<{w}} {x['concurrency']:>3} │ {b['cpu_us_per_req']:>6.1f} {r['cpu_us_per_req']:>6.1f} "
               f"{x['ratio']['cpu']:>6.2f}× {x['added_cpu_us_per_req']:>+6.0f} │ {b['rps']:>7.0f} {r['rps']:>7.0f} │ "
               f"{us(b['p50_us'])} {us(r['p50_us'])} │ {us(b['p99_us'])} {us(r['p99_us'])} │ {us(x['added_p50_us'], 5)} │ "
               f"{b['rss_mb']:>5.1f} {r['rss_mb']:>5.1f} │ {r['mock_cpu_us_per_req'] or 0:>4.0f}")
@@ -307,12 +310,12 @@ def main():
           " work (µs of Envoy CPU per request; differences and ratios: medians over the rounds)")
         for x in floors:
             f = x["floor"]
-            p(f"  {x['scenario']:<10} c={x['concurrency']:<3} bare {x['bare']['cpu_us_per_req']:>6.1f}  skeleton "
+            p(f"  {x['scenario']:<{w}} c={x['concurrency']:<3} bare {x['bare']['cpu_us_per_req']:>6.1f}  skeleton "
               f"{x['skeleton']['cpu_us_per_req']:>6.1f}  llm-router {x['router']['cpu_us_per_req']:>6.1f}   "
               f"skeleton over bare {f['skeleton_over_bare_us']:>+6.1f} µs ({f['skeleton_ratio']:.2f}×)   "
               f"router over skeleton {f['router_over_skeleton_us']:>+6.1f} µs ({f['router_over_skeleton_ratio']:.2f}×)")
     if run_rows:
-        table(f"\nscripts/run's configuration: envoy/demo-catalog.json as scripts/run generates it, its three demo mocks, "
+        table(f"\nscripts/run's configuration: envoy/demo-catalog.json as scripts/run generates it, its five demo mocks, "
               f"Envoy at its default concurrency ({run_rows[0]['envoy_concurrency']}), against bare Envoy at the same "
               f"concurrency (pairs: {', '.join(sorted({str(x['pairs']) for x in run_rows}))})", run_rows)
     streams = [x for x in rows if "ttfe_p50_us" in x["bare"]]
@@ -320,7 +323,7 @@ def main():
         p("\nStreams: time to first event (p50 / p99 µs) and total (p50 µs)")
         for x in streams:
             b, r = x["bare"], x["router"]
-            p(f"  {x['scenario']:<10} c={x['concurrency']:<3} bare {us(b['ttfe_p50_us'])} / {us(b['ttfe_p99_us'])}, total {us(b['p50_us'])}"
+            p(f"  {x['scenario']:<{w}} c={x['concurrency']:<3} bare {us(b['ttfe_p50_us'])} / {us(b['ttfe_p99_us'])}, total {us(b['p50_us'])}"
               f"   llm-router {us(r['ttfe_p50_us'])} / {us(r['ttfe_p99_us'])}, total {us(r['p50_us'])}"
               f"   ({r['events_per_response']:.0f} events/response)")
     spread = [x for x in rows + run_rows if len(x["ratio_per_pair"]) > 1]
@@ -335,9 +338,9 @@ def main():
             top = ", ".join(f"{k.removeprefix('proxy_')} {v:g}" for k, v in list(h["host_calls"].items())[:8])
             roles = "; ".join(f"{r} {v['host_calls']:g} + {v['callbacks']:g}" for r, v in h.get("by_role", {}).items()
                               if r != "other")
-            p(f"  {h['scenario']:<10} {h['host_calls_per_request']:>5.1f} calls + {h['callbacks_per_request']:>4.1f} callbacks"
+            p(f"  {h['scenario']:<{w}} {h['host_calls_per_request']:>5.1f} calls + {h['callbacks_per_request']:>4.1f} callbacks"
               f"   by role: {roles}")
-            p(f"  {'':<10} calls: {top}, …")
+            p(f"  {'':<{w}} calls: {top}, …")
     if budgets:
         p("\nBudgets:")
     for bgt in budgets:
@@ -356,6 +359,12 @@ def main():
             f = row["floor"]
             p(f"router over skeleton: {f['router_over_skeleton_us']:+.0f} µs/request "
               f"(skeleton over bare: {f['skeleton_over_bare_us']:+.0f} µs)")
+    anthropic = find("stream-anthropic", 1)
+    if anthropic:
+        p("streams at c=1 (no budget for the Anthropic provider's): " + "; ".join(
+            f"{name} CPU ratio {x['ratio']['cpu']:.2f}, {x['added_cpu_us_per_req']:+.0f} µs/request over bare"
+            f" [bare {x['bare']['cpu_us_per_req']:.1f} µs, llm-router {x['router']['cpu_us_per_req']:.1f} µs]"
+            for name, x in (("OpenAI provider", find("stream", 1)), ("Anthropic provider", anthropic)) if x))
     if run_rows:
         p("scripts/run config: " + "; ".join(
             f"c={x['concurrency']} CPU ratio {x['ratio']['cpu']:.2f}, +{x['added_cpu_us_per_req']:.0f} µs/request over bare, "
