@@ -372,6 +372,24 @@ fn validate_provider(p: RawProvider, path: &str, env: Option<EnvLookup<'_>>) -> 
         }
         (_, None) => {}
     }
+    // The native APIs' paths carry their version: an endpoint that already ends with it (the OpenAI
+    // habit of giving `…/v1`) would reach `/v1/v1/messages`, a 404 on every request.
+    let versioned = |suffixes: &[&str]| suffixes.iter().any(|v| endpoint.path_prefix.ends_with(v));
+    if (api == Api::Anthropic && versioned(&["/v1"]))
+        || (api == Api::Gemini && versioned(&["/v1", "/v1beta"]))
+    {
+        return Err(err(
+            &format!("{path}.endpoint"),
+            format!(
+                "the {} API's base URL comes without its version (e.g. {})",
+                api.name(),
+                match api {
+                    Api::Gemini => "https://generativelanguage.googleapis.com",
+                    _ => "https://api.anthropic.com",
+                }
+            ),
+        ));
+    }
     let chat_path = match api {
         Api::OpenAi => format!("{}/chat/completions", endpoint.path_prefix),
         Api::Anthropic => format!("{}/v1/messages", endpoint.path_prefix),

@@ -504,6 +504,14 @@ fn a_native_provider_s_bad_fields_are_named() {
             r#""endpoint": "http://g", "api": "anthropic", "anthropic_version": "a\nb""#,
             "providers[2].anthropic_version: is not a valid header value",
         ),
+        (
+            r#""endpoint": "https://api.anthropic.com/v1", "api": "anthropic""#,
+            "providers[2].endpoint: the anthropic API's base URL comes without its version (e.g. https://api.anthropic.com)",
+        ),
+        (
+            r#""endpoint": "https://g/v1beta/", "api": "gemini""#,
+            "providers[2].endpoint: the gemini API's base URL comes without its version (e.g. https://generativelanguage.googleapis.com)",
+        ),
     ] {
         assert_eq!(parse_err(&with_gamma(gamma)), want);
     }

@@ -69,6 +69,10 @@ impl Api {
                 "logprobs",
                 "top_logprobs",
                 "seed",
+                "prediction",
+                "include_reasoning",
+                "web_search_options",
+                "verbosity",
             ],
             Api::Gemini => &[
                 "min_p",
@@ -78,6 +82,10 @@ impl Api {
                 "logprobs",
                 "top_logprobs",
                 "parallel_tool_calls",
+                "prediction",
+                "include_reasoning",
+                "web_search_options",
+                "verbosity",
             ],
         }
     }

@@ -163,6 +163,11 @@ impl Host for FakeHost {
         self.response_body.iter().take(len).copied().collect()
     }
 
+    fn response_body_from(&self, start: usize, len: usize) -> Vec<u8> {
+        self.call();
+        self.response_body.iter().skip(start).take(len).copied().collect()
+    }
+
     fn replace_response_body(&mut self, replaced: usize, bytes: &[u8]) {
         self.call();
         assert!(self.response_has_body, "a response body written where Envoy has none: the VM would trap");

@@ -75,6 +75,9 @@ pub trait Host {
     fn set_response_headers(&mut self, headers: &[(&str, &[u8])]);
     /// The first `len` bytes of the buffered response body (`usize::MAX`: all of it).
     fn response_body(&self, len: usize) -> Vec<u8>;
+    /// Up to `len` bytes of the buffered response body from offset `start` (what a held body gained
+    /// since the last callback, without copying it all again).
+    fn response_body_from(&self, start: usize, len: usize) -> Vec<u8>;
     /// Replaces the buffered response body's first `replaced` bytes with `bytes`.
     fn replace_response_body(&mut self, replaced: usize, bytes: &[u8]);
 

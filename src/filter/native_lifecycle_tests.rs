@@ -238,3 +238,32 @@ fn an_anthropic_refusal_quotes_its_message() {
     let v = json(&got.body);
     assert_eq!(v["error"]["message"], "gamma: messages: too long");
 }
+
+#[test]
+fn a_200_stream_that_ends_with_its_headers_is_a_failed_attempt_not_an_empty_answer() {
+    let (vm, catalog) = vm();
+    let mut d = vm.downstream(&catalog);
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    let routed = route(&mut d, &mut host, &chat(true));
+    let (mut up, mut attempt_host, _) = attempt(&vm, &host, &routed, "gamma", "1");
+    let got = answer(&mut up, &mut attempt_host, "200", "text/event-stream", &[]);
+    assert_eq!(get(&got.headers, ":status"), Some("502"), "retried by Envoy's policy, like a 5xx");
+}
+
+#[test]
+fn the_gate_holds_a_stream_fed_a_byte_at_a_time_until_its_first_content() {
+    let (vm, catalog) = vm();
+    let mut d = vm.downstream(&catalog);
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    let routed = route(&mut d, &mut host, &chat(true));
+    let (mut up, mut attempt_host, _) = attempt(&vm, &host, &routed, "gamma", "1");
+    let stream = [STREAM_START, STREAM_REST].concat();
+    let bytes: Vec<&[u8]> = stream.as_bytes().chunks(1).collect();
+    let got = answer(&mut up, &mut attempt_host, "200", "text/event-stream", &bytes);
+    assert_eq!(get(&got.headers, ":status"), Some("200"));
+    assert_eq!(got.body, stream.as_bytes(), "every byte, once, in order");
+    // Nothing went out before the first text delta was complete.
+    let first_out = got.pieces.iter().filter_map(|p| *p).next().unwrap();
+    let first_delta_end = stream.find("\"Hello\"}}\n\n").unwrap() + "\"Hello\"}}\n\n".len();
+    assert_eq!(first_out, first_delta_end);
+}

@@ -13,7 +13,7 @@ use crate::routing::plan::{record_of_slot, slot_key};
 use crate::wire::chat_request::ChatRequest;
 use crate::wire::error::ApiError;
 use crate::wire::headers::{media_type, status, ATTEMPT_COUNT};
-use crate::wire::native::{request_path, translate_request, Gate, StreamGate};
+use crate::wire::native::{request_path, translate_request, Gate, ProviderError, StreamGate};
 use crate::wire::text::decimal;
 use std::ops::Range;
 use std::rc::Rc;
@@ -113,7 +113,18 @@ impl Upstream {
         let content_type = crate::wire::headers::header(&headers, "content-type").unwrap_or_default();
         let streamed = (200..300).contains(&status(&headers))
             && media_type(content_type).eq_ignore_ascii_case(b"text/event-stream");
-        if end_of_stream || !streamed {
+        if !streamed {
+            return Flow::Continue;
+        }
+        if end_of_stream {
+            // A stream that ends before it began: no content, so a failed attempt (retried), not an empty
+            // 200 the client would be billed for.
+            let e = ProviderError {
+                status: 502,
+                native_type: String::new(),
+                message: "The provider ended the stream before it was complete".into(),
+            };
+            set_failure_headers(host, &e, 0);
             return Flow::Continue;
         }
         self.gate = StreamGate::new(api);
@@ -135,8 +146,10 @@ impl Upstream {
         let Some(gate) = self.gate.as_mut() else {
             return Flow::Continue;
         };
-        let held = host.response_body(size);
-        match gate.check(&held, end_of_stream) {
+        // Only what came since the last callback: the held body is not copied again each time.
+        let seen = gate.seen();
+        let new = host.response_body_from(seen, size.saturating_sub(seen));
+        match gate.check(&new, end_of_stream) {
             Gate::Hold => Flow::Pause,
             Gate::Release => {
                 self.gate = None;
@@ -146,13 +159,7 @@ impl Upstream {
                 self.gate = None;
                 self.failed = true;
                 let body = e.body();
-                let code = decimal(u64::from(e.status));
-                let length = decimal(body.len() as u64);
-                host.set_response_headers(&[
-                    (":status", code.as_bytes()),
-                    ("content-type", b"application/json"),
-                    ("content-length", length.as_bytes()),
-                ]);
+                set_failure_headers(host, &e, body.len());
                 host.replace_response_body(size, body.as_bytes());
                 Flow::Continue
             }
@@ -161,9 +168,9 @@ impl Upstream {
 
     /// Trailers end a held stream whose last chunk did not.
     pub fn on_response_trailers(&mut self, host: &mut dyn Host) -> Flow {
-        if self.gate.is_some() {
-            let held = host.response_body(usize::MAX);
-            return self.on_response_body(host, held.len(), true);
+        if let Some(seen) = self.gate.as_ref().map(StreamGate::seen) {
+            let rest = host.response_body_from(seen, usize::MAX);
+            return self.on_response_body(host, seen.saturating_add(rest.len()), true);
         }
         Flow::Continue
     }
@@ -218,6 +225,18 @@ impl Upstream {
         self.translated = Some(t.api);
         Flow::Continue
     }
+}
+
+/// The held response's headers for a failure the gate found: the error's status (what Envoy's retry
+/// policy reads), a JSON body of `length` bytes.
+fn set_failure_headers(host: &mut dyn Host, e: &ProviderError, length: usize) {
+    let code = decimal(u64::from(e.status));
+    let length = decimal(length as u64);
+    host.set_response_headers(&[
+        (":status", code.as_bytes()),
+        ("content-type", b"application/json"),
+        ("content-length", length.as_bytes()),
+    ]);
 }
 
 /// Answers the attempt with our error.

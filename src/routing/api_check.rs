@@ -1,43 +1,50 @@
-//! Which endpoints of a plan can take the request in their provider's API. A request a native API
-//! cannot express (`n` above 1, an image by URL for Gemini, more cache breakpoints than Anthropic allows,
-//! …) is not sent to that API's providers; when no endpoint of the plan can take it, the first refusing
+//! Which endpoints can take the request in their provider's API. A request a native API cannot express
+//! (`n` above 1, an image by URL for Gemini, more cache breakpoints than Anthropic allows, …) is not sent
+//! to that API's providers: they are left out of the candidates like any other excluded endpoint (so the
+//! plan's attempts go to endpoints that can serve it); when no endpoint is left, the first refusing
 //! API's 400 is the answer, and the request reaches no provider.
 //!
-//! Each native API of the plan translates the request once here (the upstream role translates it again
-//! for the attempt that goes there: a plan carries no bodies). A plan of OpenAI providers costs nothing.
+//! Each native API asked about translates the request once here (the upstream role translates it again
+//! for the attempt that goes there: a plan carries no bodies). OpenAI endpoints cost nothing.
 
 use crate::catalog::{Api, Catalog, EndpointRef};
 use crate::wire::chat_request::ChatRequest;
 use crate::wire::error::ApiError;
 use crate::wire::native::translate_request;
 
-/// `plan` without the endpoints whose API cannot take `req`, or the first refusal when none is left.
-pub fn translatable(
-    catalog: &Catalog,
-    req: &ChatRequest<'_>,
-    plan: Vec<EndpointRef>,
-) -> Result<Vec<EndpointRef>, ApiError> {
-    let api = |e: &EndpointRef| catalog.provider_of(*e).api;
-    if !plan.iter().any(|e| api(e).is_native()) {
-        return Ok(plan);
+/// Each native API's verdict on one request, made when first asked.
+pub struct ApiVerdicts<'r> {
+    req: &'r ChatRequest<'r>,
+    /// Per API asked: its refusal, or `None` when it takes the request.
+    verdicts: Vec<(Api, Option<ApiError>)>,
+}
+
+impl<'r> ApiVerdicts<'r> {
+    /// No verdict yet on `req`.
+    pub fn new(req: &'r ChatRequest<'r>) -> Self {
+        ApiVerdicts { req, verdicts: Vec::new() }
     }
-    let mut checked: Vec<(Api, Option<ApiError>)> = Vec::new();
-    for e in &plan {
-        let a = api(e);
-        if !a.is_native() || checked.iter().any(|(c, _)| *c == a) {
-            continue;
+
+    /// Whether endpoint `e`'s provider's API cannot take the request.
+    pub fn refuses(&mut self, catalog: &Catalog, e: EndpointRef) -> bool {
+        let api = catalog.provider_of(e).api;
+        if !api.is_native() {
+            return false;
         }
-        let endpoint = catalog.endpoint(*e);
-        let refusal = translate_request(a, req, &endpoint.model, endpoint.max_completion_tokens).err();
-        checked.push((a, refusal));
+        if let Some((_, refusal)) = self.verdicts.iter().find(|(a, _)| *a == api) {
+            return refusal.is_some();
+        }
+        let endpoint = catalog.endpoint(e);
+        let refusal = translate_request(api, self.req, &endpoint.model, endpoint.max_completion_tokens).err();
+        let refuses = refusal.is_some();
+        self.verdicts.push((api, refusal));
+        refuses
     }
-    let refuses = |a: Api| checked.iter().any(|(c, r)| *c == a && r.is_some());
-    let kept: Vec<EndpointRef> = plan.iter().copied().filter(|e| !refuses(api(e))).collect();
-    if kept.is_empty() {
-        let first = checked.into_iter().find_map(|(_, r)| r);
-        return Err(first.unwrap_or_else(|| ApiError::Internal("empty plan".into())));
+
+    /// The first refusal, if any API refused.
+    pub fn first_refusal(self) -> Option<ApiError> {
+        self.verdicts.into_iter().find_map(|(_, r)| r)
     }
-    Ok(kept)
 }
 
 #[cfg(test)]
@@ -57,33 +64,27 @@ mod tests {
         Catalog::parse(json.as_bytes(), Some(&env)).unwrap()
     }
 
-    fn check(c: &Catalog, body: &str, plan: &[&str]) -> Result<Vec<String>, ApiError> {
+    fn verdicts(c: &Catalog, body: &str, providers: &[&str]) -> (Vec<bool>, Option<ApiError>) {
         let req = ChatRequest::parse(body.as_bytes()).unwrap();
-        let plan = plan.iter().map(|p| endpoint(c, "llama", p)).collect();
-        let kept = translatable(c, &req, plan)?;
-        Ok(kept.iter().map(|e| c.provider_of(*e).name.clone()).collect())
+        let mut v = ApiVerdicts::new(&req);
+        let refused = providers.iter().map(|p| v.refuses(c, endpoint(c, "llama", p))).collect();
+        (refused, v.first_refusal())
     }
 
     #[test]
-    fn a_request_every_api_takes_keeps_its_plan() {
-        let c = mixed();
+    fn every_api_takes_a_plain_request() {
         let body = r#"{"model":"llama","messages":[{"role":"user","content":"hi"}]}"#;
-        assert_eq!(check(&c, body, &["gamma", "alpha", "beta"]).unwrap(), ["gamma", "alpha", "beta"]);
+        let (refused, first) = verdicts(&mixed(), body, &["gamma", "alpha", "beta"]);
+        assert_eq!(refused, [false, false, false]);
+        assert!(first.is_none());
     }
 
     #[test]
-    fn an_api_that_cannot_take_it_leaves_the_plan() {
-        let c = mixed();
+    fn an_api_that_cannot_take_it_refuses_with_its_400() {
         let body = r#"{"model":"llama","n":2,"messages":[{"role":"user","content":"hi"}]}"#;
-        assert_eq!(check(&c, body, &["gamma", "alpha", "beta"]).unwrap(), ["alpha", "beta"]);
-        assert_eq!(check(&c, body, &["alpha"]).unwrap(), ["alpha"]);
-    }
-
-    #[test]
-    fn when_no_endpoint_can_take_it_the_api_says_why() {
-        let c = mixed();
-        let body = r#"{"model":"llama","n":2,"messages":[{"role":"user","content":"hi"}]}"#;
-        let e = check(&c, body, &["gamma"]).unwrap_err();
+        let (refused, first) = verdicts(&mixed(), body, &["gamma", "alpha", "beta"]);
+        assert_eq!(refused, [true, false, false]);
+        let e = first.unwrap();
         assert_eq!(e.status(), 400);
         assert!(e.body().contains("greater than 1"), "{}", e.body());
     }

@@ -17,6 +17,8 @@ pub enum Excluded {
     AllowedProviders,
     ContextLength,
     Unhealthy,
+    /// The provider's API cannot express the request (see `api_check`).
+    UnsupportedByApi,
 }
 
 impl Excluded {
@@ -31,6 +33,7 @@ impl Excluded {
             Excluded::AllowedProviders => "allowed_providers",
             Excluded::ContextLength => "context_length",
             Excluded::Unhealthy => "unhealthy",
+            Excluded::UnsupportedByApi => "unsupported_by_api",
         }
     }
 
@@ -46,6 +49,7 @@ impl Excluded {
             Excluded::AllowedProviders => "are allowed by your provider preferences",
             Excluded::ContextLength => "can hold the requested context and max_tokens",
             Excluded::Unhealthy => "are available right now",
+            Excluded::UnsupportedByApi => "can take this request in their provider's API",
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod session;
 use crate::catalog::{Catalog, EndpointRef, KeyId, ModelId, ProviderId, MAX_MODELS};
 use crate::wire::chat_request::ChatRequest;
 use crate::wire::error::ApiError;
+use api_check::ApiVerdicts;
 use explain::{push_ascii_safe, Explanation};
 use filters::{exclusion, Excluded};
 use health::Status;
@@ -75,6 +76,7 @@ pub fn route(catalog: &Catalog, inp: &Inputs<'_>) -> Result<Route, ApiError> {
     let mut orderings = Vec::with_capacity(models.len());
     let mut excluded: Vec<(EndpointRef, Excluded)> = Vec::new();
     let mut shortest_cooldown: Option<u64> = None;
+    let mut apis = ApiVerdicts::new(inp.request);
     for (model, variant) in &models {
         let prefs = match variant {
             Some(v) => prefs.clone().with_variant(*v)?,
@@ -83,12 +85,14 @@ pub fn route(catalog: &Catalog, inp: &Inputs<'_>) -> Result<Route, ApiError> {
         let mut survivors = Vec::new();
         for e in catalog.endpoints_of(*model) {
             let h = (inp.health)(catalog.endpoint(e).provider);
-            let reason = exclusion(catalog, e, &prefs, &facts).or_else(|| {
-                h.cooldown_remaining_ms.map(|ms| {
-                    shortest_cooldown = Some(shortest_cooldown.map_or(ms, |s| s.min(ms)));
-                    Excluded::Unhealthy
-                })
-            });
+            let reason = exclusion(catalog, e, &prefs, &facts)
+                .or_else(|| apis.refuses(catalog, e).then_some(Excluded::UnsupportedByApi))
+                .or_else(|| {
+                    h.cooldown_remaining_ms.map(|ms| {
+                        shortest_cooldown = Some(shortest_cooldown.map_or(ms, |s| s.min(ms)));
+                        Excluded::Unhealthy
+                    })
+                });
             match reason {
                 Some(r) => excluded.push((e, r)),
                 None => survivors.push((e, h)),
@@ -100,6 +104,10 @@ pub fn route(catalog: &Catalog, inp: &Inputs<'_>) -> Result<Route, ApiError> {
     }
     let plan = assemble(lists, catalog.routing.max_attempts as usize);
     if plan.is_empty() {
+        // The request itself is what no API left could take: its 400 says what to change.
+        if let Some(refusal) = apis.first_refusal() {
+            return Err(refusal);
+        }
         return Err(nothing_fits(catalog, &models, &excluded, shortest_cooldown));
     }
     let session = seeds.sticky.map(|(key, source)| (key.short(), source));

@@ -551,3 +551,31 @@ fn the_whole_explanation_line() {
     let e = req(r#"{"model":"caf\u00e9 x","messages":[]}"#).run(&c).unwrap_err();
     assert_eq!(e.message(), "Model \"caf? x\" is not available");
 }
+
+#[test]
+fn endpoints_whose_api_cannot_take_the_request_leave_the_plan_before_it_is_cut() {
+    // One and two speak Anthropic's API, which has no `n` above 1; with `max_attempts` 2 the plan is cut
+    // after the candidates are known, so three (OpenAI) still gets the request.
+    let json = CATALOG
+        .replace(
+            r#"{"name": "one", "display_name": "One Inc", "endpoint": "http://one","#,
+            r#"{"name": "one", "display_name": "One Inc", "endpoint": "http://one", "api": "anthropic","#,
+        )
+        .replace(
+            r#"{"name": "two", "endpoint": "http://two","#,
+            r#"{"name": "two", "endpoint": "http://two", "api": "anthropic","#,
+        )
+        .replace(r#""max_attempts": 3"#, r#""max_attempts": 2"#);
+    let c = Catalog::parse(json.as_bytes(), None).unwrap();
+    assert_eq!(c.provider(c.provider_named("one").unwrap()).api, crate::catalog::Api::Anthropic);
+    let sorted = r#","provider":{"sort":"price"}"#;
+    assert_eq!(req(&body("chat", sorted)).plan(&c), ["one:c1", "two:c2"]);
+    let two = format!(r#","n":2{sorted}"#);
+    assert_eq!(req(&body("chat", &two)).plan(&c), ["three:c3"]);
+    assert!(req(&body("chat", &two)).explain(&c).contains("unsupported_by_api"));
+    // No endpoint left: the API's own 400, not "no endpoints".
+    let only = r#","n":2,"provider":{"only":["one","two"]}"#;
+    let e = req(&body("chat", only)).run(&c).unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert!(e.body().contains("greater than 1"), "{}", e.body());
+}

@@ -168,8 +168,13 @@ pub fn remove_header(map: u32, name: &str) -> Result<(), Status> {
 
 /// Up to `max` bytes of a buffer from its start.
 pub fn buffer(kind: u32, max: usize) -> Option<Vec<u8>> {
+    buffer_from(kind, 0, max)
+}
+
+/// Up to `max` bytes of a buffer from offset `start`.
+pub fn buffer_from(kind: u32, start: usize, max: usize) -> Option<Vec<u8>> {
     // SAFETY: the host writes a pointer and a size through the out-pointers.
-    returned(|d, s| unsafe { proxy_get_buffer_bytes(kind, 0, max, d, s) }).ok().flatten()
+    returned(|d, s| unsafe { proxy_get_buffer_bytes(kind, start, max, d, s) }).ok().flatten()
 }
 
 /// Replaces a buffer's first `replaced` bytes with `bytes`.

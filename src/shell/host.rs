@@ -62,6 +62,10 @@ impl Host for WasmHost {
         abi::buffer(RESPONSE_BODY, len).unwrap_or_default()
     }
 
+    fn response_body_from(&self, start: usize, len: usize) -> Vec<u8> {
+        abi::buffer_from(RESPONSE_BODY, start, len).unwrap_or_default()
+    }
+
     fn replace_response_body(&mut self, replaced: usize, bytes: &[u8]) {
         let _ = abi::set_buffer(RESPONSE_BODY, replaced, bytes);
     }

@@ -181,15 +181,20 @@ impl StreamGate {
         Some(StreamGate { stream: NativeStream::new(api, served, 0, true)?, seen: 0 })
     }
 
-    /// The body held so far (`buffered`, all of it, growing between calls) and whether it is complete.
-    pub fn check(&mut self, buffered: &[u8], end_of_stream: bool) -> Gate {
-        let new = buffered.get(self.seen..).unwrap_or_default();
-        self.seen = buffered.len();
+    /// Bytes the gate has been fed: where the next call's `new` bytes start in the held body.
+    pub fn seen(&self) -> usize {
+        self.seen
+    }
+
+    /// The held body's bytes since the last call (`new`, from offset [`StreamGate::seen`]) and whether the
+    /// body is complete.
+    pub fn check(&mut self, new: &[u8], end_of_stream: bool) -> Gate {
+        self.seen = self.seen.saturating_add(new.len());
         let fed = match self.stream.feed(new) {
             Step::Failed(e) => return Gate::Fail(e),
             Step::Forward(out) => !out.is_empty(),
         };
-        if fed || buffered.len() > MAX_GATED_BYTES {
+        if fed || self.seen > MAX_GATED_BYTES {
             return Gate::Release;
         }
         if !end_of_stream {

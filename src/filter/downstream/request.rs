@@ -5,7 +5,6 @@
 use crate::catalog::{AuthMode, Catalog, EndpointRef, KeyId, ProviderId};
 use crate::filter::attempt::provider_headers;
 use crate::observe::account::app_of;
-use crate::routing::api_check::translatable;
 use crate::routing::budget::{worst_case, Spend};
 use crate::routing::fleet;
 use crate::routing::health::Status;
@@ -255,7 +254,6 @@ pub fn on_request_body(
         health,
     };
     let Route { plan, explanation, session } = route(catalog, &inputs)?;
-    let plan = translatable(catalog, &req, plan)?;
     // `route` never returns an empty plan (that is its 404).
     let first = *plan.first().ok_or_else(|| ApiError::Internal("empty plan".into()))?;
     let new_body = req.rewrite_prefix(&catalog.endpoint(first).model_json, req.stream);

@@ -3,8 +3,7 @@
 //! whole ([`response`]) or streamed ([`stream`]), with usage and cost exactly as for an OpenAI provider.
 //!
 //! Plain functions and one state machine: no host calls, no clock (the caller passes `created`), no
-//! proxy-wasm types. Not wired into the filter yet (issue 13: catalog `api`, per-attempt bodies and
-//! fallback across APIs come next).
+//! proxy-wasm types. The filter reaches them through [`crate::wire::native`] (by the provider's `api`).
 //!
 //! Shared here: Anthropic's usage counts and how they become OpenAI's ([`AnthropicUsage`]), the
 //! `stop_reason` mapping ([`finish_reason`]); the OpenRouter `usage` object with its cost

@@ -5,7 +5,7 @@
 //!
 //! Plain functions and one state machine: no host calls, no clock (the caller passes `created`), no
 //! proxy-wasm types. The model and the streaming choice are in the path the caller builds, never in the
-//! body. Not wired into the filter yet.
+//! body. The filter reaches them through [`crate::wire::native`] (by the provider's `api`).
 //!
 //! Shared here: Gemini's `usageMetadata` and how it becomes OpenAI's usage ([`GeminiUsage`]), and the
 //! `finishReason` mapping ([`finish_reason`]). The OpenRouter `usage` object is written by
