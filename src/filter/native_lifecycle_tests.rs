@@ -267,3 +267,14 @@ fn the_gate_holds_a_stream_fed_a_byte_at_a_time_until_its_first_content() {
     let first_delta_end = stream.find("\"Hello\"}}\n\n").unwrap() + "\"Hello\"}}\n\n".len();
     assert_eq!(first_out, first_delta_end);
 }
+
+#[test]
+fn a_native_answer_that_is_neither_json_nor_a_stream_is_our_502() {
+    let (vm, catalog) = vm();
+    let mut d = vm.downstream(&catalog);
+    let mut host = FakeHost { now_ms: START, ..FakeHost::default() };
+    route(&mut d, &mut host, &chat(false));
+    let got = answer(&mut d, &mut host, "200", "text/html", &[b"<html>maintenance</html>"]);
+    assert_eq!(get(&got.headers, ":status"), Some("502"));
+    assert!(!String::from_utf8_lossy(&got.body).contains("maintenance"));
+}

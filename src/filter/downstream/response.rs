@@ -143,7 +143,9 @@ pub fn response_body(
             Some(native) => ResponseBody::NativeStream(Box::new(native)),
             None => ResponseBody::Stream(Box::new(StreamRewriter::new(served))),
         }
-    } else if media.eq_ignore_ascii_case(b"application/json") {
+    } else if media.eq_ignore_ascii_case(b"application/json") || api.is_native() {
+        // A native provider's answer is only ever read through its translation: one that is neither
+        // JSON nor a stream fails it (our 502), never reaching the client in the provider's own shape.
         ResponseBody::Completion { served, headers: Vec::new(), api }
     } else {
         ResponseBody::Pass
