@@ -22,20 +22,29 @@ type Target = (&'static str, fn(&[u8]));
 
 #[test]
 fn every_target_holds_its_properties_over_its_seeds() {
-    let targets: [Target; 5] = [
+    let targets: [Target; 8] = [
         ("request", llm_router_fuzz::request),
         ("catalog", llm_router_fuzz::catalog),
         ("preferences", llm_router_fuzz::preferences),
         ("stream", llm_router_fuzz::stream),
         ("completion", llm_router_fuzz::completion),
+        ("native_request", llm_router_fuzz::native_request),
+        ("native_stream", llm_router_fuzz::native_stream),
+        ("native_completion", llm_router_fuzz::native_completion),
     ];
+    // Every seed runs, so that one failing seed does not hide the others; the failures are listed at
+    // the end.
+    let mut failed = Vec::new();
     for (target, run) in targets {
         for (path, data) in seeds(target) {
             // A failing seed names itself before the property's message.
             eprintln!("{target}: {}", path.display());
-            run(&data);
+            if std::panic::catch_unwind(|| run(&data)).is_err() {
+                failed.push(format!("{target}: {}", path.display()));
+            }
         }
     }
+    assert!(failed.is_empty(), "seeds failing their target's properties:\n{}", failed.join("\n"));
 }
 
 #[test]

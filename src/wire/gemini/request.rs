@@ -76,6 +76,9 @@ use crate::wire::text::{push_json_str, push_u64, truncated};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+/// The longest function name a tool call may have: OpenAI's and Gemini's own limit (64).
+pub const MAX_FUNCTION_NAME_BYTES: usize = 64;
+
 /// Gemini's limit on `stopSequences`.
 pub const MAX_STOP_SEQUENCES: usize = 5;
 
@@ -410,7 +413,15 @@ impl Conversation {
         }
         if role == "assistant" {
             for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-                parts.push(function_call(call, &field(&format!(".tool_calls[{j}]")))?);
+                let at = field(&format!(".tool_calls[{j}]"));
+                // Each tool result repeats its call's name: an unbounded name would make the body grow
+                // as the name's length times the results (found by the `native_request` fuzz target).
+                if call.function.name.len() > MAX_FUNCTION_NAME_BYTES {
+                    return Err(invalid(&format!(
+                        "{at}.function.name: at most {MAX_FUNCTION_NAME_BYTES} characters"
+                    )));
+                }
+                parts.push(function_call(call, &at)?);
                 self.calls.insert(call.id.clone().into_owned(), call.function.name.clone().into_owned());
             }
         }

@@ -11,6 +11,9 @@ use crate::wire::sse::{Event, Kind, SseParser};
 use crate::wire::text::{push_json_str, push_u64};
 use crate::wire::usage::{cost, Usage};
 
+/// The longest provider id the chunks repeat (real ones are a few dozen bytes).
+pub const MAX_ID_BYTES: usize = 128;
+
 /// How one API's stream events become chunks; everything around them is the [`Translator`]'s.
 pub trait ApiEvents: Default {
     /// The chunk id until the provider names one (unquoted).
@@ -170,8 +173,13 @@ impl Chunks {
         self.finished
     }
 
-    /// The id of the chunks from now on (the provider's message or response id).
+    /// The id of the chunks from now on (the provider's message or response id). An id longer than
+    /// [`MAX_ID_BYTES`] is not taken: every chunk repeats the id, so a provider's megabyte id would make
+    /// the output grow as the id's length times the events (found by the `native_stream` fuzz target).
     pub fn set_id(&mut self, id: &str) {
+        if id.len() > MAX_ID_BYTES {
+            return;
+        }
         self.id.clear();
         push_json_str(&mut self.id, id);
     }
