@@ -6,9 +6,9 @@
 mod common;
 
 use common::http::open_stream;
-use common::router::{catalog, native_provider, provider, provider_key, Router, CLIENT_KEY};
+use common::router::{provider_key, three_apis, Router, CLIENT_KEY};
 use common::schema::assert_valid;
-use llm_router_testkit::mock::{Behavior, MockProvider};
+use llm_router_testkit::mock::Behavior;
 use serde_json::{json, Value};
 
 /// Prices per million tokens: the OpenAI provider $1/$2, Anthropic $3/$15 (cache read $0.30, write
@@ -16,28 +16,6 @@ use serde_json::{json, Value};
 const OAI_COST: f64 = 0.000025; // 11 × 1 + 7 × 2
 const ANT_COST: f64 = 0.000138; // 11 × 3 + 7 × 15
 const GEM_COST: f64 = 0.0000335; // 11 × 0.5 + 7 × 4
-
-/// Providers `oai` (OpenAI), `ant` (Anthropic) and `gem` (Gemini), each serving `test/m`; `order` is the
-/// request's provider order (no fallbacks beyond it).
-fn router() -> Router {
-    let (oai, ant, gem) =
-        (MockProvider::start("oai"), MockProvider::start("ant"), MockProvider::start("gem"));
-    let c = catalog(
-        vec![
-            provider("oai", oai.port()),
-            native_provider("ant", ant.port(), "anthropic"),
-            native_provider("gem", gem.port(), "gemini"),
-        ],
-        vec![json!({"id": "test/m", "endpoints": [
-            {"provider": "oai", "model": "m-oai", "pricing": {"prompt": 1, "completion": 2}},
-            {"provider": "ant", "model": "claude-m", "max_completion_tokens": 2048,
-             "pricing": {"prompt": 3, "completion": 15, "cache_read": 0.3, "cache_write": 3.75}},
-            {"provider": "gem", "model": "gemini-m", "pricing": {"prompt": 0.5, "completion": 4}}
-        ]})],
-        json!({"max_attempts": 3}),
-    );
-    Router::start(c, vec![oai, ant, gem])
-}
 
 fn body(order: &[&str], stream: bool) -> Value {
     json!({"model": "test/m", "stream": stream, "provider": {"order": order, "allow_fallbacks": false},
@@ -75,7 +53,7 @@ fn received(r: &Router, name: &str) -> Vec<(String, Value)> {
 
 #[test]
 fn anthropic_serves_a_completion_and_a_stream_in_openai_s_shape() {
-    let r = router();
+    let r = three_apis();
     let resp = r.chat(&body(&["ant"], false));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let v = resp.json();
@@ -108,7 +86,7 @@ fn anthropic_serves_a_completion_and_a_stream_in_openai_s_shape() {
 
 #[test]
 fn gemini_serves_a_completion_and_a_stream_in_openai_s_shape() {
-    let r = router();
+    let r = three_apis();
     let resp = r.chat(&body(&["gem"], false));
     assert_eq!(resp.status, 200, "{}", resp.text());
     let v = resp.json();
@@ -134,7 +112,7 @@ fn gemini_serves_a_completion_and_a_stream_in_openai_s_shape() {
 /// Each case on a fresh router: a provider that failed is kept out of the next requests' plans for a
 /// while (the health memory), so one failure per router.
 fn falls_back(failing: &str, behavior: Behavior, order: &[&str], stream: bool) -> Router {
-    let r = router();
+    let r = three_apis();
     r.mock(failing).set_behavior(behavior);
     let serving = order[1];
     let cost = match serving {
@@ -212,7 +190,7 @@ fn an_unavailable_gemini_falls_back_to_anthropic_and_its_stream_too() {
 
 #[test]
 fn an_error_after_content_ends_the_stream_with_the_typed_error_chunk() {
-    let r = router();
+    let r = three_apis();
     r.mock("ant").set_behavior(Behavior::StreamError { after_events: 4 });
     let headers =
         [("authorization", format!("Bearer {CLIENT_KEY}")), ("content-type", "application/json".into())];
@@ -234,7 +212,7 @@ fn an_error_after_content_ends_the_stream_with_the_typed_error_chunk() {
 
 #[test]
 fn anthropic_s_refusal_of_the_request_is_the_client_s_400_and_no_fallback() {
-    let r = router();
+    let r = three_apis();
     let invalid =
         r#"{"type":"error","error":{"type":"invalid_request_error","message":"max_tokens: too large"}}"#;
     r.mock("ant").set_behavior(Behavior::Status { code: 400, headers: vec![], body: invalid.into() });
@@ -246,7 +224,7 @@ fn anthropic_s_refusal_of_the_request_is_the_client_s_400_and_no_fallback() {
 
 #[test]
 fn a_request_an_api_cannot_take_skips_it_or_is_refused_before_any_provider() {
-    let r = router();
+    let r = three_apis();
     let mut two = body(&["ant", "oai"], false);
     two["n"] = json!(2);
     let resp = r.chat(&two);
@@ -260,7 +238,7 @@ fn a_request_an_api_cannot_take_skips_it_or_is_refused_before_any_provider() {
 
 #[test]
 fn anthropic_cache_reads_and_writes_are_priced_at_the_endpoint_s_cache_prices() {
-    let r = router();
+    let r = three_apis();
     r.mock("ant").set_native_usage(100, 40);
     let v = r.chat(&body(&["ant"], false)).json();
     let u = &v["usage"];
@@ -277,7 +255,7 @@ fn anthropic_cache_reads_and_writes_are_priced_at_the_endpoint_s_cache_prices() 
 
 #[test]
 fn tool_calls_come_back_as_openai_tool_calls_from_both_apis() {
-    let r = router();
+    let r = three_apis();
     let tools =
         json!([{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]);
     for p in ["ant", "gem"] {

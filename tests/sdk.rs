@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::thread::JoinHandle;
 
-use common::router::{catalog, native_provider, provider, Router, CLIENT_KEY};
-use llm_router_testkit::mock::{Behavior, MockProvider};
+use common::router::{three_apis, CLIENT_KEY};
+use llm_router_testkit::mock::Behavior;
 use serde_json::{json, Value};
 
 const PROVIDERS: [&str; 3] = ["oai", "ant", "gem"];
@@ -26,27 +26,6 @@ fn cost(p: &str) -> f64 {
         "ant" => 0.000138, // 11 × 3 + 7 × 15
         _ => 0.0000335,    // 11 × 0.5 + 7 × 4
     }
-}
-
-/// Providers `oai` (OpenAI), `ant` (Anthropic) and `gem` (Gemini), each serving `test/m`.
-fn router() -> Router {
-    let (oai, ant, gem) =
-        (MockProvider::start("oai"), MockProvider::start("ant"), MockProvider::start("gem"));
-    let c = catalog(
-        vec![
-            provider("oai", oai.port()),
-            native_provider("ant", ant.port(), "anthropic"),
-            native_provider("gem", gem.port(), "gemini"),
-        ],
-        vec![json!({"id": "test/m", "endpoints": [
-            {"provider": "oai", "model": "m-oai", "pricing": {"prompt": 1, "completion": 2}},
-            {"provider": "ant", "model": "claude-m", "max_completion_tokens": 2048,
-             "pricing": {"prompt": 3, "completion": 15}},
-            {"provider": "gem", "model": "gemini-m", "pricing": {"prompt": 0.5, "completion": 4}}
-        ]})],
-        json!({"max_attempts": 3}),
-    );
-    Router::start(c, vec![oai, ant, gem])
 }
 
 /// The pinned SDK version: `OPENAI_SDK_VERSION=` in scripts/lib/common.sh.
@@ -443,7 +422,7 @@ fn status(code: u16, body: &str) -> Behavior {
 /// One router, one run of the script; the mocks' behaviour changes between its phases.
 #[test]
 fn the_openai_python_sdk_parses_every_answer_of_the_three_apis() {
-    let r = router();
+    let r = three_apis();
     let mut sdk = Sdk::start(r.envoy.port);
     let set = |oai: Behavior, ant: Behavior, gem: Behavior| {
         r.mock("oai").set_behavior(oai);

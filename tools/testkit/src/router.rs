@@ -140,3 +140,26 @@ pub fn first_and_second(model_fields: Value, routing: Value) -> Router {
     );
     Router::start(c, vec![first, second])
 }
+
+/// Mocks `oai` (OpenAI's API), `ant` (Anthropic's) and `gem` (Gemini's), each serving model `test/m`
+/// (natively `m-oai`, `claude-m` with `max_completion_tokens` 2048, `gemini-m`) at $1/$2, $3/$15 (cache
+/// read $0.30, write $3.75) and $0.5/$4 per million prompt/completion tokens; `max_attempts` 3.
+pub fn three_apis() -> Router {
+    let (oai, ant, gem) =
+        (MockProvider::start("oai"), MockProvider::start("ant"), MockProvider::start("gem"));
+    let c = catalog(
+        vec![
+            provider("oai", oai.port()),
+            native_provider("ant", ant.port(), "anthropic"),
+            native_provider("gem", gem.port(), "gemini"),
+        ],
+        vec![json!({"id": "test/m", "endpoints": [
+            {"provider": "oai", "model": "m-oai", "pricing": {"prompt": 1, "completion": 2}},
+            {"provider": "ant", "model": "claude-m", "max_completion_tokens": 2048,
+             "pricing": {"prompt": 3, "completion": 15, "cache_read": 0.3, "cache_write": 3.75}},
+            {"provider": "gem", "model": "gemini-m", "pricing": {"prompt": 0.5, "completion": 4}}
+        ]})],
+        json!({"max_attempts": 3}),
+    );
+    Router::start(c, vec![oai, ant, gem])
+}
