@@ -477,13 +477,21 @@ impl Downstream {
                     replace_response(host, body.len(), &e);
                 }
             }
-            ResponseBody::Completion { served, mut headers, api } if api.is_native() => {
-                let created = host.now_ms() / 1000;
-                match translate_completion(api, body, &served, created) {
-                    Ok((translated, accounted)) => {
-                        host.replace_response_body(body.len(), &translated);
-                        headers
-                            .push(("content-length".into(), decimal(translated.len() as u64).into_bytes()));
+            ResponseBody::Completion { served, mut headers, api } => {
+                // An OpenAI completion is rewritten where needed; a native one is translated whole.
+                let answer = if api.is_native() {
+                    let created = host.now_ms() / 1000;
+                    translate_completion(api, body, &served, created).map(|(t, a)| (Some(t), a))
+                } else {
+                    Ok(rewrite_completion(body, &served))
+                };
+                match answer {
+                    Ok((rewritten, accounted)) => {
+                        let length = rewritten.as_ref().map_or(body.len(), Vec::len);
+                        if let Some(new_body) = rewritten {
+                            host.replace_response_body(body.len(), &new_body);
+                        }
+                        headers.push(("content-length".into(), decimal(length as u64).into_bytes()));
                         if let Some(c) = accounted.cost {
                             headers.push(("x-llm-cost-usd".into(), usd_json_u64(c.total_nano).into_bytes()));
                         }
@@ -491,40 +499,21 @@ impl Downstream {
                         if accounted.usage.is_some() {
                             self.take_usage(accounted);
                         } else {
+                            // A 2xx with no readable usage was still served (and billed): the body's size
+                            // bounds the completion.
                             let completion = (body.len() as u64).div_ceil(BYTES_PER_TOKEN);
                             self.estimate_usage(completion, &served.pricing);
                         }
                     }
                     Err(e) => {
-                        // Served (and billed) but unreadable: the client gets our error, the account an
-                        // estimate.
+                        // Served (and billed) but untranslatable: the client gets our error, the account
+                        // an estimate.
                         let completion = (body.len() as u64).div_ceil(BYTES_PER_TOKEN);
                         self.estimate_usage(completion, &served.pricing);
                         self.account.status = e.status();
                         self.account.error_type = Some(e.error_type().to_string());
                         replace_response(host, body.len(), &e);
                     }
-                }
-            }
-            ResponseBody::Completion { served, mut headers, .. } => {
-                let (rewritten, accounted) = rewrite_completion(body, &served);
-                let length = rewritten.as_ref().map_or(body.len(), Vec::len);
-                if let Some(new_body) = rewritten {
-                    host.replace_response_body(body.len(), &new_body);
-                }
-                headers.push(("content-length".into(), decimal(length as u64).into_bytes()));
-                if accounted.usage.is_none() {
-                    // A 2xx with no readable usage was still served (and billed): the body's size bounds
-                    // the completion.
-                    let completion = (body.len() as u64).div_ceil(BYTES_PER_TOKEN);
-                    self.estimate_usage(completion, &served.pricing);
-                }
-                if let Some(c) = accounted.cost {
-                    headers.push(("x-llm-cost-usd".into(), usd_json_u64(c.total_nano).into_bytes()));
-                }
-                set_response_headers(host, &headers);
-                if accounted.usage.is_some() {
-                    self.take_usage(accounted);
                 }
             }
             other => {
