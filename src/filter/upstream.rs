@@ -8,7 +8,7 @@
 
 use super::attempt::{needs_rewrite, prepare, Translation};
 use super::host::{Flow, Host};
-use crate::catalog::{Api, Catalog};
+use crate::catalog::{Api, Catalog, Provider};
 use crate::routing::plan::{record_of_slot, slot_key};
 use crate::wire::chat_request::ChatRequest;
 use crate::wire::error::ApiError;
@@ -50,15 +50,17 @@ impl Upstream {
         }
     }
 
+    /// The catalog's entry of the provider this cluster serves.
+    fn cluster_provider(&self) -> Option<&Provider> {
+        let c = self.catalog.as_deref()?;
+        c.provider_named(&self.provider).map(|p| c.provider(p))
+    }
+
     /// The attempt's request headers: this provider's, or a 500 if the attempt cannot be prepared (it
     /// would go without the right key or model). Held for a native provider: the body's length is known
     /// once it is translated.
     pub fn on_request_headers(&mut self, host: &mut dyn Host) -> Flow {
-        let api = self
-            .catalog
-            .as_ref()
-            .and_then(|c| c.provider_named(&self.provider).map(|p| c.provider(p).api))
-            .unwrap_or(Api::OpenAi);
+        let api = self.cluster_provider().map_or(Api::OpenAi, |p| p.api);
         if !needs_rewrite(api, host.request_header(ATTEMPT_COUNT).as_deref()) {
             return Flow::Continue;
         }
@@ -215,12 +217,8 @@ impl Upstream {
         };
         host.replace_request_body_prefix(body.len(), &out);
         host.set_request_header("content-length", decimal(out.len() as u64).as_bytes());
-        if let Some(p) =
-            self.catalog.as_ref().and_then(|c| c.provider_named(&self.provider).map(|p| c.provider(p)))
-        {
-            if t.api == Api::Gemini {
-                host.set_request_header(":path", request_path(p, &t.model, stream).as_bytes());
-            }
+        if let Some(p) = self.cluster_provider().filter(|_| t.api == Api::Gemini) {
+            host.set_request_header(":path", request_path(p, &t.model, stream).as_bytes());
         }
         self.translated = Some(t.api);
         Flow::Continue
