@@ -23,6 +23,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "ALPHA_KEY" => Some("alpha-secret".into()),
         "BETA_KEY" => Some("beta-secret".into()),
+        "GAMMA_KEY" => Some("gamma-secret".into()),
         _ => None,
     }
 }
@@ -71,7 +72,7 @@ fn vm() -> Configured {
 const RATE_LIMIT_SERVICE: &str = r#", "rate_limit_service": {"address": "127.0.0.1:8081"}"#;
 
 /// A VM whose downstream role was configured with `catalog` (JSON), and that catalog.
-fn configured(catalog: &str) -> (Vm, Rc<Catalog>) {
+pub(super) fn configured(catalog: &str) -> (Vm, Rc<Catalog>) {
     let mut vm = Vm::default();
     match vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), catalog.as_bytes(), &env) {
         Ok(Role::Downstream(catalog)) => (vm, catalog),

@@ -7,7 +7,8 @@ use super::fake_host::{
     get, headers, receive_response, send_request, set_header, FakeHost, HttpRole, Received, Sent,
 };
 use super::host::TextAttribute;
-use super::{Role, Vm, DOWNSTREAM_ROOT_ID};
+use super::lifecycle_tests::configured;
+use super::Vm;
 use crate::catalog::tests::demo_json;
 use crate::catalog::Catalog;
 use serde_json::Value;
@@ -29,17 +30,7 @@ fn vm() -> (Vm, Rc<Catalog>) {
             r#"{"provider": "gamma", "model": "claude-g", "pricing": {"prompt": 1, "completion": 1}, "max_completion_tokens": 900}"#,
         );
     assert!(json.contains("claude-g") && json.contains("anthropic"));
-    let env = |name: &str| match name {
-        "ALPHA_KEY" => Some("alpha-secret".to_string()),
-        "BETA_KEY" => Some("beta-secret".to_string()),
-        "GAMMA_KEY" => Some("gamma-secret".to_string()),
-        _ => None,
-    };
-    let mut vm = Vm::default();
-    match vm.configure(DOWNSTREAM_ROOT_ID.as_bytes(), json.as_bytes(), &env) {
-        Ok(Role::Downstream(catalog)) => (vm, catalog),
-        other => panic!("{other:?}"),
-    }
+    configured(&json)
 }
 
 fn client_headers() -> super::host::HeaderList {
