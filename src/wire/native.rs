@@ -11,7 +11,7 @@ use super::response::{Accounted, Served};
 use super::{anthropic, gemini};
 use crate::catalog::{Api, Provider};
 use crate::wire::text::push_u64;
-use crate::wire::usage::{push_cost_details, push_usd, push_usd_u64, Cost, Usage};
+use crate::wire::usage::{push_cost_members, Cost, Usage};
 
 pub mod completion;
 #[cfg(test)]
@@ -314,11 +314,7 @@ pub fn push_usage(out: &mut String, usage: &Usage, cost: &Cost) {
         push_u64(out, usage.reasoning_tokens);
         out.push('}');
     }
-    out.push_str(",\"cost\":");
-    push_usd_u64(out, cost.total_nano);
-    out.push_str(",\"cost_details\":");
-    push_cost_details(out, cost);
-    out.push_str(",\"cache_discount\":");
-    push_usd(out, cost.cache_discount_nano);
-    out.push_str(",\"is_byok\":false}");
+    out.push(',');
+    push_cost_members(out, cost);
+    out.push('}');
 }

@@ -7,7 +7,7 @@ use crate::catalog::Pricing;
 use crate::wire::json::{top_level, Member};
 use crate::wire::sse::{Event, Kind, SseParser};
 use crate::wire::text::push_json_str;
-use crate::wire::usage::{cost, push_cost_details, push_usd, usage_in, Cost, Usage};
+use crate::wire::usage::{cost, push_cost_members, usage_in, Cost, Usage};
 
 /// Largest SSE event we parse; bigger ones pass through untouched (flagged, never dropped).
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
@@ -110,13 +110,8 @@ fn add_cost(usage: &str, cost: Option<&Cost>) -> Option<String> {
         out.push_str(m.value);
         out.push(',');
     }
-    out.push_str("\"cost\":");
-    push_usd(&mut out, cost.total_nano as i64);
-    out.push_str(",\"cost_details\":");
-    push_cost_details(&mut out, cost);
-    out.push_str(",\"cache_discount\":");
-    push_usd(&mut out, cost.cache_discount_nano);
-    out.push_str(",\"is_byok\":false}");
+    push_cost_members(&mut out, cost);
+    out.push('}');
     Some(out)
 }
 

@@ -238,6 +238,18 @@ pub fn push_usd(out: &mut String, nano: i64) {
     }
 }
 
+/// Appends the members OpenRouter adds to a usage object, without a leading comma: `cost`,
+/// `cost_details` ([`push_cost_details`]), `cache_discount` and `is_byok`.
+pub fn push_cost_members(out: &mut String, cost: &Cost) {
+    out.push_str("\"cost\":");
+    push_usd_u64(out, cost.total_nano);
+    out.push_str(",\"cost_details\":");
+    push_cost_details(out, cost);
+    out.push_str(",\"cache_discount\":");
+    push_usd(out, cost.cache_discount_nano);
+    out.push_str(",\"is_byok\":false");
+}
+
 /// Appends `cost` as JSON: `upstream_inference_cost` (everything the provider charges: `total_nano`),
 /// `upstream_inference_prompt_cost` (uncached, cached and cache-write prompt tokens) and
 /// `upstream_inference_completions_cost` (completion tokens), USD numbers via [`usd_json`]: OpenRouter's
