@@ -18,6 +18,7 @@ pub mod completion;
 pub(crate) mod harness_tests;
 pub mod request_reader;
 pub mod stream;
+pub mod transcript;
 
 /// `max_tokens` for a request that sets none, sent to an API that requires one (Anthropic), when the
 /// endpoint declares no `max_completion_tokens`.

@@ -57,6 +57,7 @@ use crate::wire::native::request_reader::{
     stop, tool_choice, tools, top_k, unknown_tool_choice, FunctionTool, InMessage, InPart, InToolCall,
     JsonFormat, Thinking, ToolChoice,
 };
+use crate::wire::native::transcript;
 use crate::wire::text::{push_json_str, push_u64};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -109,19 +110,9 @@ pub fn to_anthropic(
 ) -> Result<Vec<u8>, ApiError> {
     let params = Params::read(req, default_max_tokens)?;
     let mut breakpoints = 0usize;
-    let mut conversation = Conversation::default();
-    let messages = req.get("messages").unwrap_or("null");
-    if !messages.trim_start().starts_with('[') {
-        return Err(invalid("\"messages\" must be an array"));
-    }
-    for (i, raw) in array_elements(messages).enumerate() {
-        let m: InMessage<'_> =
-            serde_json::from_str(raw).map_err(|e| invalid(&format!("messages[{i}]: {e}")))?;
-        conversation.add(i, m, &mut breakpoints)?;
-    }
-    if conversation.turns.is_empty() {
-        return Err(invalid("\"messages\" must contain a user or assistant message with content"));
-    }
+    let conversation = transcript::read(req, "{\"type\":\"text\"", |i, m, blocks| {
+        message_blocks(i, m, blocks, &mut breakpoints)
+    })?;
     let tools = push_tools(&tools(req)?, &mut breakpoints);
     if breakpoints > MAX_CACHE_BREAKPOINTS {
         return Err(invalid(&format!(
@@ -144,22 +135,11 @@ pub fn to_anthropic(
         out.push(']');
     }
     out.push_str(",\"messages\":[");
-    for (i, turn) in conversation.turns.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(if turn.assistant {
-            "{\"role\":\"assistant\",\"content\":["
-        } else {
-            "{\"role\":\"user\",\"content\":["
-        });
-        out.push_str(&turn.results);
-        if !turn.results.is_empty() && !turn.blocks.is_empty() {
-            out.push(',');
-        }
-        out.push_str(&turn.blocks);
-        out.push_str("]}");
-    }
+    conversation.push_turns(
+        &mut out,
+        "{\"role\":\"assistant\",\"content\":[",
+        "{\"role\":\"user\",\"content\":[",
+    );
     out.push(']');
     if let Some(tools) = tools {
         out.push_str(",\"tools\":[");
@@ -350,108 +330,57 @@ fn tool_choice_json(req: &ChatRequest<'_>, has_tools: bool) -> Result<Option<Str
 // Messages
 // ---------------------------------------------------------------------------------------------------------
 
-/// One Anthropic turn being built: its blocks as JSON text, comma-separated.
-#[derive(Default)]
-struct Turn {
-    assistant: bool,
-    /// `tool_result` blocks (user turns): they must open the turn.
-    results: String,
-    /// Every other block.
-    blocks: String,
-}
-
-/// The translated conversation.
-#[derive(Default)]
-struct Conversation {
-    /// `system` blocks, comma-separated.
-    system: String,
-    turns: Vec<Turn>,
-}
-
-impl Conversation {
-    fn add(&mut self, i: usize, m: InMessage<'_>, breakpoints: &mut usize) -> Result<(), ApiError> {
-        let field = |rest: &str| format!("messages[{i}]{rest}");
-        let mut blocks: Vec<String> = Vec::new();
-        let role = m.role.as_ref();
-        match role {
-            "system" | "developer" | "user" | "assistant" => {
-                if let Some(content) = m.content {
-                    let assistant = role == "assistant";
-                    content_blocks(content.get(), &field(".content"), assistant, &mut blocks, breakpoints)?;
-                }
-            }
-            "tool" => {
-                let id = m.tool_call_id.as_deref().ok_or_else(|| {
-                    invalid(&format!("{}: a tool message needs \"tool_call_id\"", field("")))
-                })?;
-                let mut block = String::from("{\"type\":\"tool_result\",\"tool_use_id\":");
-                push_json_str(&mut block, &tool_id(id));
-                let mut inner = Vec::new();
-                if let Some(content) = m.content {
-                    content_blocks(content.get(), &field(".content"), false, &mut inner, breakpoints)?;
-                }
-                if !inner.is_empty() {
-                    block.push_str(",\"content\":[");
-                    block.push_str(&inner.join(","));
-                    block.push(']');
-                }
-                block.push('}');
-                blocks.push(block);
-            }
-            other => {
-                return Err(invalid(&format!(
-                    "{}.role \"{}\" is not supported (system, developer, user, assistant, tool)",
-                    field(""),
-                    crate::wire::text::truncated(other, 40)
-                )))
-            }
+/// Message `i`'s Anthropic blocks (its content, a tool message's `tool_result`, an assistant's `tool_use`
+/// blocks, its `cache_control`), appended to `blocks`.
+fn message_blocks(
+    i: usize,
+    m: InMessage<'_>,
+    blocks: &mut Vec<String>,
+    breakpoints: &mut usize,
+) -> Result<(), ApiError> {
+    let field = |rest: &str| format!("messages[{i}]{rest}");
+    let role = m.role.as_ref();
+    if role != "tool" {
+        if let Some(content) = m.content {
+            let assistant = role == "assistant";
+            content_blocks(content.get(), &field(".content"), assistant, blocks, breakpoints)?;
         }
-        if role == "assistant" {
-            for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-                blocks.push(tool_use(call, &field(&format!(".tool_calls[{j}]")))?);
-            }
+    } else {
+        let id = m
+            .tool_call_id
+            .as_deref()
+            .ok_or_else(|| invalid(&format!("{}: a tool message needs \"tool_call_id\"", field(""))))?;
+        let mut block = String::from("{\"type\":\"tool_result\",\"tool_use_id\":");
+        push_json_str(&mut block, &tool_id(id));
+        let mut inner = Vec::new();
+        if let Some(content) = m.content {
+            content_blocks(content.get(), &field(".content"), false, &mut inner, breakpoints)?;
         }
-        // A message-level breakpoint marks the message's last block (unless that block has its own).
-        if let (Some(cc), Some(last)) = (m.cache_control, blocks.last_mut()) {
-            // Only text, image and document blocks get one of their own; a tool block's `input` or
-            // nested results may hold the same text without it being the block's.
-            let own = !last.starts_with("{\"type\":\"tool_") && last.contains(CACHE_MARK);
-            if cc.get() != "null" && !own {
-                last.pop();
-                push_cache_control(last, Some(cc), breakpoints);
-                last.push('}');
-            }
+        if !inner.is_empty() {
+            block.push_str(",\"content\":[");
+            block.push_str(&inner.join(","));
+            block.push(']');
         }
-        if blocks.is_empty() {
-            return Ok(());
-        }
-        if role == "system" || role == "developer" {
-            if blocks.iter().any(|b| !b.starts_with("{\"type\":\"text\"")) {
-                return Err(invalid(&format!("{}.content: system messages may hold only text", field(""))));
-            }
-            for b in blocks {
-                if !self.system.is_empty() {
-                    self.system.push(',');
-                }
-                self.system.push_str(&b);
-            }
-            return Ok(());
-        }
-        let assistant = role == "assistant";
-        if self.turns.last().is_none_or(|t| t.assistant != assistant) {
-            self.turns.push(Turn { assistant, ..Turn::default() });
-        }
-        if let Some(turn) = self.turns.last_mut() {
-            let target = if role == "tool" { &mut turn.results } else { &mut turn.blocks };
-            for b in blocks {
-                if !target.is_empty() {
-                    target.push(',');
-                }
-                target.push_str(&b);
-            }
-        }
-        Ok(())
+        block.push('}');
+        blocks.push(block);
     }
+    if role == "assistant" {
+        for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+            blocks.push(tool_use(call, &field(&format!(".tool_calls[{j}]")))?);
+        }
+    }
+    // A message-level breakpoint marks the message's last block (unless that block has its own).
+    if let (Some(cc), Some(last)) = (m.cache_control, blocks.last_mut()) {
+        // Only text, image and document blocks get one of their own; a tool block's `input` or
+        // nested results may hold the same text without it being the block's.
+        let own = !last.starts_with("{\"type\":\"tool_") && last.contains(CACHE_MARK);
+        if cc.get() != "null" && !own {
+            last.pop();
+            push_cache_control(last, Some(cc), breakpoints);
+            last.push('}');
+        }
+    }
+    Ok(())
 }
 
 /// How a copied `cache_control` begins in a text, image or document block (client text inside such a

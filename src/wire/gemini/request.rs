@@ -72,6 +72,7 @@ use crate::wire::native::request_reader::{
     stop, tool_choice, tools, top_k, unknown_tool_choice, FunctionTool, InAudio, InMessage, InPart,
     InToolCall, JsonFormat, Thinking, ToolChoice,
 };
+use crate::wire::native::transcript;
 use crate::wire::text::{push_json_str, push_u64, truncated};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -116,40 +117,17 @@ pub const DROPPED: &[&str] = &[
 /// the request sets none. Errors are 400s naming the field.
 pub fn to_gemini(req: &ChatRequest<'_>, default_max_tokens: u64) -> Result<Vec<u8>, ApiError> {
     let params = Params::read(req, default_max_tokens)?;
-    let messages = req.get("messages").unwrap_or("null");
-    if !messages.trim_start().starts_with('[') {
-        return Err(invalid("\"messages\" must be an array"));
-    }
-    let mut conversation = Conversation::default();
-    for (i, raw) in array_elements(messages).enumerate() {
-        let m: InMessage<'_> =
-            serde_json::from_str(raw).map_err(|e| invalid(&format!("messages[{i}]: {e}")))?;
-        conversation.add(i, m)?;
-    }
-    if conversation.turns.is_empty() {
-        return Err(invalid("\"messages\" must contain a user or assistant message with content"));
-    }
+    // Function name by tool call id, from the assistant messages so far (a later call with the same id
+    // replaces an earlier one): a tool result names its function.
+    let mut calls: HashMap<String, String> = HashMap::new();
+    let conversation =
+        transcript::read(req, "{\"text\":", |i, m, parts| message_parts(i, m, parts, &mut calls))?;
     let tools = push_tools(&tools(req)?);
     let tool_config = tool_config(req, tools.is_some())?;
 
     let mut out = String::with_capacity(req.body.len() + 256);
     out.push_str("{\"contents\":[");
-    for (i, turn) in conversation.turns.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(if turn.model {
-            "{\"role\":\"model\",\"parts\":["
-        } else {
-            "{\"role\":\"user\",\"parts\":["
-        });
-        out.push_str(&turn.results);
-        if !turn.results.is_empty() && !turn.parts.is_empty() {
-            out.push(',');
-        }
-        out.push_str(&turn.parts);
-        out.push_str("]}");
-    }
+    conversation.push_turns(&mut out, "{\"role\":\"model\",\"parts\":[", "{\"role\":\"user\",\"parts\":[");
     out.push(']');
     if !conversation.system.is_empty() {
         out.push_str(",\"systemInstruction\":{\"parts\":[");
@@ -347,114 +325,59 @@ fn tool_config(req: &ChatRequest<'_>, has_tools: bool) -> Result<Option<String>,
 // Messages
 // ---------------------------------------------------------------------------------------------------------
 
-/// One Gemini turn being built: its parts as JSON text, comma-separated.
-#[derive(Default)]
-struct Turn {
-    /// Role `model` (else `user`).
-    model: bool,
-    /// `functionResponse` parts (user turns): they open the turn, answering the calls before it.
-    results: String,
-    /// Every other part.
-    parts: String,
-}
-
-/// The translated conversation.
-#[derive(Default)]
-struct Conversation {
-    /// `systemInstruction` parts, comma-separated.
-    system: String,
-    turns: Vec<Turn>,
-    /// Function name by tool call id, from the assistant messages so far (a later call with the same id
-    /// replaces an earlier one).
-    calls: HashMap<String, String>,
-}
-
-impl Conversation {
-    fn add(&mut self, i: usize, m: InMessage<'_>) -> Result<(), ApiError> {
-        let field = |rest: &str| format!("messages[{i}]{rest}");
-        let mut parts: Vec<String> = Vec::new();
-        let role = m.role.as_ref();
-        match role {
-            "system" | "developer" | "user" | "assistant" => {
-                if let Some(content) = m.content {
-                    content_parts(content.get(), &field(".content"), role == "assistant", &mut parts)?;
-                }
-            }
-            "tool" => {
-                let id = m.tool_call_id.as_deref().ok_or_else(|| {
-                    invalid(&format!("{}: a tool message needs \"tool_call_id\"", field("")))
-                })?;
-                let name = self.calls.get(id).ok_or_else(|| {
-                    invalid(&format!(
-                        "{}.tool_call_id \"{}\" matches no earlier assistant tool call",
-                        field(""),
-                        truncated(id, 64)
-                    ))
-                })?;
-                let text = match m.content {
-                    Some(content) => tool_text(content.get(), &field(".content"))?,
-                    None => Cow::Borrowed(""),
-                };
-                let mut part = String::with_capacity(text.len() + name.len() + 64);
-                part.push_str("{\"functionResponse\":{\"name\":");
-                push_json_str(&mut part, name);
-                part.push_str(",\"response\":{\"output\":");
-                push_json_str(&mut part, &text);
-                part.push_str("}}}");
-                parts.push(part);
-            }
-            other => {
-                return Err(invalid(&format!(
-                    "{}.role \"{}\" is not supported (system, developer, user, assistant, tool)",
-                    field(""),
-                    truncated(other, 40)
-                )))
-            }
+/// Message `i`'s Gemini parts (its content, a tool message's `functionResponse`, an assistant's
+/// `functionCall`s, recorded in `calls`), appended to `parts`.
+fn message_parts(
+    i: usize,
+    m: InMessage<'_>,
+    parts: &mut Vec<String>,
+    calls: &mut HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let field = |rest: &str| format!("messages[{i}]{rest}");
+    let role = m.role.as_ref();
+    if role != "tool" {
+        if let Some(content) = m.content {
+            content_parts(content.get(), &field(".content"), role == "assistant", parts)?;
         }
-        if role == "assistant" {
-            for (j, call) in m.tool_calls.iter().flatten().enumerate() {
-                let at = field(&format!(".tool_calls[{j}]"));
-                // Each tool result repeats its call's name: an unbounded name would make the body grow
-                // as the name's length times the results (found by the `native_request` fuzz target).
-                if call.function.name.len() > MAX_FUNCTION_NAME_BYTES {
-                    return Err(invalid(&format!(
-                        "{at}.function.name: at most {MAX_FUNCTION_NAME_BYTES} characters"
-                    )));
-                }
-                parts.push(function_call(call, &at)?);
-                self.calls.insert(call.id.clone().into_owned(), call.function.name.clone().into_owned());
-            }
-        }
-        if parts.is_empty() {
-            return Ok(());
-        }
-        if role == "system" || role == "developer" {
-            if parts.iter().any(|p| !p.starts_with("{\"text\":")) {
-                return Err(invalid(&format!("{}.content: system messages may hold only text", field(""))));
-            }
-            for p in parts {
-                if !self.system.is_empty() {
-                    self.system.push(',');
-                }
-                self.system.push_str(&p);
-            }
-            return Ok(());
-        }
-        let model = role == "assistant";
-        if self.turns.last().is_none_or(|t| t.model != model) {
-            self.turns.push(Turn { model, ..Turn::default() });
-        }
-        if let Some(turn) = self.turns.last_mut() {
-            let target = if role == "tool" { &mut turn.results } else { &mut turn.parts };
-            for p in parts {
-                if !target.is_empty() {
-                    target.push(',');
-                }
-                target.push_str(&p);
-            }
-        }
-        Ok(())
+    } else {
+        let id = m
+            .tool_call_id
+            .as_deref()
+            .ok_or_else(|| invalid(&format!("{}: a tool message needs \"tool_call_id\"", field(""))))?;
+        let name = calls.get(id).ok_or_else(|| {
+            invalid(&format!(
+                "{}.tool_call_id \"{}\" matches no earlier assistant tool call",
+                field(""),
+                truncated(id, 64)
+            ))
+        })?;
+        let text = match m.content {
+            Some(content) => tool_text(content.get(), &field(".content"))?,
+            None => Cow::Borrowed(""),
+        };
+        let mut part = String::with_capacity(text.len() + name.len() + 64);
+        part.push_str("{\"functionResponse\":{\"name\":");
+        push_json_str(&mut part, name);
+        part.push_str(",\"response\":{\"output\":");
+        push_json_str(&mut part, &text);
+        part.push_str("}}}");
+        parts.push(part);
     }
+    if role == "assistant" {
+        for (j, call) in m.tool_calls.iter().flatten().enumerate() {
+            let at = field(&format!(".tool_calls[{j}]"));
+            // Each tool result repeats its call's name: an unbounded name would make the body grow
+            // as the name's length times the results (found by the `native_request` fuzz target).
+            if call.function.name.len() > MAX_FUNCTION_NAME_BYTES {
+                return Err(invalid(&format!(
+                    "{at}.function.name: at most {MAX_FUNCTION_NAME_BYTES} characters"
+                )));
+            }
+            parts.push(function_call(call, &at)?);
+            calls.insert(call.id.clone().into_owned(), call.function.name.clone().into_owned());
+        }
+    }
+    Ok(())
 }
 
 /// A tool call as a `functionCall` part.
