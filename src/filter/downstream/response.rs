@@ -139,10 +139,12 @@ pub fn response_body(
     };
     let media = media_type(content_type);
     if media.eq_ignore_ascii_case(b"text/event-stream") {
-        match NativeStream::new(api, served.clone(), created, false) {
-            Some(native) => ResponseBody::NativeStream(Box::new(native)),
-            None => ResponseBody::Stream(Box::new(StreamRewriter::new(served))),
+        if !api.is_native() {
+            return ResponseBody::Stream(Box::new(StreamRewriter::new(served)));
         }
+        // Every native API has a translator: `Pass` is never taken.
+        NativeStream::new(api, served, created, false)
+            .map_or(ResponseBody::Pass, |native| ResponseBody::NativeStream(Box::new(native)))
     } else if media.eq_ignore_ascii_case(b"application/json") || api.is_native() {
         // A native provider's answer is only ever read through its translation: one that is neither
         // JSON nor a stream fails it (our 502), never reaching the client in the provider's own shape.
