@@ -53,7 +53,8 @@ pub struct Slot {
     pub provider: String,
     /// The native model name as a JSON string literal.
     pub model_json: String,
-    /// The endpoint's `max_completion_tokens` (a translated request's default `max_tokens`).
+    /// The endpoint's `max_completion_tokens`, for a native provider's slot (a translated request's
+    /// default `max_tokens`).
     pub max_completion_tokens: Option<u64>,
 }
 
@@ -68,11 +69,12 @@ impl PlanRecord {
         let slots = plan
             .iter()
             .map(|c| {
-                let e = catalog.endpoint(*c);
+                let (e, p) = (catalog.endpoint(*c), catalog.provider_of(*c));
                 Slot {
-                    provider: catalog.provider_of(*c).name.clone(),
+                    provider: p.name.clone(),
                     model_json: e.model_json.clone(),
-                    max_completion_tokens: e.max_completion_tokens,
+                    // Only a translated body needs it: OpenAI slots stay as short as before.
+                    max_completion_tokens: e.max_completion_tokens.filter(|_| p.api.is_native()),
                 }
             })
             .collect();
